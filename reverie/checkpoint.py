@@ -1,0 +1,123 @@
+"""Checkpoints: safetensors for tensors, JSON for everything else; never pickle.
+
+A checkpoint is a pair of files written atomically (temporary file, then rename), so an
+interrupted save never destroys the previous one:
+
+    model.safetensors   tensors (weights, optimizer moments, RNG states)
+    config.json         {"format": "reverie", "format_version": N, ...} plus any JSON data
+
+Nested Python structures holding tensors (an optimizer's state_dict, RNG states) are stored with
+`split_tensors` / `join_tensors`: tensors go to safetensors under dotted keys, the rest to JSON
+with `{"__tensor__": key}` placeholders. Loading checks the format version and turns a missing,
+truncated or corrupted file into a one-line ReverieError.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from reverie.errors import ReverieError
+
+FORMAT = "reverie"
+FORMAT_VERSION = 1
+TENSOR_TAG = "__tensor__"
+
+
+def _atomic_target(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write tensors to a safetensors file atomically."""
+    path = Path(path)
+    handle, tmp = _atomic_target(path)
+    os.close(handle)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, refusing a missing or corrupted one in one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReverieError(f"no checkpoint at {path}; train one first with `reverie train`")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ReverieError(f"checkpoint {path} is truncated or corrupted ({exc}); retrain or restore it") from None
+
+
+def save_json(path: Path, data: dict[str, Any]) -> None:
+    """Write `data` with the format header as JSON, atomically."""
+    path = Path(path)
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **data}
+    handle, tmp = _atomic_target(path)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(payload, out, indent=1)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    """Read a JSON sidecar, checking that this version of reverie can read it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReverieError(f"no checkpoint config at {path}; train one first with `reverie train`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReverieError(f"checkpoint config {path} is corrupted ({exc}); retrain or restore it") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ReverieError(f"{path} is not a reverie checkpoint config")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ReverieError(
+            f"checkpoint {path} has format version {version}, this reverie reads version {FORMAT_VERSION}; "
+            "retrain with this version or use the reverie version that wrote it"
+        )
+    return data
+
+
+def split_tensors(obj: Any, prefix: str) -> tuple[Any, dict[str, torch.Tensor]]:
+    """Separate the tensors of a nested dict/list structure from its JSON-able rest."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(node: Any, key: str) -> Any:
+        if isinstance(node, torch.Tensor):
+            tensors[key] = node
+            return {TENSOR_TAG: key}
+        if isinstance(node, dict):
+            return {"__dict__": [[k, walk(v, f"{key}.{k}")] for k, v in node.items()]}
+        if isinstance(node, (list, tuple)):
+            return [walk(v, f"{key}.{i}") for i, v in enumerate(node)]
+        return node
+
+    return walk(obj, prefix), tensors
+
+
+def join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of `split_tensors` (tuples come back as lists, dict keys keep their types)."""
+    if isinstance(obj, dict) and TENSOR_TAG in obj:
+        key = obj[TENSOR_TAG]
+        if key not in tensors:
+            raise ReverieError(f"checkpoint is missing tensor {key}; it is truncated or from another version")
+        return tensors[key]
+    if isinstance(obj, dict) and "__dict__" in obj:
+        return {k: join_tensors(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, list):
+        return [join_tensors(v, tensors) for v in obj]
+    return obj

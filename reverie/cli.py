@@ -1,0 +1,56 @@
+"""The `reverie` command: a thin shell over the Python API.
+
+    reverie train CORPUS... --out RUN_DIR      train a language model
+    reverie generate RUN_DIR --prompt TEXT     sample from it, streaming
+    reverie dream INPUT [OUTPUT]               DeepDream an image
+    reverie layers MODEL                       list a convnet's layer names
+
+Each feature registers its subcommands from its own `command` module; this file only builds the
+parser, and turns a ReverieError (bad input) into one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from reverie.errors import ReverieError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block) with exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from reverie.dream import command as dream_command
+    from reverie.text import command as text_command
+
+    parser = OneLineParser(prog="reverie", description="Generative deep learning: text generation and DeepDream.")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    text_command.register(subparsers)
+    dream_command.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.handler(args)
+    except ReverieError as exc:
+        print(f"reverie: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("reverie: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()  # `reverie generate ... | head` is fine
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Device and precision choice shared by training and dreaming.
+
+`resolve_device("auto")` picks cuda, then mps, then cpu. `autocast(device, dtype)` returns the
+context that runs matmuls and convolutions in bfloat16 where asked (weights stay float32).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from reverie.errors import ReverieError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Turn `auto|cpu|cuda|mps` into a torch.device, refusing one that is not available."""
+    if name not in DEVICES:
+        raise ReverieError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ReverieError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ReverieError("--device mps was asked for but MPS is not available; use --device cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """Turn `float32|bfloat16` into a torch dtype."""
+    if name not in DTYPES:
+        raise ReverieError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on `device` when dtype is bfloat16; a no-op context for float32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
