@@ -26,8 +26,8 @@ _LAZY = {
     "TextModel": "reverie.text.generator",
     "dream": "reverie.dream.dream",
     "dream_octaves": "reverie.dream.dream",
-    "available_models": "reverie.dream.backbones",
-    "list_layers": "reverie.dream.backbones",
+    "available_models": "reverie.dream.backbone",
+    "list_layers": "reverie.dream.backbone",
 }
 
 __all__ = ["ReverieError", "__version__", *_LAZY]

@@ -1,0 +1,181 @@
+"""The convnets DeepDream runs in reverse: a common interface and the registry of models.
+
+A `Backbone` is an ImageNet convnet seen as an ordered chain of named stages (for
+InceptionV3: Conv2d_1a_3x3 ... Mixed_7c). `features(x, layers)` runs the chain only as far as
+the deepest requested layer and returns those activations. Layer channel counts, strides and
+the smallest usable input size are found by running the chain on the `meta` device (shapes
+only, no arithmetic), so each model only has to declare its stages.
+
+    python -m reverie.dream.backbone inception_v3    # print the layer table
+
+Models live in their own modules (`reverie.dream.inception_v3`, ...), each exposing
+`build() -> Backbone` and `load_weights(model, path_or_None)`; `load_backbone(name)` ties
+them together.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from reverie.errors import ReverieError
+
+# model name -> module that defines it
+MODEL_MODULES = {
+    "inception_v3": "reverie.dream.inception_v3",
+    "googlenet": "reverie.dream.googlenet",
+    "efficientnet_lite0": "reverie.dream.efficientnet_lite",
+}
+
+PROBE_SIZE = 512
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One usable layer: its name, other accepted names, output channels and stride."""
+
+    name: str
+    aliases: tuple[str, ...]
+    channels: int
+    stride: int
+
+
+class Backbone(nn.Module):
+    """Base class: subclasses build their modules and list them in `named_stages()`."""
+
+    name: str = "backbone"
+    # other accepted names -> stage name (e.g. Keras's "mixed3" -> "Mixed_6a")
+    aliases: dict[str, str] = {}
+
+    def named_stages(self) -> list[tuple[str, nn.Module]]:
+        """The chain of stages in order; the output of each named stage is a usable layer."""
+        raise NotImplementedError
+
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """Map an RGB image batch in [0, 1] to the network's input space (default [-1, 1])."""
+        return image * 2.0 - 1.0
+
+    def deprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """Inverse of `preprocess`: network input space back to [0, 1] (not clipped)."""
+        return (x + 1.0) / 2.0
+
+    def stage_names(self) -> list[str]:
+        return [name for name, _ in self.named_stages()]
+
+    def resolve_layer(self, layer: str) -> str:
+        """The stage name for `layer` (a stage name or an alias); ReverieError listing valid names."""
+        stages = self.stage_names()
+        if layer in stages:
+            return layer
+        if layer in self.aliases:
+            return self.aliases[layer]
+        valid = ", ".join(stages + list(self.aliases))
+        raise ReverieError(f"unknown layer {layer!r} for {self.name}; valid layers: {valid}")
+
+    def features(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Activations of `layers` (names as given, aliases allowed), stopping after the deepest."""
+        wanted = {self.resolve_layer(layer): layer for layer in layers}
+        outputs: dict[str, torch.Tensor] = {}
+        for stage_name, stage in self.named_stages():
+            x = stage(x)
+            if stage_name in wanted:
+                outputs[wanted[stage_name]] = x
+                if len(outputs) == len(wanted):
+                    break
+        return outputs
+
+    def _meta_twin(self) -> Backbone:
+        """A shape-only copy of this model (no memory, no arithmetic); itself if already on meta."""
+        if next(self.parameters()).device.type == "meta":
+            return self
+        return copy.deepcopy(self).to("meta")
+
+    def _stage_shapes(self, size: int, last_stage: str | None = None) -> dict[str, torch.Size] | None:
+        """Output shape of each stage (up to `last_stage`) for a size x size input, or None if rejected."""
+        shapes: dict[str, torch.Size] = {}
+        x = torch.empty(1, 3, size, size, device="meta")
+        try:
+            for stage_name, stage in self._meta_twin().named_stages():
+                x = stage(x)
+                if x.shape[-1] < 1 or x.shape[-2] < 1:
+                    return None
+                shapes[stage_name] = x.shape
+                if stage_name == last_stage:
+                    break
+        except RuntimeError:
+            return None
+        return shapes
+
+    def layer_table(self) -> list[LayerInfo]:
+        """Every usable layer with channels and stride (measured at a PROBE_SIZE input)."""
+        shapes = self._stage_shapes(PROBE_SIZE)
+        assert shapes is not None, f"{self.name} cannot run a {PROBE_SIZE}px probe"
+        by_stage: dict[str, list[str]] = {}
+        for alias, stage_name in self.aliases.items():
+            by_stage.setdefault(stage_name, []).append(alias)
+        return [
+            LayerInfo(name, tuple(by_stage.get(name, [])), shape[1], round(PROBE_SIZE / shape[-1]))
+            for name, shape in shapes.items()
+        ]
+
+    def min_input_size(self, layers: Sequence[str]) -> int:
+        """Smallest square input side for which every stage up to the deepest of `layers` has output."""
+        order = self.stage_names()
+        deepest = order[max(order.index(self.resolve_layer(layer)) for layer in layers)]
+        twin = self._meta_twin()
+        low, high = 1, PROBE_SIZE
+        while low < high:
+            mid = (low + high) // 2
+            if twin._stage_shapes(mid, deepest) is not None:
+                high = mid
+            else:
+                low = mid + 1
+        return low
+
+
+def available_models() -> list[str]:
+    """Names accepted by `--model`."""
+    return list(MODEL_MODULES)
+
+
+def _model_module(name: str):
+    if name not in MODEL_MODULES:
+        raise ReverieError(f"unknown model {name!r}; choose one of {', '.join(MODEL_MODULES)}")
+    return importlib.import_module(MODEL_MODULES[name])
+
+
+def build_backbone(name: str) -> Backbone:
+    """The architecture `name` with random weights (fast; for tests, timing and listing layers)."""
+    return _model_module(name).build()
+
+
+def load_backbone(name: str, weights: str | Path | None = None, device: torch.device | str = "cpu") -> Backbone:
+    """The pretrained model `name`, in eval mode, gradients off for its parameters.
+
+    `weights` is a local weight file; None means the model's default (downloaded and cached on
+    first use where it has to be).
+    """
+    module = _model_module(name)
+    model = module.build()
+    module.load_weights(model, Path(weights) if weights is not None else None)
+    model.eval().requires_grad_(False)
+    return model.to(device)
+
+
+def list_layers(name: str) -> list[LayerInfo]:
+    """The layer table of model `name` (no weights needed)."""
+    with torch.device("meta"):
+        model = build_backbone(name)
+    return model.layer_table()
+
+
+if __name__ == "__main__":
+    for info in list_layers(sys.argv[1] if len(sys.argv) > 1 else "inception_v3"):
+        print(f"{info.name:24} {','.join(info.aliases):10} {info.channels:6} {info.stride:4}")
