@@ -102,7 +102,9 @@ def split_tensors(obj: Any, prefix: str) -> tuple[Any, dict[str, torch.Tensor]]:
             return {TENSOR_TAG: key}
         if isinstance(node, dict):
             return {"__dict__": [[k, walk(v, f"{key}.{k}")] for k, v in node.items()]}
-        if isinstance(node, (list, tuple)):
+        if isinstance(node, tuple):
+            return {"__tuple__": [walk(v, f"{key}.{i}") for i, v in enumerate(node)]}
+        if isinstance(node, list):
             return [walk(v, f"{key}.{i}") for i, v in enumerate(node)]
         return node
 
@@ -110,7 +112,7 @@ def split_tensors(obj: Any, prefix: str) -> tuple[Any, dict[str, torch.Tensor]]:
 
 
 def join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    """Inverse of `split_tensors` (tuples come back as lists, dict keys keep their types)."""
+    """Inverse of `split_tensors`: the same structure, with tuples, non-string dict keys and tensors restored."""
     if isinstance(obj, dict) and TENSOR_TAG in obj:
         key = obj[TENSOR_TAG]
         if key not in tensors:
@@ -118,6 +120,8 @@ def join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
         return tensors[key]
     if isinstance(obj, dict) and "__dict__" in obj:
         return {k: join_tensors(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, dict) and "__tuple__" in obj:
+        return tuple(join_tensors(v, tensors) for v in obj["__tuple__"])
     if isinstance(obj, list):
         return [join_tensors(v, tensors) for v in obj]
     return obj
