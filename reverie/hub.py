@@ -12,6 +12,7 @@ ReverieError naming the URL and what to do instead.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import sys
 import urllib.error
@@ -67,13 +68,18 @@ def fetch(remote: Remote, dest_dir: Path | None = None, offline_hint: str = "") 
     partial = dest.with_name(dest.name + ".part")
     try:
         _download(remote.url, partial)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException, ValueError) as exc:
         partial.unlink(missing_ok=True)
         reason = getattr(exc, "reason", exc)
+        if isinstance(exc, urllib.error.HTTPError):
+            reason = f"HTTP {exc.code} {exc.reason}"
         hint = f"; {offline_hint}" if offline_hint else ""
         raise ReverieError(
             f"could not download {remote.url} ({reason}); put the file at {dest}{hint}"
         ) from None
+    except BaseException:  # Ctrl-C mid-download: leave no partial file behind
+        partial.unlink(missing_ok=True)
+        raise
     digest = sha256_of(partial)
     if not digest.startswith(remote.sha256.lower()):
         partial.unlink(missing_ok=True)

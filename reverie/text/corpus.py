@@ -1,0 +1,453 @@
+"""Corpora: text files, directories and named corpora turned into token ids, plus training windows.
+
+    corpus = load_corpus(["shakespeare"], level="char")      # downloaded once into the cache
+    train_ids, val_ids = split_ids(corpus.ids, 0.1)         # validation = the tail
+    sampler = WindowSampler(book_starts(len(train_ids)), batch_size=128, seed=0)
+    for starts in sampler.epoch_batches(epoch=0):
+        batch = gather_windows(train_ids, starts, 61)       # (B, 61) LongTensor
+
+A source is a text file, a directory (its text files, sorted; binary files skipped) or a named
+corpus: `nietzsche` and `shakespeare` are downloaded on first use with a sha256 check (see
+reverie.hub), `python-stdlib` is the running Python's standard library `.py` files (no network).
+
+Text is read and tokenized in chunks. Ids are held in the smallest unsigned dtype; a corpus larger
+than `memmap_threshold_bytes` is encoded chunk by chunk into a token file in the cache
+(`<cache>/tokens/<key>.bin`, keyed by the corpus fingerprint and vocabulary) that is memory-mapped
+and reused by later runs, so a corpus bigger than memory still works.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import os
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from reverie import hub
+from reverie.errors import ReverieError, require, require_positive
+from reverie.text.tokenizer import Tokenizer, split_at_whitespace
+
+NAMED_CORPORA: dict[str, hub.Remote] = {
+    "nietzsche": hub.Remote(
+        url="https://s3.amazonaws.com/text-datasets/nietzsche.txt",
+        sha256="23cf69874ab69d3d256099ab530ea4be24d47d9675b673bcc67cbcd6298ec647",
+        filename="nietzsche.txt",
+    ),
+    "shakespeare": hub.Remote(
+        url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+        sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+        filename="tinyshakespeare.txt",
+    ),
+}
+PYTHON_STDLIB = "python-stdlib"
+CORPUS_NAMES = tuple(sorted([*NAMED_CORPORA, PYTHON_STDLIB]))
+
+DEFAULT_CHUNK_CHARS = 1 << 22
+DEFAULT_MEMMAP_THRESHOLD_BYTES = 64 << 20
+_SNIFF_BYTES = 8192
+# Directories never part of a corpus read from a directory tree.
+_SKIPPED_DIRS = frozenset({"__pycache__", "site-packages", "dist-packages"})
+# The stdlib's own test suites hold deliberately mis-encoded files, and are most of its size.
+_SKIPPED_STDLIB_DIRS = _SKIPPED_DIRS | {"test", "tests", "idle_test"}
+
+
+@dataclass
+class TokenizedCorpus:
+    """A corpus as token ids, with the tokenizer that made them."""
+
+    tokenizer: Tokenizer
+    ids: np.ndarray  # 1-D, tokenizer.id_dtype; an np.memmap for big corpora
+    fingerprint: str  # sha256 over the source bytes and tokenizer settings
+    sources: list[str]  # as the user named them
+    paths: list[Path] = field(default_factory=list)  # the files actually read, in order
+
+
+# ---- sources -> files ---------------------------------------------------------------------------
+
+
+def resolve_sources(sources: Sequence[str] | str) -> list[Path]:
+    """The text files that `sources` name, in order: files, directories (their text files sorted),
+    named corpora (downloaded on first use) and `python-stdlib`."""
+    sources = _as_list(sources)
+    require(
+        len(sources) > 0,
+        f"no corpus given; pass a text file, a directory or one of: {', '.join(CORPUS_NAMES)}",
+    )
+    paths: list[Path] = []
+    for source in sources:
+        path = Path(source).expanduser()
+        if path.is_file():
+            paths.append(path)
+        elif path.is_dir():
+            files = text_files_in(path)
+            require(
+                len(files) > 0, f"directory {path} has no text files; pass a directory holding text files"
+            )
+            paths.extend(files)
+        elif path.exists():
+            raise ReverieError(f"{path} is neither a regular file nor a directory; pass a text file")
+        elif source == PYTHON_STDLIB:
+            paths.extend(python_stdlib_files())
+        elif source in NAMED_CORPORA:
+            paths.append(fetch_named_corpus(source))
+        else:
+            raise ReverieError(
+                f"no such file, directory or named corpus: {source!r}; named corpora are {', '.join(CORPUS_NAMES)}"
+            )
+    return paths
+
+
+def fetch_named_corpus(name: str) -> Path:
+    """Local path of a downloadable named corpus, downloading and checking it on first use."""
+    remote = NAMED_CORPORA[name]
+    return hub.fetch(
+        remote,
+        hub.cache_dir() / "corpora",
+        offline_hint=f"or pass a local file instead (reverie train path/to/{remote.filename})",
+    )
+
+
+def text_files_in(directory: Path) -> list[Path]:
+    """Text files under `directory` (recursively), sorted by relative path; hidden entries,
+    caches and binary files (a NUL byte in the first 8 KiB) are skipped."""
+    return [path for path in _walk_sorted(directory, _SKIPPED_DIRS) if _looks_like_text(path)]
+
+
+def python_stdlib_files() -> list[Path]:
+    """The running Python's standard library `.py` files (no tests, no site-packages), sorted."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = [path for path in _walk_sorted(root, _SKIPPED_STDLIB_DIRS) if path.suffix == ".py"]
+    require(len(files) > 0, f"found no Python standard library files under {root}; pass a local file instead")
+    return files
+
+
+def _walk_sorted(root: Path, skipped_dirs: frozenset[str]) -> list[Path]:
+    found: list[tuple[tuple[str, ...], Path]] = []
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in skipped_dirs]
+        base = Path(directory)
+        for name in filenames:
+            path = base / name
+            if not name.startswith(".") and path.is_file():
+                found.append((path.relative_to(root).parts, path))
+    return [path for _, path in sorted(found)]
+
+
+def _looks_like_text(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return b"\0" not in handle.read(_SNIFF_BYTES)
+    except OSError:
+        return False
+
+
+# ---- files -> text ------------------------------------------------------------------------------
+
+
+def check_encoding(encoding: str, errors: str) -> None:
+    """Refuse an unknown `--encoding` or `--errors` value in one line."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ReverieError(
+            f"unknown encoding {encoding!r}; use a Python codec name such as utf-8 or latin-1"
+        ) from None
+    try:
+        codecs.lookup_error(errors)
+    except LookupError:
+        raise ReverieError(f"unknown error handler {errors!r}; use strict, replace or ignore") from None
+
+
+def iter_text(
+    paths: Sequence[Path],
+    encoding: str = "utf-8",
+    errors: str = "strict",
+    chunk_chars: int = DEFAULT_CHUNK_CHARS,
+    progress: Callable[[int], object] | None = None,
+) -> Iterator[str]:
+    """Stream the text of `paths` in chunks of at most `chunk_chars` characters.
+
+    Files are joined with a newline when one does not end with one. Text that does not decode
+    raises a ReverieError naming the file and the byte offset. `progress(n)` is called with the
+    number of bytes read after each read.
+    """
+    check_encoding(encoding, errors)
+    require_positive("chunk_chars", chunk_chars)
+    for index, path in enumerate(paths):
+        last_char = ""
+        for text in _decode_file(path, encoding, errors, chunk_chars, progress):
+            last_char = text[-1]
+            yield text
+        if last_char and last_char != "\n" and index < len(paths) - 1:
+            yield "\n"
+
+
+def _decode_file(
+    path: Path, encoding: str, errors: str, chunk_chars: int, progress: Callable[[int], object] | None
+) -> Iterator[str]:
+    decoder = codecs.getincrementaldecoder(encoding)(errors)
+    consumed = 0
+    try:
+        with open(path, "rb") as handle:
+            while True:
+                data = handle.read(chunk_chars)
+                pending = decoder.getstate()[0]  # bytes of a character cut by the previous read
+                try:
+                    text = decoder.decode(data, final=not data)
+                except UnicodeDecodeError as exc:
+                    offset = consumed - len(pending) + exc.start
+                    raise ReverieError(
+                        f"{path} is not valid {encoding} at byte {offset} ({exc.reason}); "
+                        f"pass --encoding with the file's encoding, or --errors replace to accept it"
+                    ) from None
+                consumed += len(data)
+                if progress is not None and data:
+                    progress(len(data))
+                if text:
+                    yield text
+                if not data:
+                    return
+    except OSError as exc:
+        raise ReverieError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _source_digest(paths: Sequence[Path]) -> tuple[str, int]:
+    """sha256 over the files' bytes (each prefixed by its length) and the total byte count."""
+    digest = hashlib.sha256()
+    total = 0
+    for path in paths:
+        try:
+            size = path.stat().st_size
+            digest.update(size.to_bytes(8, "little"))
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(hub.CHUNK_BYTES), b""):
+                    digest.update(block)
+        except OSError as exc:
+            raise ReverieError(f"cannot read {path}: {exc.strerror}") from None
+        total += size
+    return digest.hexdigest(), total
+
+
+# ---- text -> ids --------------------------------------------------------------------------------
+
+
+def load_corpus(
+    sources: Sequence[str] | str,
+    level: str = "char",
+    lower: bool = False,
+    max_vocab: int | None = None,
+    encoding: str = "utf-8",
+    errors: str = "strict",
+    tokenizer: Tokenizer | None = None,
+    *,
+    memmap_threshold_bytes: int = DEFAULT_MEMMAP_THRESHOLD_BYTES,
+    chunk_chars: int = DEFAULT_CHUNK_CHARS,
+) -> TokenizedCorpus:
+    """Read `sources` and encode them as token ids.
+
+    With `tokenizer` (resuming a run) its vocabulary, level and lowercasing are reused and
+    `level`, `lower`, `max_vocab` are ignored. Corpora over `memmap_threshold_bytes` bytes go
+    through a memory-mapped token file in the cache, reused while sources and settings match.
+    """
+    names = [str(s) for s in _as_list(sources)]
+    if tokenizer is not None:
+        level, lower = tokenizer.level, tokenizer.lower
+    require(level in ("char", "word"), f"unknown level {level!r}; use char or word")
+    check_encoding(encoding, errors)
+    paths = resolve_sources(names)
+    digest, total_bytes = _source_digest(paths)
+    if total_bytes == 0:
+        raise ReverieError(f"the corpus {' '.join(names)} is empty; pass a file with some text")
+    settings = {
+        "sources_sha256": digest,
+        "level": level,
+        "lower": lower,
+        "encoding": encoding,
+        "errors": errors,
+    }
+    fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+    def text_pieces(progress: Callable[[int], object] | None = None) -> Iterator[str]:
+        return split_at_whitespace(iter_text(paths, encoding, errors, chunk_chars, progress))
+
+    if total_bytes > memmap_threshold_bytes:
+        key_data = tokenizer.to_json() if tokenizer is not None else {"max_vocab": max_vocab}
+        key = hashlib.sha256((fingerprint + json.dumps(key_data, sort_keys=True)).encode()).hexdigest()
+        tokenizer, ids = _memmapped_ids(key, text_pieces, total_bytes, level, lower, max_vocab, tokenizer)
+    else:
+        pieces = list(text_pieces())
+        if tokenizer is None:
+            tokenizer = Tokenizer.build(pieces, level, lower, max_vocab)
+        arrays = [_encode(tokenizer, piece) for piece in pieces]
+        ids = np.concatenate(arrays) if arrays else np.zeros(0, dtype=tokenizer.id_dtype)
+    if len(ids) == 0:
+        raise ReverieError(f"the corpus {' '.join(names)} has no tokens; pass a file with some text")
+    return TokenizedCorpus(tokenizer, ids, fingerprint, names, list(paths))
+
+
+def _memmapped_ids(
+    key: str,
+    text_pieces: Callable[..., Iterator[str]],
+    total_bytes: int,
+    level: str,
+    lower: bool,
+    max_vocab: int | None,
+    tokenizer: Tokenizer | None,
+) -> tuple[Tokenizer, np.ndarray]:
+    """Token ids in a cached memory-mapped file, encoding them chunk by chunk on first use."""
+    directory = hub.cache_dir() / "tokens"
+    data_path, meta_path = directory / f"{key}.bin", directory / f"{key}.json"
+    cached = _open_cached_ids(data_path, meta_path)
+    if cached is not None:
+        return cached
+
+    def bar(desc: str) -> tqdm:
+        return tqdm(total=total_bytes, unit="B", unit_scale=True, desc=desc, file=sys.stderr, leave=False)
+
+    if tokenizer is None:
+        with bar("counting tokens") as counting:
+            tokenizer = Tokenizer.build(text_pieces(counting.update), level, lower, max_vocab)
+    directory.mkdir(parents=True, exist_ok=True)
+    n_tokens = 0
+    handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{key}.", suffix=".tmp")
+    try:
+        with open(handle, "wb") as out, bar("encoding tokens") as encoding_bar:
+            for piece in text_pieces(encoding_bar.update):
+                ids = _encode(tokenizer, piece)
+                ids.tofile(out)
+                n_tokens += len(ids)
+        if n_tokens == 0:
+            return tokenizer, np.zeros(0, dtype=tokenizer.id_dtype)
+        os.replace(tmp, data_path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    meta = {"tokenizer": tokenizer.to_json(), "n_tokens": n_tokens, "dtype": tokenizer.id_dtype.name}
+    _write_json_atomic(meta_path, meta)
+    return tokenizer, np.memmap(data_path, dtype=tokenizer.id_dtype, mode="r", shape=(n_tokens,))
+
+
+def _encode(tokenizer: Tokenizer, text: str) -> np.ndarray:
+    try:
+        return tokenizer.encode_array(text)
+    except ReverieError as exc:  # only char level refuses: the corpus differs from the vocabulary's
+        raise ReverieError(f"the corpus has {exc}; use the corpus the model was trained on") from None
+
+
+def _open_cached_ids(data_path: Path, meta_path: Path) -> tuple[Tokenizer, np.ndarray] | None:
+    """A previously written token file, or None when it is missing or does not match its sidecar."""
+    try:
+        meta = json.loads(meta_path.read_text())
+        tokenizer = Tokenizer.from_json(meta["tokenizer"])
+        n_tokens, dtype = int(meta["n_tokens"]), np.dtype(meta["dtype"])
+        if (
+            dtype != tokenizer.id_dtype
+            or data_path.stat().st_size != n_tokens * dtype.itemsize
+            or n_tokens == 0
+        ):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, ReverieError):
+        return None
+    return tokenizer, np.memmap(data_path, dtype=dtype, mode="r", shape=(n_tokens,))
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with open(handle, "w") as out:
+            json.dump(data, out)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _as_list(sources: Sequence[str] | str | os.PathLike) -> list[str]:
+    if isinstance(sources, (str, os.PathLike)):
+        return [os.fspath(sources)]
+    return [os.fspath(s) for s in sources]
+
+
+# ---- ids -> training windows --------------------------------------------------------------------
+
+
+def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation): validation is the last `val_fraction` of the ids (views, no copy)."""
+    require(0.0 <= val_fraction < 1.0, f"val_fraction must be in [0, 1), got {val_fraction}")
+    n_val = round(len(ids) * val_fraction)
+    return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+
+
+def contiguous_starts(n_tokens: int, seq_len: int, epoch_offset: int = 0) -> np.ndarray:
+    """Starts of non-overlapping windows of `seq_len` tokens, each with room for one more token
+    (the target of its last input); `epoch_offset` (mod seq_len) shifts the grid between epochs."""
+    require_positive("seq_len", seq_len)
+    offset = epoch_offset % seq_len
+    return np.arange(offset, n_tokens - seq_len, seq_len, dtype=np.int64)
+
+
+def book_starts(n_tokens: int, maxlen: int = 60, step: int = 3) -> np.ndarray:
+    """The book's windows: `maxlen` tokens every `step`, each followed by its target token."""
+    require_positive("maxlen", maxlen)
+    require_positive("step", step)
+    return np.arange(0, n_tokens - maxlen, step, dtype=np.int64)
+
+
+def gather_windows(ids: np.ndarray, starts: np.ndarray, length: int) -> torch.Tensor:
+    """Windows `ids[s : s + length]` for each start, as a (len(starts), length) int64 tensor."""
+    index = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(length, dtype=np.int64)
+    return torch.from_numpy(np.asarray(ids)[index].astype(np.int64))
+
+
+class WindowSampler:
+    """Batches of window starts, shuffled afresh each epoch from (seed, epoch).
+
+    With `world_size` ranks, each rank takes every world_size-th window of the epoch's order (the
+    last `len(starts) % world_size` windows are left out so every rank has as many steps), then
+    batches of `batch_size`; the last batch is partial unless `drop_last`. `first_step` skips
+    batches already done, so a resumed epoch continues exactly where it stopped.
+    """
+
+    def __init__(self, starts: np.ndarray, batch_size: int, seed: int, drop_last: bool = False) -> None:
+        require_positive("batch size", batch_size)
+        self.starts = np.asarray(starts, dtype=np.int64)
+        require(
+            len(self.starts) > 0,
+            "the corpus is shorter than one training window; use a longer corpus or --seq-len",
+        )
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.drop_last = drop_last
+
+    def _per_rank(self, world_size: int) -> int:
+        require_positive("world_size", world_size)
+        return len(self.starts) // world_size
+
+    def steps_per_epoch(self, world_size: int = 1) -> int:
+        per_rank = self._per_rank(world_size)
+        if self.drop_last:
+            return per_rank // self.batch_size
+        return -(-per_rank // self.batch_size)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """All window starts in this epoch's shuffled order (same for every rank)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        return self.starts[rng.permutation(len(self.starts))]
+
+    def epoch_batches(
+        self, epoch: int, first_step: int = 0, rank: int = 0, world_size: int = 1
+    ) -> Iterator[np.ndarray]:
+        require(0 <= rank < world_size, f"rank must be in [0, {world_size}), got {rank}")
+        require(first_step >= 0, f"first_step must be non-negative, got {first_step}")
+        per_rank = self._per_rank(world_size)
+        share = self.epoch_order(epoch)[rank : per_rank * world_size : world_size]
+        for step in range(first_step, self.steps_per_epoch(world_size)):
+            yield share[step * self.batch_size : (step + 1) * self.batch_size]

@@ -1,0 +1,264 @@
+"""Character- and word-level tokenizers: text <-> token ids, with a JSON form for checkpoints.
+
+    tok = Tokenizer.build(chunks, level="word", lower=True, max_vocab=10_000)
+    ids = tok.encode("It's a truth--isn't it? \"Yes,\" he said.")
+    tok.decode(ids)                 # 'it's a truth--isn't it? "yes," he said.'
+    Tokenizer.from_json(tok.to_json()) == tok
+
+Char level: one token per character, vocabulary sorted by code point, no unknown token.
+Word level: words (with inner apostrophes and hyphens), numbers, punctuation and newlines are
+tokens; spaces are dropped and put back by `decode` so that text reads naturally (no space before
+`, . ; : ! ? ) ] }` or a closing quote, none after an opening bracket or quote or a newline).
+Straight quotes are ambiguous, so tokenizing marks opening ones as "``" (double) and "`" (single),
+the Penn Treebank convention; `decode` turns them back into quotes. Tokens rarer than the
+`max_vocab - 1` most frequent become "<unk>".
+
+The vocabulary is built by streaming counts over chunks of text, so a corpus never needs to be in
+memory at once; `split_at_whitespace` re-cuts arbitrary chunks so that no word is cut in two.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from reverie.errors import ReverieError, require
+
+LEVELS = ("char", "word")
+UNK = "<unk>"
+
+# Order matters: the first alternative that matches at a position wins.
+_WORD_TOKEN = re.compile(
+    r"\n"
+    r"|\d+(?:[.,:]\d+)+"  # 3.14, 1,000, 10:30
+    r"|\w+(?:['’\-]\w+)*"  # words, with inner apostrophes and hyphens: don't, o'er, well-known
+    r"|``|\.+|-+|!+|\?+"  # opening-double-quote mark, runs such as ... -- !!
+    r"|[^\w\s]"  # any other punctuation or symbol, one character each
+)
+# A straight quote is opening when preceded by whitespace/start/an opening bracket and followed by a
+# non-space; it is marked before splitting so that decode knows which side it attaches to.
+_OPENING_DOUBLE = re.compile(r'(?<![^\s(\[{`])"(?=\S)')
+_OPENING_SINGLE = re.compile(r"(?<![^\s(\[{`])'(?=\S)")
+_DISPLAY = {"``": '"', "`": "'"}
+
+_NO_SPACE_AFTER = frozenset({"\n", "(", "[", "{", "``", "`", "“", "‘", "¿", "¡"})
+_NO_SPACE_BEFORE_FIRST_CHAR = frozenset(",.;:!?)]}%\"'”’…")
+_JOINERS = frozenset({"—", "/"})  # plus dash runs of length >= 2, see _is_joiner
+
+_UNSIGNED_DTYPES = (np.uint8, np.uint16, np.uint32, np.uint64)
+# Chunks are cut at a space or newline; a run longer than this with neither is cut anyway.
+_MAX_CARRY_CHARS = 1 << 24
+
+
+def split_at_whitespace(chunks: Iterable[str]) -> Iterator[str]:
+    """Re-cut a stream of text chunks so that each piece ends at a space or newline.
+
+    Concatenating the pieces gives back the input exactly; tokenizing piece by piece then gives
+    the same tokens as tokenizing the whole text (no word is split across two pieces).
+    """
+    carry = ""
+    for chunk in chunks:
+        text = carry + chunk if carry else chunk
+        cut = max(text.rfind(" "), text.rfind("\n"))
+        if cut < 0:
+            if len(text) > _MAX_CARRY_CHARS:
+                yield text
+                text = ""
+            carry = text
+            continue
+        yield text[: cut + 1]
+        carry = text[cut + 1 :]
+    if carry:
+        yield carry
+
+
+def smallest_unsigned_dtype(max_value: int) -> np.dtype:
+    """The narrowest numpy unsigned integer dtype that can hold `max_value`."""
+    for dtype in _UNSIGNED_DTYPES:
+        if max_value <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise ReverieError(f"a vocabulary of {max_value + 1} tokens is too large")
+
+
+def _is_joiner(token: str) -> bool:
+    return token in _JOINERS or (len(token) >= 2 and token.strip("-") == "")
+
+
+def _space_between(previous: str | None, token: str) -> bool:
+    """Whether detokenized word-level text has a space between `previous` and `token`."""
+    if previous is None or previous in _NO_SPACE_AFTER or token == "\n":
+        return False
+    if token[0] in _NO_SPACE_BEFORE_FIRST_CHAR:
+        return False
+    return not (_is_joiner(token) or _is_joiner(previous))
+
+
+class Tokenizer:
+    """Maps text to token ids and back, at character or word level."""
+
+    def __init__(self, level: str, vocab: Sequence[str], lower: bool = False) -> None:
+        require(level in LEVELS, f"unknown level {level!r}; use one of: {', '.join(LEVELS)}")
+        vocab = list(vocab)
+        require(len(vocab) > 0, "the tokenizer vocabulary is empty")
+        require(
+            all(isinstance(t, str) and t for t in vocab),
+            "tokenizer vocabulary entries must be non-empty strings",
+        )
+        require(len(set(vocab)) == len(vocab), "the tokenizer vocabulary has duplicate entries")
+        if level == "char":
+            require(all(len(t) == 1 for t in vocab), "a char-level vocabulary must hold single characters")
+            require(vocab == sorted(vocab), "a char-level vocabulary must be sorted")
+        else:
+            require(UNK in vocab, f"a word-level vocabulary must contain {UNK!r}")
+        self.level = level
+        self.vocab = vocab
+        self.lower = bool(lower)
+        self.unk: str | None = UNK if level == "word" else None
+        self._ids = {token: i for i, token in enumerate(vocab)}
+        self._unk_id = self._ids.get(UNK, -1) if level == "word" else -1
+        # Char level encodes with a lookup table indexed by code point (-1: not in the vocabulary).
+        self._char_table: np.ndarray | None = None
+        if level == "char":
+            codepoints = np.array([ord(t) for t in vocab], dtype=np.int64)
+            self._char_table = np.full(int(codepoints.max()) + 1, -1, dtype=np.int32)
+            self._char_table[codepoints] = np.arange(len(vocab), dtype=np.int32)
+
+    # ---- building -------------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls, texts: Iterable[str], level: str = "char", lower: bool = False, max_vocab: int | None = None
+    ) -> Tokenizer:
+        """Build a vocabulary from a stream of text chunks.
+
+        Char level: every character seen, sorted (`max_vocab` does not apply: there is no unknown
+        character). Word level: the `max_vocab - 1` most frequent tokens (ties broken by the token)
+        plus "<unk>" first; all tokens when `max_vocab` is None.
+        """
+        require(level in LEVELS, f"unknown level {level!r}; use one of: {', '.join(LEVELS)}")
+        if level == "word" and max_vocab is not None:
+            require(max_vocab >= 2, f"max_vocab must be at least 2 (one word and {UNK}), got {max_vocab}")
+        if level == "char":
+            seen: set[str] = set()
+            for piece in split_at_whitespace(texts):
+                seen.update(piece.lower() if lower else piece)
+            require(len(seen) > 0, "the corpus is empty; pass a file with some text")
+            return cls("char", sorted(seen), lower)
+        counts: Counter[str] = Counter()
+        for piece in split_at_whitespace(texts):
+            counts.update(_word_tokens(piece, lower))
+        counts.pop(UNK, None)
+        require(len(counts) > 0, "the corpus has no words; pass a file with some text")
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        if max_vocab is not None:
+            ranked = ranked[: max_vocab - 1]
+        return cls("word", [UNK] + [token for token, _ in ranked], lower)
+
+    # ---- properties -----------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def id_dtype(self) -> np.dtype:
+        """The smallest numpy unsigned dtype that holds every id."""
+        return smallest_unsigned_dtype(self.vocab_size - 1)
+
+    # ---- text -> ids ----------------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[str]:
+        """The token strings of `text` (after lowercasing if the tokenizer lowercases)."""
+        if self.level == "char":
+            return list(text.lower() if self.lower else text)
+        return _word_tokens(text, self.lower)
+
+    def unknown_tokens(self, text: str) -> list[str]:
+        """Distinct tokens of `text` that are not in the vocabulary, in order of first appearance."""
+        tokens = self.tokenize(text)
+        return [t for t in dict.fromkeys(tokens) if t not in self._ids]
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`. Word level maps unknown words to <unk>; char level refuses unknown
+        characters (check with `unknown_tokens` first to report them nicely)."""
+        return self.encode_array(text).tolist()
+
+    def encode_array(self, text: str) -> np.ndarray:
+        """Token ids of `text` as a 1-D array of `id_dtype` (fast path used for whole corpora)."""
+        if self.level == "word":
+            tokens = _word_tokens(text, self.lower)
+            ids = map(self._ids.get, tokens, itertools.repeat(self._unk_id))
+            return np.fromiter(ids, dtype=self.id_dtype, count=len(tokens))
+        if self.lower:
+            text = text.lower()
+        # utf-32 gives one code point per character; surrogatepass keeps lone surrogates encodable.
+        codepoints = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        table = self._char_table
+        if len(codepoints) and int(codepoints.max()) >= len(table):
+            ids = np.full(len(codepoints), -1, dtype=np.int32)
+        else:
+            ids = table[codepoints]
+        if len(ids) and int(ids.min()) < 0:
+            unknown = self.unknown_tokens(text)
+            shown = ", ".join(repr(c) for c in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            raise ReverieError(f"characters not in the vocabulary: {shown}")
+        return ids.astype(self.id_dtype)
+
+    # ---- ids -> text ----------------------------------------------------------------------------
+
+    def decode(self, ids: Sequence[int] | Any, previous: int | None = None) -> str:
+        """Text of `ids`. `previous` is the id emitted just before `ids[0]`, so that decoding a
+        stream piece by piece joins exactly like decoding it whole."""
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        vocab = self.vocab
+        if self.level == "char":
+            return "".join([vocab[i] for i in ids])
+        parts: list[str] = []
+        last = None if previous is None else vocab[int(previous)]
+        for i in ids:
+            token = vocab[i]
+            if _space_between(last, token):
+                parts.append(" ")
+            parts.append(_DISPLAY.get(token, token))
+            last = token
+        return "".join(parts)
+
+    # ---- JSON -----------------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {"level": self.level, "lower": self.lower, "vocab": list(self.vocab)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Tokenizer:
+        """Rebuild a tokenizer saved with `to_json`; a malformed one is refused in one line."""
+        if not isinstance(data, dict) or not isinstance(data.get("vocab"), list) or "level" not in data:
+            raise ReverieError(
+                "the saved tokenizer is malformed (needs 'level' and 'vocab'); retrain the model"
+            )
+        return cls(str(data["level"]), data["vocab"], bool(data.get("lower", False)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Tokenizer) and (self.level, self.lower, self.vocab) == (
+            other.level,
+            other.lower,
+            other.vocab,
+        )
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(level={self.level!r}, vocab_size={self.vocab_size}, lower={self.lower})"
+
+
+def _word_tokens(text: str, lower: bool) -> list[str]:
+    if lower:
+        text = text.lower()
+    if '"' in text:
+        text = _OPENING_DOUBLE.sub("``", text)
+    if "'" in text:
+        text = _OPENING_SINGLE.sub("`", text)
+    return _WORD_TOKEN.findall(text)
