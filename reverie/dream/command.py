@@ -1,0 +1,132 @@
+"""The `reverie dream` and `reverie layers` subcommands: parse, call the API, write files.
+
+    reverie dream photo.jpg                          # -> photo-dream.png
+    reverie dream photo.jpg out.jpg --preset book    # the book's run, exactly
+    reverie dream photo.jpg --model efficientnet_lite0 --layers _blocks.5:1,_blocks.7:2
+    reverie dream photo.jpg --channels mixed4:12,97 --keep-colors --tile 512
+    reverie dream photo.jpg --zoom-frames 30 --zoom 0.05     # numbered PNGs + an animated GIF
+    reverie layers inception_v3                      # the layer names --layers accepts
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from reverie.device import DEVICES, DTYPES
+from reverie.dream.backbone import available_models, list_layers
+from reverie.dream.dream import PRESETS, dream_octaves
+from reverie.dream.images import check_output, default_output, save_image
+from reverie.dream.objectives import REDUCTIONS
+from reverie.dream.zoom import dream_zoom, frame_paths, save_zoom
+from reverie.errors import require, require_positive
+
+# command-line flag -> DreamOptions field; each is passed to the API only when given
+OPTION_FLAGS = {
+    "model": "model", "layers": "layers", "channels": "channels", "octaves": "octaves",
+    "octave_scale": "octave_scale", "iterations": "iterations", "step": "step", "max_loss": "max_loss",
+    "jitter": "jitter", "tile": "tile", "lap_norm": "lap_norm", "guide": "guide", "keep_colors": "keep_colors",
+    "max_size": "max_size", "seed": "seed", "device": "device", "dtype": "dtype", "weights": "weights",
+    "reduction": "reduction",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `dream` and `layers` to the `reverie` command."""
+    dream = subparsers.add_parser(
+        "dream", help="DeepDream an image", description="Amplify what a pretrained convnet sees in an image."
+    )
+    dream.add_argument("input", help="the image to dream on (PNG, JPEG, ...)")
+    dream.add_argument("output", nargs="?", help="where to write (format from the extension; default INPUT-dream.png)")
+    dream.add_argument("--preset", choices=list(PRESETS), help="a published setting: the book's, keras.io's, google's")
+    dream.add_argument("--model", help=f"the convnet: {', '.join(available_models())} (default inception_v3)")
+    dream.add_argument("--layers", help="layer:weight pairs, e.g. mixed2:0.2,mixed3:3 (bare name = weight 1)")
+    dream.add_argument("--channels", action="append", help="maximize channels instead of a whole layer: mixed4:12,97")
+    dream.add_argument("--octaves", type=int, help="number of scales (default 5; book 3)")
+    dream.add_argument("--octave-scale", type=float, help="size ratio between octaves (default 1.4)")
+    dream.add_argument("--iterations", type=int, help="gradient steps per octave (default 12; book 20)")
+    dream.add_argument("--step", type=float, help="step size in the model's input units (default 0.01)")
+    dream.add_argument("--max-loss", type=float, help="stop an octave once the loss exceeds this (book 10)")
+    dream.add_argument("--jitter", type=int, metavar="PIXELS", help="random roll each step, undone after (default 32)")
+    dream.add_argument("--tile", type=int, metavar="PIXELS", help="tiled gradients: any image size in bounded memory")
+    dream.add_argument("--lap-norm", type=int, metavar="LEVELS", help="Laplacian-pyramid gradient normalization")
+    dream.add_argument("--reduction", choices=REDUCTIONS, help="loss per layer: book, mean (default), half_sum")
+    dream.add_argument("--guide", metavar="IMAGE", help="guided dreaming: pull the features toward this image's")
+    dream.add_argument("--keep-colors", action="store_true", default=None, help="keep the input's colors")
+    dream.add_argument("--max-size", type=int, metavar="PIXELS", help="shrink the longest side to this first")
+    dream.add_argument("--seed", type=int, help="random seed for jitter and tiling (default 0)")
+    dream.add_argument("--device", choices=DEVICES, help="where to run (default auto)")
+    dream.add_argument("--dtype", choices=list(DTYPES), help="bfloat16 is several times faster on recent CPUs")
+    dream.add_argument("--weights", metavar="FILE", help="a local weight file instead of the default download")
+    dream.add_argument("--save-octaves", action="store_true", help="also write OUTPUT-octave{i}.png for each octave")
+    dream.add_argument("--zoom-frames", type=int, metavar="N", help="make a zoom animation of N frames (GIF + PNGs)")
+    dream.add_argument("--zoom", type=float, default=0.05, help="zoom per frame (default 0.05)")
+    dream.add_argument("--quiet", action="store_true", help="no progress bars")
+    dream.set_defaults(handler=run_dream)
+
+    layers = subparsers.add_parser("layers", help="list a convnet's layer names for --layers")
+    layers.add_argument("model", help=f"one of {', '.join(available_models())}")
+    layers.set_defaults(handler=run_layers)
+
+
+def dream_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The API options the user gave on the command line (the rest come from the preset or defaults)."""
+    options = {field: getattr(args, flag) for flag, field in OPTION_FLAGS.items() if getattr(args, flag) is not None}
+    if "channels" in options:
+        options["channels"] = " ".join(options["channels"])
+    for name in ("octaves", "iterations", "step", "tile"):  # the API allows 0 iterations; a user never wants it
+        if name in options:
+            require_positive(f"--{name}", options[name])
+    return options
+
+
+def run_dream(args: argparse.Namespace) -> None:
+    input_path = Path(args.input)
+    output = Path(args.output) if args.output else default_output(input_path)
+    options = dream_options(args)
+    options["progress"] = not args.quiet
+    with _warnings_as_lines():
+        if args.zoom_frames is not None:
+            require_positive("--zoom-frames", args.zoom_frames)
+            for path in [output, *frame_paths(output, args.zoom_frames)[1][:1]]:
+                check_output(path, input_path)
+            frames = dream_zoom(input_path, args.zoom_frames, args.zoom, preset=args.preset, **options)
+            written = save_zoom(frames, output, input_path)
+            print(f"wrote {written[0]} and {len(written) - 1} frames {written[1]} ...")
+            return
+        check_output(output, input_path)  # refuse a bad output before spending minutes on the dream
+        result = dream_octaves(input_path, preset=args.preset, **options)
+        save_image(result.image, output, input_path)
+        print(output)
+        if args.save_octaves:
+            for index, image in enumerate(result.octaves, start=1):
+                path = output.with_name(f"{output.stem}-octave{index}{output.suffix}")
+                save_image(image, path, input_path)
+                print(path)
+
+
+def run_layers(args: argparse.Namespace) -> None:
+    rows = list_layers(args.model)
+    require(bool(rows), f"model {args.model} lists no layers")
+    print(f"{'layer':24} {'aliases':12} {'channels':>8} {'stride':>6}")
+    for info in rows:
+        print(f"{info.name:24} {','.join(info.aliases) or '-':12} {info.channels:8d} {info.stride:6d}")
+
+
+class _warnings_as_lines:
+    """Show Python warnings (a dropped octave, ...) as one `reverie: warning:` line on stderr."""
+
+    def __enter__(self) -> None:
+        self._catcher = warnings.catch_warnings()
+        self._catcher.__enter__()
+        warnings.showwarning = self._show
+
+    def __exit__(self, *exc: object) -> None:
+        self._catcher.__exit__(*exc)
+
+    @staticmethod
+    def _show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"reverie: warning: {message}", file=sys.stderr)

@@ -1,0 +1,160 @@
+"""Images in and out of DeepDream: load, resize, save, with every bad file refused in one line.
+
+`load_image` turns a path, a PIL image or a numpy array into a float RGB tensor (3, H, W) in
+[0, 1]; `save_image` writes a PIL image, the format taken from the file extension. Both refuse
+bad input with a ReverieError: a missing or unreadable file, something that is not an image, a
+truncated file, an image over the pixel cap (a decompression-bomb guard), an output folder that
+does not exist, or an output path that is the input itself.
+
+    python -m reverie.dream.images photo.jpg      # print the size the loader sees
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from reverie.errors import ReverieError, require
+
+ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+# Largest image decoded at full size: 50 megapixels (e.g. 8660 x 5773), about 600 MB as float RGB.
+MAX_PIXELS = 50_000_000
+# With --max-size the image is shrunk while decoding, so larger files are allowed, up to Pillow's
+# own decompression-bomb limit (about 179 megapixels).
+HARD_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else 2 * 89_478_485
+
+
+def load_image(source: ImageSource, max_size: int | None = None) -> torch.Tensor:
+    """An RGB float tensor (3, H, W) in [0, 1] from a path, a PIL image or a numpy array.
+
+    EXIF rotation is applied, alpha dropped, grayscale expanded. `max_size` shrinks the image
+    (high-quality Lanczos) so that its longest side is at most that many pixels.
+    """
+    if max_size is not None:
+        require(max_size > 0, f"--max-size must be positive, got {max_size}")
+    if isinstance(source, np.ndarray):
+        pil = _array_to_pil(source)
+    elif isinstance(source, Image.Image):
+        pil = source
+    elif isinstance(source, (str, os.PathLike)):
+        pil = _open_file(Path(source), max_size)
+    else:
+        raise ReverieError(f"cannot read an image from a {type(source).__name__}; give a path, a PIL image or an array")
+    pil = pil.convert("RGB")
+    if max_size is not None and max(pil.size) > max_size:
+        scale = max_size / max(pil.size)
+        size = (max(1, round(pil.width * scale)), max(1, round(pil.height * scale)))
+        pil = pil.resize(size, Image.Resampling.LANCZOS)
+    array = np.asarray(pil, dtype=np.float32) / 255.0
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def _open_file(path: Path, max_size: int | None) -> Image.Image:
+    require(path.exists(), f"input image {path} does not exist")
+    require(path.is_file(), f"input image {path} is not a file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            pil = Image.open(path)
+            pixels = pil.width * pil.height
+            cap = MAX_PIXELS if max_size is None else HARD_MAX_PIXELS
+            if pixels > cap:
+                hint = "use --max-size PIXELS to shrink it while loading" if max_size is None else "shrink it first"
+                raise ReverieError(
+                    f"{path} is {pil.width}x{pil.height} = {pixels / 1e6:.0f} megapixels, over the cap of "
+                    f"{cap / 1e6:.0f}; {hint}"
+                )
+            if max_size is not None:
+                pil.draft("RGB", (max_size, max_size))  # JPEG: decode at a reduced scale directly
+            pil.load()
+            return ImageOps.exif_transpose(pil)
+    except ReverieError:
+        raise
+    except UnidentifiedImageError:
+        raise ReverieError(f"{path} is not an image Pillow can read (PNG, JPEG, ...)") from None
+    except Image.DecompressionBombError:
+        raise ReverieError(f"{path} exceeds Pillow's decompression-bomb limit; shrink it first") from None
+    except OSError as exc:  # truncated or corrupt data
+        raise ReverieError(f"{path} is truncated or corrupt ({_first_line(exc)}); re-export or re-download it") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _array_to_pil(array: np.ndarray) -> Image.Image:
+    """uint8 (0..255) or float (0..1) arrays shaped (H, W), (H, W, 3) or (H, W, 4)."""
+    require(
+        array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4)),
+        f"an image array must be (H, W), (H, W, 3) or (H, W, 4), got shape {tuple(array.shape)}",
+    )
+    require(array.size > 0, "the image array is empty")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.dtype != np.uint8:
+        require(np.issubdtype(array.dtype, np.floating), f"an image array must be uint8 or float, got {array.dtype}")
+        require(bool(np.isfinite(array).all()), "the image array holds NaN or infinite values")
+        array = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    mode = {2: "L", 3: "RGB", 4: "RGBA"}[array.ndim if array.ndim == 2 else array.shape[2]]
+    return Image.fromarray(np.ascontiguousarray(array), mode=mode)
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """A (3, H, W) tensor in [0, 1] (clipped) as an 8-bit RGB PIL image."""
+    array = image.detach().float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy(), mode="RGB")
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of a (N, C, H, W) batch to (height, width).
+
+    Corners are aligned, as scipy.ndimage.zoom(order=1) does in the book, so a resize is linear
+    and resizing to the same size returns the input unchanged.
+    """
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+
+
+def default_output(input_path: str | os.PathLike, suffix: str = "dream") -> Path:
+    """INPUT-dream.png next to the input (photo.jpg -> photo-dream.png)."""
+    path = Path(input_path)
+    return path.with_name(f"{path.stem}-{suffix}.png")
+
+
+def check_output(output: str | os.PathLike, input_path: str | os.PathLike | None = None) -> Path:
+    """Refuse an output whose folder is missing, whose format is unknown, or that is the input file."""
+    path = Path(output)
+    require(path.parent.is_dir(), f"output folder {path.parent} does not exist; create it or choose another path")
+    require(not path.is_dir(), f"output {path} is a folder; give a file name such as {path / 'dream.png'}")
+    extension = path.suffix.lower()
+    formats = Image.registered_extensions()
+    require(extension in formats, f"unknown image format {extension or '(none)'!r} for {path}; use .png or .jpg")
+    if input_path is not None and path.exists():
+        require(not path.samefile(input_path), f"output {path} is the input image; choose another output path")
+    return path
+
+
+def save_image(image: Image.Image, output: str | os.PathLike, input_path: str | os.PathLike | None = None) -> Path:
+    """Write `image` to `output` (format from the extension), never over `input_path`."""
+    path = check_output(output, input_path)
+    if Image.registered_extensions()[path.suffix.lower()] == "JPEG":
+        image.save(path, quality=95)
+    else:
+        image.save(path)
+    return path
+
+
+if __name__ == "__main__":
+    tensor = load_image(sys.argv[1])
+    print(f"{sys.argv[1]}: {tensor.shape[2]}x{tensor.shape[1]} RGB")

@@ -1,0 +1,90 @@
+"""Tiny seeded backbones and test images for the DeepDream tests (no weights, no network)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from reverie.dream.backbone import Backbone
+
+
+class TinyNet(Backbone):
+    """Four conv stages (strides 2, 4, 4, 8); the last uses no padding, so inputs under 9 px fail it.
+
+    Its receptive field at `d` is 23 px, so tiled gradients with a 24 px margin are exact.
+    """
+
+    name = "tiny"
+    aliases = {"a": "conv1", "b": "conv2", "c": "conv3", "d": "conv4"}
+    dream_layers = {"b": 1.0, "c": 1.0}
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU())
+        self.conv2 = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.conv3 = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU())
+        self.conv4 = nn.Sequential(nn.Conv2d(16, 24, 3, stride=2), nn.ReLU())
+        _seeded_init(self, seed)
+
+    def named_stages(self) -> list[tuple[str, nn.Module]]:
+        return [("conv1", self.conv1), ("conv2", self.conv2), ("conv3", self.conv3), ("conv4", self.conv4)]
+
+
+class CircularNet(Backbone):
+    """Stride-1 convs with circular padding: rolling the input rolls every activation."""
+
+    name = "circular"
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, padding_mode="circular"), nn.Tanh())
+        self.conv2 = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, padding_mode="circular"), nn.Tanh())
+        _seeded_init(self, seed)
+
+    def named_stages(self) -> list[tuple[str, nn.Module]]:
+        return [("conv1", self.conv1), ("conv2", self.conv2)]
+
+
+def _seeded_init(model: nn.Module, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            fan_in = parameter[0].numel() if parameter.dim() > 1 else 1
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) / fan_in**0.5 + 0.02)
+    model.eval().requires_grad_(False)
+
+
+def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A seeded uint8 RGB image with smooth color gradients and some texture."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    channels = [
+        0.5 + 0.4 * np.sin(xs / (5 + 3 * c) + ys / (7 + 2 * c) + rng.uniform(0, 6)) for c in range(3)
+    ]
+    array = np.stack(channels, axis=-1) + rng.normal(0, 0.03, (height, width, 3))
+    return (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions only lose time to thread hand-offs; restore the count afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny() -> TinyNet:
+    return TinyNet()
+
+
+@pytest.fixture
+def photo(tmp_path) -> "Path":  # noqa: F821
+    """A 72x56 PNG on disk."""
+    path = tmp_path / "photo.png"
+    Image.fromarray(smooth_image(56, 72)).save(path)
+    return path
