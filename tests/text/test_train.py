@@ -1,0 +1,205 @@
+"""Training: the loss goes down, runs resume exactly, Ctrl-C saves, the book preset is the book's."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, shakespeare_slice
+
+import reverie
+from reverie.checkpoint import load_tensors
+from reverie.errors import ReverieError
+from reverie.text import rundir
+from reverie.text.train import (
+    KerasRMSprop, StreamBatches, TrainOptions, WindowBatches, learning_rate, resolve_options, train,
+)
+
+
+def snapshot(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run.iterdir())}
+
+
+def train_losses(run: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["train_loss"]) for r in rundir.read_metrics(run / rundir.METRICS)
+            if r["train_loss"] is not None]
+
+
+def val_losses(run: Path) -> list[float]:
+    return [r["val_loss"] for r in rundir.read_metrics(run / rundir.METRICS) if r["val_loss"] is not None]
+
+
+def test_training_lowers_the_validation_loss(tiny_run: Path):
+    losses = val_losses(tiny_run)
+    vocab = len(json.loads((tiny_run / rundir.CONFIG).read_text())["tokenizer"]["vocab"])
+    assert len(losses) == 2  # step 30 and step 60
+    assert losses[1] < losses[0] < math.log(vocab)  # below a uniform guess, and still falling
+    assert losses[1] < math.log(vocab) - 0.5
+
+
+def test_run_directory_holds_everything(tiny_run: Path):
+    names = {p.name for p in tiny_run.iterdir()}
+    assert names == {"config.json", "model.safetensors", "best.safetensors", "state.safetensors", "metrics.csv",
+                     "loss.png"}  # no samples asked for, no temporary files left
+    assert (tiny_run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["format"] == "reverie" and config["model"]["hidden"] == 32
+    assert config["state"]["step"] == 60 and config["options"]["seq_len"] == 32
+    assert config["state"]["best_val_loss"] == min(val_losses(tiny_run))
+    header = (tiny_run / "metrics.csv").read_text().splitlines()[0]
+    assert header.split(",")[:6] == ["step", "epoch", "tokens", "lr", "train_loss", "val_loss"]
+    assert [step for step, _ in train_losses(tiny_run)] == list(range(1, 61))
+
+
+def test_samples_at_each_temperature(tmp_path: Path, capsys: pytest.CaptureFixture):
+    corpus = shakespeare_slice(tmp_path / "s.txt", 8_000)
+    options = {**TINY, "sample_temperatures": (0.2, 1.0), "sample_length": 25, "progress": True}
+    train(str(corpus), tmp_path / "run", steps=4, **options)
+    text = (tmp_path / "run" / "samples.txt").read_text()
+    assert text.count("--- temperature 0.2\n") == 1 and text.count("--- temperature 1\n") == 1
+    assert "=== step 4" in text
+    assert "--- temperature 0.2" in capsys.readouterr().out  # printed as well
+
+
+@pytest.mark.parametrize("batching, kind", [("stream", "lstm"), ("windows", "conv")])
+def test_resume_continues_the_same_run(tmp_path: Path, batching: str, kind: str):
+    """N steps, Ctrl-C, resume for M: the same weights, optimizer state and losses as N + M at once."""
+    corpus = str(shakespeare_slice(tmp_path / "s.txt", 8_000))
+    options = {**TINY, "model": kind, "layers": 2, "dropout": 0.2, "batching": batching, "steps": 20,
+               "window_step": 7}
+    whole = train(corpus, tmp_path / "whole", **options)
+
+    def interrupt(step: int, loss: float) -> None:
+        if step == 7:
+            raise KeyboardInterrupt
+
+    first = train(corpus, tmp_path / "split", on_step=interrupt, **options)
+    assert first.interrupted and first.step == 7
+    second = train(corpus, tmp_path / "split", resume=True, progress=False)
+    assert second.step == whole.step == 20 and second.stop_reason == "steps"
+    assert whole.train_loss == second.train_loss
+    assert train_losses(tmp_path / "whole") == train_losses(tmp_path / "split")
+    for name in ("model.safetensors", "state.safetensors"):
+        a, b = load_tensors(tmp_path / "whole" / name), load_tensors(tmp_path / "split" / name)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[key], b[key]) for key in a), name
+    assert whole.val_loss == second.val_loss
+
+
+def test_ctrl_c_saves_a_loadable_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture):
+    corpus = str(shakespeare_slice(tmp_path / "s.txt", 8_000))
+
+    def press_ctrl_c(step: int, loss: float) -> None:
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    result = train(corpus, tmp_path / "run", on_step=press_ctrl_c, **{**TINY, "steps": 50})
+    assert result.interrupted and result.step == 3
+    err = capsys.readouterr().err
+    assert f"Resume with: reverie train {corpus} --out {tmp_path / 'run'} --resume" in err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["state"]["step"] == 3
+    model = reverie.load(tmp_path / "run")
+    assert len(model.generate("the", length=5, seed=0)) == 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler put back
+
+
+def test_resume_refusals_leave_the_run_untouched(tmp_path: Path):
+    corpus = str(shakespeare_slice(tmp_path / "s.txt", 8_000))
+    other = str(shakespeare_slice(tmp_path / "other.txt", 9_000))
+    run = tmp_path / "run"
+    train(corpus, run, **{**TINY, "steps": 3})
+    before = snapshot(run)
+    cases = [
+        (dict(corpus=other, resume=True), "different corpus"),
+        (dict(corpus=corpus, resume=True, hidden=64), "different model shape: --hidden 64"),
+        (dict(corpus=corpus, resume=True, lr=0.1), "different setting: --lr"),
+        (dict(corpus=corpus, resume=True), "already reached its budget"),
+        (dict(corpus=corpus), "already holds a run"),
+        (dict(corpus=corpus, resume=True, steps=0), "--steps must be a positive integer"),
+    ]
+    for kwargs, message in cases:
+        source = kwargs.pop("corpus")
+        with pytest.raises(ReverieError, match=message):
+            train(source, run, **kwargs)
+    assert snapshot(run) == before
+    assert train(corpus, run, resume=True, steps=4, progress=False).step == 4  # a larger budget goes on
+
+
+def test_resume_without_a_run(tmp_path: Path):
+    corpus = str(shakespeare_slice(tmp_path / "s.txt", 8_000))
+    with pytest.raises(ReverieError, match="holds no checkpoint"):
+        train(corpus, tmp_path, resume=True)
+
+
+def test_book_preset_is_the_books_run():
+    options = resolve_options({"preset": "book"})
+    assert (options.lower, options.embed, options.model, options.layers, options.hidden) == (True, 0, "lstm", 1, 128)
+    assert (options.batching, options.seq_len, options.window_step, options.batch_size) == ("windows", 60, 3, 128)
+    assert (options.optimizer, options.lr, options.schedule, options.grad_clip) == ("rmsprop", 0.01, "constant", 0)
+    assert (options.epochs, options.init, options.sample_temperatures) == (60, "keras", (0.2, 0.5, 1.0, 1.2))
+    # explicit options win; a budget given replaces the preset's 60 epochs
+    options = resolve_options({"preset": "book", "hidden": 64, "minutes": 5.0})
+    assert (options.hidden, options.epochs, options.minutes, options.lower) == (64, None, 5.0, True)
+    assert resolve_options({}).epochs == 10 and resolve_options({"steps": 5}).epochs is None
+
+
+def test_book_windows_and_targets():
+    ids = np.arange(1000)  # token i at position i: a window's tokens are its positions
+    batches = WindowBatches(ids, batch_size=128, seq_len=60, window_step=3, seed=0)
+    assert batches.steps_per_epoch == math.ceil(len(range(0, 1000 - 60, 3)) / 128)
+    inputs, targets = next(batches.epoch(0))
+    assert inputs.shape == (128, 60) and targets.shape == (128,)
+    starts = inputs[:, 0]
+    assert torch.all(starts % 3 == 0) and torch.equal(inputs, starts[:, None] + torch.arange(60))
+    assert torch.equal(targets, starts + 60)  # only char N+1 is the target
+    logits = torch.zeros(128, 60, 1000)
+    logits[:, -1, :] = torch.nn.functional.one_hot(targets, 1000) * 100.0
+    assert batches.loss(logits, targets).item() < 1e-6  # the loss reads only the last position
+
+
+def test_stream_batches_continue_each_stream():
+    ids = np.arange(10_000)
+    batches = StreamBatches(ids, batch_size=4, seq_len=16, seed=0)
+    steps = list(batches.epoch(0))
+    assert len(steps) == batches.steps_per_epoch
+    (x0, y0), (x1, _) = steps[0], steps[1]
+    assert x0.shape == (4, 16) and torch.equal(y0, x0 + 1)  # every token is a target
+    assert torch.equal(x1[:, 0], x0[:, -1] + 1)  # the next batch continues where this one ended
+    assert list(batches.epoch(0, first_step=1))[0][0].equal(x1)
+
+
+def test_keras_rmsprop_matches_the_keras_update():
+    weight = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.0]))
+    optimizer = KerasRMSprop([weight], lr=0.01)
+    velocity, expected = torch.zeros(3), weight.detach().clone()
+    for grad in (torch.tensor([0.5, -1e-4, 0.0]), torch.tensor([0.1, 2.0, 1e-6])):
+        weight.grad = grad.clone()
+        optimizer.step()
+        velocity = 0.9 * velocity + 0.1 * grad**2
+        expected = expected - 0.01 * grad / torch.sqrt(velocity + 1e-7)
+    assert torch.allclose(weight.detach(), expected, rtol=0, atol=1e-7)
+
+
+def test_learning_rate_warms_up_then_decays():
+    options = TrainOptions(lr=1.0, warmup_steps=10)
+    assert learning_rate(options, 0, 0.0) == pytest.approx(0.1)
+    assert learning_rate(options, 9, 0.0) == pytest.approx(1.0)
+    assert learning_rate(options, 100, 0.5) == pytest.approx(0.55)
+    assert learning_rate(options, 200, 1.0) == pytest.approx(0.1)
+    constant = TrainOptions(lr=0.01, warmup_steps=0, schedule="constant")
+    assert learning_rate(constant, 0, 0.0) == learning_rate(constant, 999, 1.0) == 0.01
+
+
+def test_book_preset_trains(tmp_path: Path):
+    corpus = shakespeare_slice(tmp_path / "s.txt", 6_000)
+    result = train(str(corpus), tmp_path / "book", preset="book", steps=2, progress=False, sample_temperatures=())
+    config = json.loads((tmp_path / "book" / "config.json").read_text())
+    assert config["model"]["embed"] == 0 and config["model"]["init"] == "keras"
+    assert all(c == c.lower() for c in config["tokenizer"]["vocab"])
+    assert result.step == 2 and config["state"]["optimizer"]["__dict__"]  # RMSprop state saved
