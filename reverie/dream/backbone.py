@@ -35,6 +35,7 @@ MODEL_MODULES = {
 }
 
 PROBE_SIZE = 512
+PROBE_STEP = 64  # a multiple of every stride: stride = PROBE_STEP / (growth of the output side)
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class Backbone(nn.Module):
         """A shape-only copy of this model (no memory, no arithmetic); itself if already on meta."""
         if next(self.parameters()).device.type == "meta":
             return self
-        return copy.deepcopy(self).to("meta")
+        return copy.deepcopy(self).to("meta").eval()  # eval: batch norm accepts a 1x1 map
 
     def _stage_shapes(self, size: int, last_stage: str | None = None) -> dict[str, torch.Size] | None:
         """Output shape of each stage (up to `last_stage`) for a size x size input, or None if rejected."""
@@ -109,19 +110,25 @@ class Backbone(nn.Module):
                 shapes[stage_name] = x.shape
                 if stage_name == last_stage:
                     break
-        except RuntimeError:
+        except (RuntimeError, ValueError):  # too small for a kernel; batch norm in training mode on 1x1
             return None
         return shapes
 
     def layer_table(self) -> list[LayerInfo]:
-        """Every usable layer with channels and stride (measured at a PROBE_SIZE input)."""
-        shapes = self._stage_shapes(PROBE_SIZE)
-        assert shapes is not None, f"{self.name} cannot run a {PROBE_SIZE}px probe"
+        """Every usable layer with channels and stride (measured at PROBE_SIZE and PROBE_SIZE + PROBE_STEP).
+
+        The stride is the input growth over the output growth, exact also for unpadded convolutions
+        (InceptionV3's Mixed_6a is 30x30 at 512: stride 16, not 512 / 30).
+        """
+        twin = self._meta_twin()
+        shapes = twin._stage_shapes(PROBE_SIZE)
+        wider = twin._stage_shapes(PROBE_SIZE + PROBE_STEP)
+        assert shapes is not None and wider is not None, f"{self.name} cannot run a {PROBE_SIZE}px probe"
         by_stage: dict[str, list[str]] = {}
         for alias, stage_name in self.aliases.items():
             by_stage.setdefault(stage_name, []).append(alias)
         return [
-            LayerInfo(name, tuple(by_stage.get(name, [])), shape[1], round(PROBE_SIZE / shape[-1]))
+            LayerInfo(name, tuple(by_stage.get(name, [])), shape[1], PROBE_STEP // (wider[name][-1] - shape[-1]))
             for name, shape in shapes.items()
         ]
 

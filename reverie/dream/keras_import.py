@@ -1,0 +1,245 @@
+"""Read Keras HDF5 weight files into this project's torchvision-named models (InceptionV3).
+
+Two layouts are read with h5py:
+- the legacy HDF5 layout of the published `inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5`
+  (root attribute `layer_names`, one group per layer, datasets named like `conv2d_1/kernel:0`;
+  also inside `model_weights/` of a whole-model `.h5`);
+- Keras 3's `.weights.h5` (`layers/conv2d_7/vars/0`, numbered per layer class).
+
+Keras's layer names differ between versions, so nothing is matched by name: weights are mapped
+by the order of layers. Keras lists a functional model's layers by depth (the longest path to the
+output, deepest first), ties broken by the order a depth-first walk from the output reaches them;
+`keras_layer_order` applies the same rule to the traced torch graph, so the n-th convolution (and
+n-th batch norm) of the file lands in the torch module Keras would have put it in. Every weight
+is mapped and checked: the layer counts and every shape must agree, else one-line ReverieError.
+
+Conversions: conv kernels HWIO -> OIHW; Keras's conv2d_bn has no BatchNorm scale, so gamma = 1;
+a with-top file's final `Dense` classifier is dropped, as torchvision's `fc` is.
+
+    python -m reverie.dream.keras_import FILE.h5    # show which torch module each Keras layer feeds
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+from reverie.errors import ReverieError
+
+# weight roles of the Keras 3 `.weights.h5` layout, by layer class and number of variables
+KERAS3_ROLES = {
+    ("conv2d", 1): ("kernel",),
+    ("conv2d", 2): ("kernel", "bias"),
+    ("batch_normalization", 3): ("beta", "moving_mean", "moving_variance"),
+    ("batch_normalization", 4): ("gamma", "beta", "moving_mean", "moving_variance"),
+    ("dense", 1): ("kernel",),
+    ("dense", 2): ("kernel", "bias"),
+}
+KIND_OF_CLASS = {"conv2d": "conv", "batch_normalization": "bn", "dense": "dense"}
+
+
+@dataclass
+class KerasLayer:
+    """One Keras layer with weights: its name in the file and its arrays by role ("kernel", "beta", ...)."""
+
+    name: str
+    weights: dict[str, np.ndarray]
+
+    @property
+    def kind(self) -> str:
+        """"conv", "bn", "dense" or "unknown", told from the weights themselves."""
+        if "moving_mean" in self.weights:
+            return "bn"
+        kernel = self.weights.get("kernel")
+        if kernel is not None and kernel.ndim == 4:
+            return "conv"
+        if kernel is not None and kernel.ndim == 2:
+            return "dense"
+        return "unknown"
+
+
+def _text(value) -> str:
+    return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+def _role(weight_name: str) -> str:
+    """`conv2d_1/kernel:0` -> `kernel`."""
+    return weight_name.rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+def _legacy_layers(root) -> list[KerasLayer]:
+    """Layers with weights, in the file's layer order (legacy HDF5: the `layer_names` attribute)."""
+    layers = []
+    for layer_name in map(_text, root.attrs["layer_names"]):
+        group = root[layer_name]
+        weight_names = [_text(name) for name in group.attrs.get("weight_names", [])]
+        if weight_names:
+            layers.append(KerasLayer(layer_name, {_role(name): np.asarray(group[name]) for name in weight_names}))
+    return layers
+
+
+def _class_and_number(group_name: str) -> tuple[str, int]:
+    """`conv2d_7` -> ("conv2d", 7), `conv2d` -> ("conv2d", 0): Keras 3 numbers layers per class in model order."""
+    match = re.fullmatch(r"(.*?)(?:_(\d+))?", group_name)
+    return match.group(1), int(match.group(2) or 0)
+
+
+def _keras3_layers(layers_group, path: Path) -> list[KerasLayer]:
+    """Layers with weights from a `.weights.h5`, in model order within each layer class."""
+    layers = []
+    for group_name in sorted(layers_group, key=_class_and_number):
+        variables = layers_group[group_name].get("vars")
+        if variables is None or len(variables) == 0:
+            continue
+        layer_class, _ = _class_and_number(group_name)
+        roles = KERAS3_ROLES.get((layer_class, len(variables)))
+        if roles is None:
+            raise ReverieError(
+                f"{path}: layer {group_name} ({len(variables)} weights) is not part of an InceptionV3; "
+                "give Keras's InceptionV3 weight file"
+            )
+        layers.append(KerasLayer(group_name, {role: np.asarray(variables[str(i)]) for i, role in enumerate(roles)}))
+    return layers
+
+
+def read_keras_layers(path: Path) -> list[KerasLayer]:
+    """Every Keras layer with weights in `path` (legacy `.h5` or Keras 3 `.weights.h5`), in layer order."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise ReverieError(f"weight file {path} does not exist; check the path given to --weights")
+    try:
+        with h5py.File(path, "r") as handle:
+            root = handle["model_weights"] if "model_weights" in handle else handle
+            if "layer_names" in root.attrs:
+                return _legacy_layers(root)
+            if "layers" in root:
+                return _keras3_layers(root["layers"], path)
+    except (OSError, KeyError) as exc:
+        raise ReverieError(f"cannot read {path} as a Keras HDF5 weight file ({exc}); check --weights") from None
+    raise ReverieError(f"{path} has no Keras layer weights (no layer_names, no layers/); check --weights")
+
+
+def keras_layer_order(model: nn.Module) -> list[str]:
+    """Names of `model`'s leaf modules in the order Keras lists the layers of the same graph.
+
+    The graph is traced with torch.fx (input placeholder to output); one Keras layer per leaf
+    module or function call, as in Keras's conv2d_bn (Conv2D, BatchNormalization, Activation).
+    """
+    graph = fx.Tracer().trace(model)
+    (result,) = next(node for node in graph.nodes if node.op == "output").all_input_nodes
+    reached: dict[fx.Node, int] = {}
+
+    def walk(node: fx.Node) -> None:
+        if node in reached:
+            return
+        reached[node] = len(reached)
+        for parent in node.all_input_nodes:
+            walk(parent)
+
+    walk(result)
+    depth = {result: 0}
+    for node in reversed(graph.nodes):  # graph.nodes is topologically sorted
+        if node not in depth:
+            continue
+        for parent in node.all_input_nodes:
+            depth[parent] = max(depth.get(parent, 0), depth[node] + 1)
+    ordered = sorted(reached, key=lambda node: (-depth[node], reached[node]))
+    return [node.target for node in ordered if node.op == "call_module"]
+
+
+def _ordered_modules(model: nn.Module, order: list[str], kind: type[nn.Module]) -> list[tuple[str, nn.Module]]:
+    modules = dict(model.named_modules())
+    return [(name, modules[name]) for name in order if isinstance(modules[name], kind)]
+
+
+def _checked(array: np.ndarray, shape: torch.Size, what: str, path: Path) -> torch.Tensor:
+    if tuple(array.shape) != tuple(shape):
+        raise ReverieError(
+            f"{path}: {what} has shape {tuple(array.shape)}, the model needs {tuple(shape)}; "
+            "give Keras's InceptionV3 weight file (inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5)"
+        )
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def _conv_weights(layer: KerasLayer, name: str, conv: nn.Conv2d, path: Path) -> dict[str, torch.Tensor]:
+    if ("bias" in layer.weights) != (conv.bias is not None):
+        raise ReverieError(f"{path}: Keras layer {layer.name} and {name} disagree on having a bias; check --weights")
+    kernel = layer.weights["kernel"].transpose(3, 2, 0, 1)  # HWIO -> OIHW
+    state = {f"{name}.weight": _checked(kernel, conv.weight.shape, f"{layer.name} kernel (as OIHW)", path)}
+    if conv.bias is not None:
+        state[f"{name}.bias"] = _checked(layer.weights["bias"], conv.bias.shape, f"{layer.name} bias", path)
+    return state
+
+
+def _bn_weights(layer: KerasLayer, name: str, bn: nn.BatchNorm2d, path: Path) -> dict[str, torch.Tensor]:
+    shape = bn.running_mean.shape
+    ones = np.ones(shape, dtype=np.float32)  # Keras BatchNormalization(scale=False): gamma is 1
+    zeros = np.zeros(shape, dtype=np.float32)
+    return {
+        f"{name}.weight": _checked(layer.weights.get("gamma", ones), shape, f"{layer.name} gamma", path),
+        f"{name}.bias": _checked(layer.weights.get("beta", zeros), shape, f"{layer.name} beta", path),
+        f"{name}.running_mean": _checked(layer.weights["moving_mean"], shape, f"{layer.name} moving_mean", path),
+        f"{name}.running_var": _checked(layer.weights["moving_variance"], shape, f"{layer.name} moving_variance", path),
+        f"{name}.num_batches_tracked": torch.tensor(0, dtype=torch.long),
+    }
+
+
+MAPPERS: dict[str, tuple[type[nn.Module], Callable]] = {
+    "conv": (nn.Conv2d, _conv_weights),
+    "bn": (nn.BatchNorm2d, _bn_weights),
+}
+
+
+def keras_state_dict(model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
+    """A state dict for `model` holding every weight of the Keras file `path`, mapped by layer order."""
+    path = Path(path)
+    layers = read_keras_layers(path)
+    unknown = [layer.name for layer in layers if layer.kind == "unknown"]
+    if unknown:
+        raise ReverieError(f"{path}: cannot tell what Keras layer {unknown[0]} is; give Keras's InceptionV3 weights")
+    classifiers = [layer for layer in layers if layer.kind == "dense"]
+    if len(classifiers) > 1:
+        raise ReverieError(f"{path} has {len(classifiers)} dense layers, InceptionV3 has one classifier at most")
+    # the one dense layer of a with-top file is the classifier: dropped, the model has none
+    order = keras_layer_order(model)
+    state: dict[str, torch.Tensor] = {}
+    for kind, (module_type, mapper) in MAPPERS.items():
+        keras_layers = [layer for layer in layers if layer.kind == kind]
+        modules = _ordered_modules(model, order, module_type)
+        if len(keras_layers) != len(modules):
+            raise ReverieError(
+                f"{path} has {len(keras_layers)} {kind} layers with weights, the model has {len(modules)}; "
+                "give Keras's InceptionV3 weight file (inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5)"
+            )
+        for layer, (name, module) in zip(keras_layers, modules):
+            state.update(mapper(layer, name, module, path))
+    return state
+
+
+def load_keras_weights(model: nn.Module, path: Path) -> None:
+    """Load a Keras InceptionV3 weight file into `model` (strict: every weight and every key)."""
+    from reverie.dream.weights import load_strict
+
+    load_strict(model, keras_state_dict(model, path), path, getattr(model, "name", type(model).__name__))
+
+
+if __name__ == "__main__":
+    from reverie.dream.inception_v3 import build
+
+    net = build()
+    net_order = keras_layer_order(net)
+    file_layers = read_keras_layers(Path(sys.argv[1]))
+    for kind, (module_type, _) in MAPPERS.items():
+        modules_in_order = _ordered_modules(net, net_order, module_type)
+        pairs = zip([layer for layer in file_layers if layer.kind == kind], modules_in_order)
+        for keras_layer, (module_name, _) in pairs:
+            print(f"{keras_layer.name:28} -> {module_name}")
