@@ -25,7 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from reverie.dream.backbone import Backbone
-from reverie.dream.weights import cached_or_download, drop_keys, hub_checkpoint_dir, load_strict, read_state_dict
+from reverie.dream.weights import (
+    cached_or_download,
+    drop_keys,
+    hub_checkpoint_dir,
+    load_strict,
+    read_state_dict,
+)
 
 WEIGHTS_URL = "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"
 KERAS_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"

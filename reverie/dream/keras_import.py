@@ -54,7 +54,7 @@ class KerasLayer:
 
     @property
     def kind(self) -> str:
-        """"conv", "bn", "dense" or "unknown", told from the weights themselves."""
+        """One of conv, bn, dense or unknown, told from the weights themselves."""
         if "moving_mean" in self.weights:
             return "bn"
         kernel = self.weights.get("kernel")
@@ -118,12 +118,12 @@ def read_keras_layers(path: Path) -> list[KerasLayer]:
         raise ReverieError(f"weight file {path} does not exist; check the path given to --weights")
     try:
         with h5py.File(path, "r") as handle:
-            root = handle["model_weights"] if "model_weights" in handle else handle
+            root = handle.get("model_weights", handle)
             if "layer_names" in root.attrs:
                 return _legacy_layers(root)
             if "layers" in root:
                 return _keras3_layers(root["layers"], path)
-    except (OSError, KeyError) as exc:
+    except (OSError, KeyError, ValueError) as exc:
         raise ReverieError(f"cannot read {path} as a Keras HDF5 weight file ({exc}); check --weights") from None
     raise ReverieError(f"{path} has no Keras layer weights (no layer_names, no layers/); check --weights")
 
@@ -161,36 +161,42 @@ def _ordered_modules(model: nn.Module, order: list[str], kind: type[nn.Module]) 
     return [(name, modules[name]) for name in order if isinstance(modules[name], kind)]
 
 
-def _checked(array: np.ndarray, shape: torch.Size, what: str, path: Path) -> torch.Tensor:
+def _checked(array: np.ndarray, shape: tuple[int, ...], what: str, path: Path) -> np.ndarray:
     if tuple(array.shape) != tuple(shape):
         raise ReverieError(
             f"{path}: {what} has shape {tuple(array.shape)}, the model needs {tuple(shape)}; "
             "give Keras's InceptionV3 weight file (inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5)"
         )
+    return array
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
 def _conv_weights(layer: KerasLayer, name: str, conv: nn.Conv2d, path: Path) -> dict[str, torch.Tensor]:
     if ("bias" in layer.weights) != (conv.bias is not None):
         raise ReverieError(f"{path}: Keras layer {layer.name} and {name} disagree on having a bias; check --weights")
-    kernel = layer.weights["kernel"].transpose(3, 2, 0, 1)  # HWIO -> OIHW
-    state = {f"{name}.weight": _checked(kernel, conv.weight.shape, f"{layer.name} kernel (as OIHW)", path)}
+    out_channels, in_channels, height, width = conv.weight.shape
+    kernel = _checked(layer.weights["kernel"], (height, width, in_channels, out_channels), f"{layer.name} kernel", path)
+    state = {f"{name}.weight": _tensor(kernel.transpose(3, 2, 0, 1))}  # HWIO -> OIHW
     if conv.bias is not None:
-        state[f"{name}.bias"] = _checked(layer.weights["bias"], conv.bias.shape, f"{layer.name} bias", path)
+        state[f"{name}.bias"] = _tensor(_checked(layer.weights["bias"], (out_channels,), f"{layer.name} bias", path))
     return state
 
 
 def _bn_weights(layer: KerasLayer, name: str, bn: nn.BatchNorm2d, path: Path) -> dict[str, torch.Tensor]:
-    shape = bn.running_mean.shape
-    ones = np.ones(shape, dtype=np.float32)  # Keras BatchNormalization(scale=False): gamma is 1
-    zeros = np.zeros(shape, dtype=np.float32)
-    return {
-        f"{name}.weight": _checked(layer.weights.get("gamma", ones), shape, f"{layer.name} gamma", path),
-        f"{name}.bias": _checked(layer.weights.get("beta", zeros), shape, f"{layer.name} beta", path),
-        f"{name}.running_mean": _checked(layer.weights["moving_mean"], shape, f"{layer.name} moving_mean", path),
-        f"{name}.running_var": _checked(layer.weights["moving_variance"], shape, f"{layer.name} moving_variance", path),
-        f"{name}.num_batches_tracked": torch.tensor(0, dtype=torch.long),
-    }
+    shape = (bn.num_features,)
+    defaults = {"gamma": np.ones(shape, np.float32), "beta": np.zeros(shape, np.float32)}  # scale=False: gamma 1
+    state = {}
+    for role, key in (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
+                      ("moving_variance", "running_var")):
+        array = layer.weights.get(role, defaults.get(role))
+        if array is None:
+            raise ReverieError(f"{path}: batch norm layer {layer.name} has no {role}; check --weights")
+        state[f"{name}.{key}"] = _tensor(_checked(array, shape, f"{layer.name} {role}", path))
+    state[f"{name}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
+    return state
 
 
 MAPPERS: dict[str, tuple[type[nn.Module], Callable]] = {
