@@ -92,16 +92,11 @@ class TextModel:
         seed: int | None,
     ) -> Iterator[list[str]]:
         last: list[int | None] = [previous] * num_samples
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            for tokens in generate_tokens(self.model, start, length, options, num_samples=num_samples, seed=seed,
-                                          device=self.device):
-                ids = tokens.tolist()
-                yield [self.tokenizer.decode([i], previous=p) for i, p in zip(ids, last)]
-                last = ids
-        finally:
-            self.model.train(was_training)
+        for tokens in generate_tokens(self.model, start, length, options, num_samples=num_samples, seed=seed,
+                                      device=self.device):
+            ids = tokens.tolist()
+            yield [self.tokenizer.decode([i], previous=p) for i, p in zip(ids, last)]
+            last = ids
 
     def stream(
         self, prompt: str = "", length: int = 400, temperature: float = 1.0, top_k: int | None = None,

@@ -124,7 +124,7 @@ class TrainOptions:
     sample_temperatures: tuple[float, ...] = _option((0.2, 0.5, 1.0, 1.2), "temperatures of the samples "
                                                      "written while training", type=float, nargs="*")
     sample_length: int = _option(400, "tokens per sample written while training", type=int)
-    progress: bool = _option(True, "show a progress bar and print samples")
+    progress: bool = _option(True, "show a progress bar (samples and validation losses are printed either way)")
     # run directory
     resume: bool = _option(False, "continue the run saved in --out")
     overwrite: bool = _option(False, "replace a run already saved in --out")
@@ -619,7 +619,7 @@ class Trainer:
             message = (f"step {self.step} (epoch {self.step / self.steps_per_epoch:.2f}): validation loss "
                        f"{val_loss:.4f} nats/token, {val_loss / math.log(2):.4f} bits/token"
                        f"{' (best)' if is_best else ''}")
-            _say(message, sys.stderr, bar, self.options.progress)
+            _say(message, sys.stderr, bar)
         self.last_eval_step = self.step
         self.write_samples(bar)
         self.save(best=is_best)
@@ -644,7 +644,7 @@ class Trainer:
         text = "\n".join(blocks) + "\n\n"
         with open(self.out / rundir.SAMPLES, "a", encoding="utf-8") as handle:
             handle.write(text)
-        _say(text.rstrip("\n") + "\n", sys.stdout, bar, options.progress)
+        _say(text, sys.stdout, bar)
 
     def save(self, best: bool = False) -> None:
         """Write the checkpoint (weights, optimizer, RNG, counters), metrics.csv and loss.png."""
@@ -720,10 +720,9 @@ def _to_device(state: Any, device: torch.device) -> Any:
     return state
 
 
-def _say(text: str, stream: Any, bar: tqdm | None, enabled: bool) -> None:
-    if not enabled:
-        return
-    if bar is not None:
+def _say(text: str, stream: Any, bar: tqdm | None) -> None:
+    """Print around the progress bar (tqdm redraws it below the text)."""
+    if bar is not None and not bar.disable:
         bar.write(text.rstrip("\n"), file=stream)
     else:
         print(text.rstrip("\n"), file=stream, flush=True)

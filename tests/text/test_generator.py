@@ -1,0 +1,133 @@
+"""reverie.load() and TextModel: seeded, streamed, batched generation and clean refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY, shakespeare_slice
+
+import reverie
+from reverie.errors import ReverieError
+from reverie.text.generator import TextModel
+from reverie.text.train import train
+
+
+def test_load_gives_a_text_model(tiny_run: Path):
+    model = reverie.load(tiny_run)
+    assert isinstance(model, TextModel) and model.tokenizer.level == "char"
+    assert not model.model.training and model.device == torch.device("cpu")
+
+
+def test_same_seed_same_text(tiny_run: Path):
+    model = reverie.load(tiny_run)
+    first = model.generate("ROMEO:", length=80, temperature=1.0, seed=3)
+    assert len(first) == 80  # char level: one character per token, the prompt not repeated
+    assert model.generate("ROMEO:", length=80, temperature=1.0, seed=3) == first
+    assert reverie.load(tiny_run).generate("ROMEO:", length=80, temperature=1.0, seed=3) == first
+    assert model.generate("ROMEO:", length=80, temperature=1.0, seed=4) != first
+
+
+def test_stream_pieces_join_to_the_generated_text(tiny_run: Path):
+    model = reverie.load(tiny_run)
+    pieces = list(model.stream("First", length=30, top_k=5, seed=1))
+    assert len(pieces) == 30 and "".join(pieces) == model.generate("First", length=30, top_k=5, seed=1)
+
+
+def test_temperature_zero_is_greedy(tiny_run: Path):
+    model = reverie.load(tiny_run)
+    text = model.generate("the ", length=20, temperature=0)
+    assert model.generate("the ", length=20, temperature=0, seed=123) == text
+    ids = model.tokenizer.encode("the ")
+    with torch.no_grad():
+        logits, _ = model.model(torch.tensor([ids]))
+    assert text[0] == model.tokenizer.vocab[int(logits[0, -1].argmax())]
+
+
+def test_several_samples_run_as_a_batch(tiny_run: Path):
+    model = reverie.load(tiny_run)
+    texts = model.generate("A", length=15, num_samples=3, seed=0)
+    assert isinstance(texts, list) and len(texts) == 3 and all(len(t) == 15 for t in texts)
+    assert len(set(texts)) > 1
+    steps = list(model.stream("A", length=15, num_samples=3, seed=0))
+    assert ["".join(column) for column in zip(*steps)] == texts
+
+
+def test_empty_prompt(tiny_run: Path):
+    assert len(reverie.load(tiny_run).generate(length=10, seed=0)) == 10
+
+
+def test_prompt_characters_not_in_the_vocabulary_are_named(tiny_run: Path):
+    model = reverie.load(tiny_run)
+    with pytest.raises(ReverieError, match=r"not in the model's vocabulary: '€', 'é'"):
+        model.generate("caf€ é", length=5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(length=0), "length must be a positive integer"),
+    (dict(length=-3), "length must be a positive integer"),
+    (dict(num_samples=0), "num_samples must be a positive integer"),
+    (dict(temperature=-0.5), "temperature"),
+    (dict(top_p=0.0), "top_p"),
+    (dict(top_p=1.5), "top_p"),
+])
+def test_bad_generation_options(tiny_run: Path, kwargs: dict, message: str):
+    with pytest.raises(ReverieError, match=message):
+        reverie.load(tiny_run).generate("A", **{"length": 5, **kwargs})
+
+
+def test_best_and_latest_checkpoints(tiny_run: Path):
+    config = json.loads((tiny_run / "config.json").read_text())
+    best, latest = reverie.load(tiny_run), reverie.load(tiny_run, checkpoint="latest")
+    same = all(torch.equal(a, b) for a, b in zip(best.model.state_dict().values(),
+                                                  latest.model.state_dict().values()))
+    assert same == (config["state"]["best_step"] == config["state"]["step"])
+
+
+def copy_run(tiny_run: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(tiny_run, tmp_path / "run"))
+
+
+def test_refuses_a_directory_without_a_checkpoint(tmp_path: Path):
+    with pytest.raises(ReverieError, match="holds no checkpoint"):
+        reverie.load(tmp_path)
+    with pytest.raises(ReverieError, match="does not exist"):
+        reverie.load(tmp_path / "missing")
+
+
+def test_refuses_truncated_and_corrupted_weights(tiny_run: Path, tmp_path: Path):
+    run = copy_run(tiny_run, tmp_path)
+    data = (run / "best.safetensors").read_bytes()
+    (run / "best.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ReverieError, match="truncated, corrupted"):
+        reverie.load(run)
+    flipped = bytearray(data)
+    flipped[len(data) - 10] ^= 0xFF  # a flipped bit in a weight still parses: the checksum catches it
+    (run / "best.safetensors").write_bytes(bytes(flipped))
+    with pytest.raises(ReverieError, match="truncated, corrupted"):
+        reverie.load(run)
+
+
+def test_refuses_another_format_version_and_a_broken_config(tiny_run: Path, tmp_path: Path):
+    run = copy_run(tiny_run, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "format_version": 99}))
+    with pytest.raises(ReverieError, match="format version 99"):
+        reverie.load(run)
+    (run / "config.json").write_text(json.dumps(config)[:100])
+    with pytest.raises(ReverieError, match="corrupted"):
+        reverie.load(run)
+
+
+def test_word_level_model(tmp_path: Path):
+    corpus = shakespeare_slice(tmp_path / "s.txt", 20_000)
+    train(str(corpus), tmp_path / "words", level="word", steps=3, **{**TINY, "seq_len": 16})
+    model = reverie.load(tmp_path / "words")
+    assert model.tokenizer.level == "word"
+    text = model.generate("First Citizen", length=12, seed=0)
+    assert text.startswith(" ") or text[:1] in ",.;:!?'\n"  # a new word follows the prompt naturally
+    with pytest.raises(ReverieError, match="words not in the model's vocabulary: 'zyzzyva'"):
+        model.generate("First zyzzyva", length=3)
