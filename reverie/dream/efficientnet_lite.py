@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -85,6 +86,7 @@ class EfficientNetLite0(Backbone):
     """EfficientNet-Lite0: stem, 16 blocks, head, and the ImageNet classifier used by `classify`."""
 
     name = "efficientnet_lite0"
+    dream_layers: ClassVar[dict[str, float]] = {"block8": 1.0}  # mid-depth (stride 16): eyes and swirls on grace_hopper.jpg
 
     def __init__(self) -> None:
         super().__init__()

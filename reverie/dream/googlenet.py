@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -48,6 +49,7 @@ class GoogLeNet(Backbone):
     """GoogLeNet without its classifiers: stem, then inception3a ... inception5b."""
 
     name = "googlenet"
+    dream_layers: ClassVar[dict[str, float]] = {"inception4c": 1.0}  # google/deepdream's default, inception_4c/output
 
     def __init__(self) -> None:
         super().__init__()
