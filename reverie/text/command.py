@@ -66,7 +66,8 @@ def run_train(args: argparse.Namespace) -> None:
 
     options = {name: value for name, value in vars(args).items() if name in OPTION_NAMES}
     result = train(args.corpus, args.out, **options)
-    summary = f"reverie: {result.step} steps ({result.epoch:.2f} epochs), stopped by {result.stop_reason}"
+    reasons = {"epochs": "its --epochs", "steps": "its --steps", "minutes": "its --minutes", "interrupted": "Ctrl-C"}
+    summary = f"reverie: {result.step} steps ({result.epoch:.2f} epochs), stopped by {reasons[result.stop_reason]}"
     if result.val_loss is not None:
         summary += (f"; validation loss {result.val_loss:.4f} nats/token ({result.val_bits:.4f} bits), "
                     f"best {result.best_val_loss:.4f}")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-SMOOTH_STEPS = 50  # the train curve is a running mean over this many steps
+SMOOTH_STEPS = 50  # the train curve is a running mean over up to this many steps (5% of the run)
 
 
 def plot_losses(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:
@@ -33,7 +33,8 @@ def plot_losses(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> 
         if train:
             steps, losses = np.array(train, dtype=float).T
             axes.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8)
-            axes.plot(steps, _running_mean(losses, SMOOTH_STEPS), color="tab:blue", label="train")
+            window = max(1, min(SMOOTH_STEPS, len(losses) // 20))
+            axes.plot(steps, _running_mean(losses, window), color="tab:blue", label="train")
         if val:
             steps, losses = np.array(val, dtype=float).T
             axes.plot(steps, losses, "o-", color="tab:orange", label="validation")
