@@ -68,7 +68,12 @@ class ModelConfig:
                 "the checkpoint was written by an incompatible version, retrain it"
             )
         config = cls(**data)
-        config.validate()
+        try:
+            config.validate()
+        except TypeError:
+            raise ReverieError(
+                f"model config {data} has values of the wrong type; the checkpoint is corrupted"
+            ) from None
         return config
 
 
@@ -118,7 +123,7 @@ class LanguageModel(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Embedding):
                 nn.init.uniform_(module.weight, -0.05, 0.05)
-            elif isinstance(module, (nn.Linear, nn.Conv1d)):
+            elif isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
 
@@ -161,34 +166,67 @@ class RecurrentLM(LanguageModel):
                     getattr(self.rnn, f"bias_ih_l{layer}")[hidden : 2 * hidden] = 1.0
 
     def forward(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
-        output, state = self.rnn(self.embed_tokens(tokens), state)
-        return self.head(self.drop(output)), state
+        inputs = self.embed_tokens(tokens)
+        # bfloat16 autocast makes nn.LSTM return a bfloat16 state; keep the state in the inputs'
+        # dtype so it carries over between calls inside and outside autocast
+        state = _map_state(state, lambda t: t.to(inputs.dtype))
+        if self.config.kind == "lstm" and tokens.shape[1] == 1 and not self.training and tokens.is_cpu:
+            # oneDNN's CPU LSTM costs about 10x a plain matrix-vector product per one-token call
+            output, state = self._lstm_step(inputs[:, 0], state)
+        else:
+            output, state = self.rnn(inputs, state)
+        return self.head(self.drop(output)), _map_state(state, lambda t: t.to(inputs.dtype))
+
+    def _lstm_step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One time step of the stacked LSTM with nn.LSTM's weights and equations (no dropout)."""
+        if state is None:
+            zeros = x.new_zeros(self.config.layers, x.shape[0], self.config.hidden)
+            state = (zeros, zeros)
+        hs, cs = [], []
+        for layer, (h, c) in enumerate(zip(*state)):
+            gates = F.linear(
+                x, getattr(self.rnn, f"weight_ih_l{layer}"), getattr(self.rnn, f"bias_ih_l{layer}")
+            )
+            gates = gates + F.linear(
+                h, getattr(self.rnn, f"weight_hh_l{layer}"), getattr(self.rnn, f"bias_hh_l{layer}")
+            )
+            i, f, g, o = gates.chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            x = torch.sigmoid(o) * torch.tanh(c)
+            hs.append(x)
+            cs.append(c)
+        return x.unsqueeze(1), (torch.stack(hs), torch.stack(cs))
 
 
 class CausalConvBlock(nn.Module):
-    """Pre-norm residual block: LayerNorm -> causal dilated conv -> gate -> 1x1 -> dropout -> +x.
+    """Pre-norm residual block: LayerNorm -> causal dilated conv -> gate -> Linear -> dropout -> +x.
 
-    The gate is WaveNet's tanh(a) * sigmoid(b). The state is the last (kernel_size-1)*dilation
-    normalized inputs, so a call continues exactly where the previous one stopped.
+    The gate is WaveNet's tanh(a) * sigmoid(b). The conv is one matmul over its `kernel_size`
+    dilated taps stacked along the channels (oldest first): as fast as `conv1d` for training, and
+    a plain matrix-vector product when stepping one token (where `conv1d` falls back to a slow
+    kernel). The state is the last (kernel_size - 1) * dilation normalized inputs, so a call
+    continues exactly where the previous one stopped.
     """
 
     def __init__(self, channels: int, kernel_size: int, dilation: int, dropout: float) -> None:
         super().__init__()
+        self.kernel_size, self.dilation = kernel_size, dilation
         self.context = (kernel_size - 1) * dilation
         self.norm = nn.LayerNorm(channels)
-        self.conv = nn.Conv1d(channels, 2 * channels, kernel_size, dilation=dilation)
+        self.conv = nn.Linear(kernel_size * channels, 2 * channels)
         self.proj = nn.Linear(channels, channels)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, cache: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T, C), cache (B, C, context) or None -> (B, T, C), new cache."""
-        h = self.norm(x).transpose(1, 2)
+        """x (B, T, C), cache (B, context, C) or None (zeros) -> (B, T, C), new cache."""
+        h = self.norm(x)
         if cache is None:
-            cache = h.new_zeros(h.shape[0], h.shape[1], self.context)
-        window = torch.cat([cache.to(h.dtype), h], dim=2)
-        a, b = self.conv(window).chunk(2, dim=1)
-        gated = (torch.tanh(a) * torch.sigmoid(b)).transpose(1, 2)
-        return x + self.drop(self.proj(gated)), window[:, :, -self.context :]
+            cache = h.new_zeros(h.shape[0], self.context, h.shape[2])
+        window = torch.cat([cache.to(h.dtype), h], dim=1)
+        length = x.shape[1]
+        taps = [window[:, j * self.dilation : j * self.dilation + length] for j in range(self.kernel_size)]
+        a, b = self.conv(torch.cat(taps, dim=2)).chunk(2, dim=2)
+        return x + self.drop(self.proj(torch.tanh(a) * torch.sigmoid(b))), window[:, -self.context :]
 
 
 class ConvLM(LanguageModel):
