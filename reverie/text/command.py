@@ -32,28 +32,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
     from reverie.text.corpus import CORPUS_NAMES
-    from reverie.text.train import TrainOptions, flag
+    from reverie.text.options import TrainOptions, flag
 
     parser = subparsers.add_parser(
-        "train", help="train a character- or word-level language model",
+        "train",
+        help="train a character- or word-level language model",
         description="Train a language model on text files, directories or a named corpus "
-                    f"({', '.join(CORPUS_NAMES)}). Ctrl-C stops, saves and prints the command that resumes.",
+        f"({', '.join(CORPUS_NAMES)}). Ctrl-C stops, saves and prints the command that resumes.",
         argument_default=argparse.SUPPRESS,
     )
-    parser.add_argument("corpus", nargs="+", metavar="CORPUS",
-                        help=f"text file, directory of text files, or one of: {', '.join(CORPUS_NAMES)}")
+    parser.add_argument(
+        "corpus",
+        nargs="+",
+        metavar="CORPUS",
+        help=f"text file, directory of text files, or one of: {', '.join(CORPUS_NAMES)}",
+    )
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="directory that receives the run")
     for option in dataclasses.fields(TrainOptions):
         meta = dict(option.metadata)
         help_text = meta.pop("help")
         if option.type in ("bool", bool):
-            action = "store_true" if option.default is False and option.name in ("resume", "overwrite") \
+            action = (
+                "store_true"
+                if option.default is False and option.name in ("resume", "overwrite")
                 else argparse.BooleanOptionalAction
+            )
             parser.add_argument(flag(option.name), action=action, help=help_text)
             continue
         default = option.default
-        shown = f" (default: {' '.join(map(str, default)) if isinstance(default, tuple) else default})" \
-            if default is not None else ""
+        shown = (
+            f" (default: {' '.join(map(str, default)) if isinstance(default, tuple) else default})"
+            if default is not None
+            else ""
+        )
         meta.setdefault("metavar", option.name.upper() if "choices" not in meta else None)
         if meta["metavar"] is None:
             meta.pop("metavar")
@@ -62,15 +73,25 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from reverie.text.train import OPTION_NAMES, train
+    from reverie.text.options import OPTION_NAMES
+    from reverie.text.train import train
 
     options = {name: value for name, value in vars(args).items() if name in OPTION_NAMES}
     result = train(args.corpus, args.out, **options)
-    reasons = {"epochs": "its --epochs", "steps": "its --steps", "minutes": "its --minutes", "interrupted": "Ctrl-C"}
-    summary = f"reverie: {result.step} steps ({result.epoch:.2f} epochs), stopped by {reasons[result.stop_reason]}"
+    reasons = {
+        "epochs": "its --epochs",
+        "steps": "its --steps",
+        "minutes": "its --minutes",
+        "interrupted": "Ctrl-C",
+    }
+    summary = (
+        f"reverie: {result.step} steps ({result.epoch:.2f} epochs), stopped by {reasons[result.stop_reason]}"
+    )
     if result.val_loss is not None:
-        summary += (f"; validation loss {result.val_loss:.4f} nats/token ({result.val_bits:.4f} bits), "
-                    f"best {result.best_val_loss:.4f}")
+        summary += (
+            f"; validation loss {result.val_loss:.4f} nats/token ({result.val_bits:.4f} bits), "
+            f"best {result.best_val_loss:.4f}"
+        )
     print(f"{summary}; run saved in {result.run_dir}", file=sys.stderr)
     if result.interrupted:
         sys.exit(130)
@@ -81,28 +102,53 @@ def run_train(args: argparse.Namespace) -> None:
 
 def _add_generate(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "generate", help="write text with a trained model, streaming",
+        "generate",
+        help="write text with a trained model, streaming",
         description="Continue a prompt with a trained model. Sampling options follow Hugging Face "
-                    "generate(); --temperature 0 is greedy. Several temperatures print one block each.",
+        "generate(); --temperature 0 is greedy. Several temperatures print one block each.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `reverie train`")
     prompt = parser.add_mutually_exclusive_group()
     prompt.add_argument("--prompt", default="", help="text to continue (default: none)")
     prompt.add_argument("--prompt-file", metavar="FILE", help="read the prompt from a UTF-8 text file")
     parser.add_argument("--length", type=int, default=400, help="tokens to generate (default: 400)")
-    parser.add_argument("--temperature", type=float, nargs="+", default=[1.0], metavar="T",
-                        help="one or more sampling temperatures; 0 is greedy (default: 1.0)")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        metavar="T",
+        help="one or more sampling temperatures; 0 is greedy (default: 1.0)",
+    )
     parser.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
-    parser.add_argument("--top-p", type=float, help="sample among the most likely tokens whose probabilities "
-                                                    "sum to p (nucleus sampling), 0 < p <= 1")
-    parser.add_argument("--min-p", type=float, help="drop tokens less likely than min_p times the most likely")
-    parser.add_argument("--repetition-penalty", type=float, metavar="R",
-                        help="divide the logits of tokens already present by R (> 1 repeats less)")
-    parser.add_argument("--num-samples", type=int, default=1, metavar="K", help="independent samples, run as one batch")
+    parser.add_argument(
+        "--top-p",
+        type=float,
+        help="sample among the most likely tokens whose probabilities "
+        "sum to p (nucleus sampling), 0 < p <= 1",
+    )
+    parser.add_argument(
+        "--min-p", type=float, help="drop tokens less likely than min_p times the most likely"
+    )
+    parser.add_argument(
+        "--repetition-penalty",
+        type=float,
+        metavar="R",
+        help="divide the logits of tokens already present by R (> 1 repeats less)",
+    )
+    parser.add_argument(
+        "--num-samples", type=int, default=1, metavar="K", help="independent samples, run as one batch"
+    )
     parser.add_argument("--seed", type=int, help="random seed: the same seed gives the same text")
-    parser.add_argument("--checkpoint", choices=("best", "latest"), default="best",
-                        help="the weights with the best validation loss, or the latest (default: best)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="where to run")
+    parser.add_argument(
+        "--checkpoint",
+        choices=("best", "latest"),
+        default="best",
+        help="the weights with the best validation loss, or the latest (default: best)",
+    )
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="where to run"
+    )
     parser.set_defaults(handler=run_generate)
 
 
@@ -111,9 +157,14 @@ def run_generate(args: argparse.Namespace) -> None:
 
     prompt = _read_prompt_file(args.prompt_file) if args.prompt_file else args.prompt
     model = load(args.run_dir, checkpoint=args.checkpoint, device=args.device)
-    sampling: dict[str, Any] = dict(top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                                    repetition_penalty=args.repetition_penalty, num_samples=args.num_samples,
-                                    seed=args.seed)
+    sampling: dict[str, Any] = {
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "min_p": args.min_p,
+        "repetition_penalty": args.repetition_penalty,
+        "num_samples": args.num_samples,
+        "seed": args.seed,
+    }
     # Build every stream first: a bad value is refused before any text is printed.
     streams = [(t, model.stream(prompt, args.length, temperature=t, **sampling)) for t in args.temperature]
     headers = len(streams) > 1 or args.num_samples > 1
@@ -145,4 +196,6 @@ def _read_prompt_file(path: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ReverieError(f"--prompt-file {path} is not valid UTF-8 at byte {exc.start}; save it as UTF-8") from None
+        raise ReverieError(
+            f"--prompt-file {path} is not valid UTF-8 at byte {exc.start}; save it as UTF-8"
+        ) from None

@@ -36,13 +36,16 @@ class TextModel:
     """A language model with its tokenizer: text in, text out."""
 
     def __init__(
-        self, model: LanguageModel, tokenizer: Tokenizer, device: torch.device | str = "cpu",
+        self,
+        model: LanguageModel,
+        tokenizer: Tokenizer,
+        device: torch.device | str = "cpu",
         run_dir: Path | None = None,
     ) -> None:
         require(
             model.config.vocab_size == tokenizer.vocab_size,
-            f"the model has {model.config.vocab_size} outputs but the tokenizer {tokenizer.vocab_size} tokens; "
-            "the checkpoint is corrupted",
+            f"the model has {model.config.vocab_size} outputs but the tokenizer {tokenizer.vocab_size} "
+            "tokens; the checkpoint is corrupted",
         )
         self.model = model
         self.tokenizer = tokenizer
@@ -51,8 +54,10 @@ class TextModel:
 
     def __repr__(self) -> str:
         config = self.model.config
-        return (f"TextModel({config.kind}, {config.layers}x{config.hidden}, {self.tokenizer.level} level, "
-                f"vocab {self.tokenizer.vocab_size}, run_dir={str(self.run_dir)!r})")
+        return (
+            f"TextModel({config.kind}, {config.layers}x{config.hidden}, {self.tokenizer.level} level, "
+            f"vocab {self.tokenizer.vocab_size}, run_dir={str(self.run_dir)!r})"
+        )
 
     def encode_prompt(self, prompt: str) -> list[int]:
         """Token ids of `prompt`, refusing tokens the model has never seen (word level included:
@@ -76,54 +81,92 @@ class TextModel:
         return [0], None
 
     def stream_ids(
-        self, prompt_ids: Sequence[int], length: int, options: SamplingOptions, num_samples: int = 1,
+        self,
+        prompt_ids: Sequence[int],
+        length: int,
+        options: SamplingOptions,
+        num_samples: int = 1,
         seed: int | None = None,
     ) -> Iterator[list[str]]:
         """Text pieces (one per stream, one list per step) continuing `prompt_ids`."""
         require(isinstance(length, int) and length > 0, f"length must be a positive integer, got {length}")
-        require(isinstance(num_samples, int) and num_samples > 0,
-                f"num_samples must be a positive integer, got {num_samples}")
+        require(
+            isinstance(num_samples, int) and num_samples > 0,
+            f"num_samples must be a positive integer, got {num_samples}",
+        )
         options.validate()
         start, previous = self._start_ids(prompt_ids)
         return self._pieces(start, previous, length, options, num_samples, seed)
 
     def _pieces(
-        self, start: list[int], previous: int | None, length: int, options: SamplingOptions, num_samples: int,
+        self,
+        start: list[int],
+        previous: int | None,
+        length: int,
+        options: SamplingOptions,
+        num_samples: int,
         seed: int | None,
     ) -> Iterator[list[str]]:
         last: list[int | None] = [previous] * num_samples
-        for tokens in generate_tokens(self.model, start, length, options, num_samples=num_samples, seed=seed,
-                                      device=self.device):
+        for tokens in generate_tokens(
+            self.model, start, length, options, num_samples=num_samples, seed=seed, device=self.device
+        ):
             ids = tokens.tolist()
             yield [self.tokenizer.decode([i], previous=p) for i, p in zip(ids, last)]
             last = ids
 
     def stream(
-        self, prompt: str = "", length: int = 400, temperature: float = 1.0, top_k: int | None = None,
-        top_p: float | None = None, min_p: float | None = None, repetition_penalty: float | None = None,
-        num_samples: int = 1, seed: int | None = None,
+        self,
+        prompt: str = "",
+        length: int = 400,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        min_p: float | None = None,
+        repetition_penalty: float | None = None,
+        num_samples: int = 1,
+        seed: int | None = None,
     ) -> Iterator[str] | Iterator[list[str]]:
         """Yield the continuation of `prompt` piece by piece as it is made (a list of pieces, one
         per sample, when num_samples > 1)."""
-        options = SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                                  repetition_penalty=repetition_penalty)
+        options = SamplingOptions(
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            repetition_penalty=repetition_penalty,
+        )
         pieces = self.stream_ids(self.encode_prompt(prompt), length, options, num_samples, seed)
         if num_samples == 1:
             return (step[0] for step in pieces)
         return pieces
 
     def generate(
-        self, prompt: str = "", length: int = 400, temperature: float = 1.0, top_k: int | None = None,
-        top_p: float | None = None, min_p: float | None = None, repetition_penalty: float | None = None,
-        num_samples: int = 1, seed: int | None = None,
+        self,
+        prompt: str = "",
+        length: int = 400,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        min_p: float | None = None,
+        repetition_penalty: float | None = None,
+        num_samples: int = 1,
+        seed: int | None = None,
     ) -> str | list[str]:
         """The continuation of `prompt` (`length` new tokens); a list of texts when num_samples > 1."""
         texts = [""] * num_samples
         for step in self.stream_ids(
-            self.encode_prompt(prompt), length,
-            SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                            repetition_penalty=repetition_penalty),
-            num_samples, seed,
+            self.encode_prompt(prompt),
+            length,
+            SamplingOptions(
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                min_p=min_p,
+                repetition_penalty=repetition_penalty,
+            ),
+            num_samples,
+            seed,
         ):
             texts = [text + piece for text, piece in zip(texts, step)]
         return texts[0] if num_samples == 1 else texts

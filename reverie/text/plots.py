@@ -1,6 +1,6 @@
 """loss.png: training and validation loss curves of a run, drawn with matplotlib (no display needed).
 
-    python -m reverie.text.plots RUN_DIR      # redraw RUN_DIR/loss.png from its metrics.csv
+python -m reverie.text.plots RUN_DIR      # redraw RUN_DIR/loss.png from its metrics.csv
 """
 
 from __future__ import annotations
@@ -39,8 +39,13 @@ def plot_losses(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> 
             steps, losses = np.array(val, dtype=float).T
             axes.plot(steps, losses, "o-", color="tab:orange", label="validation")
             best = int(np.argmin(losses))
-            axes.annotate(f"{losses[best]:.3f} ({losses[best] / math.log(2):.3f} bits)",
-                          (steps[best], losses[best]), textcoords="offset points", xytext=(0, 8), ha="center")
+            axes.annotate(
+                f"{losses[best]:.3f} ({losses[best] / math.log(2):.3f} bits)",
+                (steps[best], losses[best]),
+                textcoords="offset points",
+                xytext=(0, 8),
+                ha="center",
+            )
         axes.set_xlabel("step")
         axes.set_ylabel("loss (nats per token)")
         axes.set_title(title)

@@ -43,7 +43,17 @@ PLOT = "loss.png"
 SAMPLES = "samples.txt"
 RUN_FILES = (CONFIG, MODEL, BEST, STATE, METRICS, PLOT, SAMPLES)
 
-METRIC_COLUMNS = ("step", "epoch", "tokens", "lr", "train_loss", "val_loss", "val_bits", "tokens_per_s", "elapsed_s")
+METRIC_COLUMNS = (
+    "step",
+    "epoch",
+    "tokens",
+    "lr",
+    "train_loss",
+    "val_loss",
+    "val_bits",
+    "tokens_per_s",
+    "elapsed_s",
+)
 
 
 def has_run(run_dir: Path) -> bool:
@@ -55,15 +65,20 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     """config.json of a run, refusing a directory that holds none or one from another version."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ReverieError(f"run directory {run_dir} does not exist; train one with `reverie train CORPUS --out {run_dir}`")
+        raise ReverieError(
+            f"run directory {run_dir} does not exist; train one with `reverie train CORPUS --out {run_dir}`"
+        )
     if not (run_dir / CONFIG).is_file():
         raise ReverieError(
-            f"{run_dir} holds no checkpoint (no {CONFIG}); train one with `reverie train CORPUS --out {run_dir}`"
+            f"{run_dir} holds no checkpoint (no {CONFIG}); "
+            f"train one with `reverie train CORPUS --out {run_dir}`"
         )
     config = checkpoint.load_json(run_dir / CONFIG)
     for key in ("model", "tokenizer", "files"):
         if not isinstance(config.get(key), dict):
-            raise ReverieError(f"{run_dir / CONFIG} has no {key!r} section; it is corrupted or not a text run")
+            raise ReverieError(
+                f"{run_dir / CONFIG} has no {key!r} section; it is corrupted or not a text run"
+            )
     return config
 
 
@@ -132,7 +147,9 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             row: dict[str, Any] = {}
             for key in METRIC_COLUMNS:
                 value = raw.get(key) or ""
-                row[key] = None if value == "" else (int(value) if key in ("step", "tokens") else float(value))
+                row[key] = (
+                    None if value == "" else (int(value) if key in ("step", "tokens") else float(value))
+                )
             rows.append(row)
     return rows
 
@@ -149,7 +166,9 @@ if __name__ == "__main__":
     target = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
     info = read_config(target)
     state = info.get("state", {})
-    print(f"{target}: {info['model'].get('kind')} model, vocab {len(info['tokenizer'].get('vocab', []))}, "
-          f"step {state.get('step')}, best val loss {state.get('best_val_loss')}")
+    print(
+        f"{target}: {info['model'].get('kind')} model, vocab {len(info['tokenizer'].get('vocab', []))}, "
+        f"step {state.get('step')}, best val loss {state.get('best_val_loss')}"
+    )
     for file_name in RUN_FILES:
         print(f"  {file_name:18} {'present' if (target / file_name).exists() else '-'}")

@@ -10,8 +10,20 @@ DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SHAKESPEARE = DATA / "tinyshakespeare.txt"
 
 # A model small enough to train in about a second on a 2-core CPU.
-TINY = dict(model="lstm", hidden=32, layers=1, embed=16, dropout=0.0, seq_len=32, batch_size=16,
-            dtype="float32", device="cpu", warmup_steps=5, progress=False, sample_temperatures=())
+TINY = {
+    "model": "lstm",
+    "hidden": 32,
+    "layers": 1,
+    "embed": 16,
+    "dropout": 0.0,
+    "seq_len": 32,
+    "batch_size": 16,
+    "dtype": "float32",
+    "device": "cpu",
+    "warmup_steps": 5,
+    "progress": False,
+    "sample_temperatures": (),
+}
 
 
 def shakespeare_slice(path: Path, n_chars: int = 30_000) -> Path:

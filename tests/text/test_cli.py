@@ -12,11 +12,28 @@ import pytest
 from conftest import shakespeare_slice
 
 from reverie import cli
-from reverie.text import corpus as corpus_module
 from reverie.hub import Remote
+from reverie.text import corpus as corpus_module
 
-TINY_FLAGS = ["--hidden", "32", "--layers", "1", "--embed", "16", "--seq-len", "32", "--batch-size", "16",
-              "--dtype", "float32", "--device", "cpu", "--warmup-steps", "5", "--no-progress"]
+TINY_FLAGS = [
+    "--hidden",
+    "32",
+    "--layers",
+    "1",
+    "--embed",
+    "16",
+    "--seq-len",
+    "32",
+    "--batch-size",
+    "16",
+    "--dtype",
+    "float32",
+    "--device",
+    "cpu",
+    "--warmup-steps",
+    "5",
+    "--no-progress",
+]
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
@@ -31,7 +48,7 @@ def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
 
 
 def refused(argv: list[str], capsys: pytest.CaptureFixture, *needles: str) -> str:
-    code, out, err = run(argv, capsys)
+    code, _out, err = run(argv, capsys)
     assert code == 2, (argv, err)
     assert err.count("\n") == 1 and "Traceback" not in err, err
     for needle in needles:
@@ -55,11 +72,37 @@ def text_file(tmp_path: Path) -> Path:
 
 def test_train_then_generate(tmp_path: Path, text_file: Path, capsys: pytest.CaptureFixture):
     out = tmp_path / "run"
-    code, stdout, err = run(["train", str(text_file), "--out", str(out), "--steps", "3", "--sample-length", "10",
-                             "--sample-temperatures", "0.5", *TINY_FLAGS], capsys)
+    code, stdout, err = run(
+        [
+            "train",
+            str(text_file),
+            "--out",
+            str(out),
+            "--steps",
+            "3",
+            "--sample-length",
+            "10",
+            "--sample-temperatures",
+            "0.5",
+            *TINY_FLAGS,
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "--- temperature 0.5" in stdout and "validation loss" in err and f"run saved in {out}" in err
-    argv = ["generate", str(out), "--prompt", "First", "--length", "20", "--temperature", "0", "0.5", "--seed", "7"]
+    argv = [
+        "generate",
+        str(out),
+        "--prompt",
+        "First",
+        "--length",
+        "20",
+        "--temperature",
+        "0",
+        "0.5",
+        "--seed",
+        "7",
+    ]
     code, first, err = run(argv, capsys)
     assert code == 0, err
     blocks = first.split("--- temperature ")
@@ -68,11 +111,28 @@ def test_train_then_generate(tmp_path: Path, text_file: Path, capsys: pytest.Cap
     assert run(argv, capsys)[1] == first  # same seed, same text
 
 
-def test_generate_several_samples_and_prompt_file(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+def test_generate_several_samples_and_prompt_file(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+):
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("First Citizen:\n", encoding="utf-8")
-    code, out, err = run(["generate", str(tiny_run), "--prompt-file", str(prompt), "--length", "12",
-                          "--num-samples", "2", "--top-p", "0.9", "--seed", "0"], capsys)
+    code, out, err = run(
+        [
+            "generate",
+            str(tiny_run),
+            "--prompt-file",
+            str(prompt),
+            "--length",
+            "12",
+            "--num-samples",
+            "2",
+            "--top-p",
+            "0.9",
+            "--seed",
+            "0",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert out.count("--- temperature 1, sample ") == 2 and out.count("First Citizen:\n") == 2
 
@@ -88,7 +148,9 @@ def test_bad_corpora(tmp_path: Path, capsys: pytest.CaptureFixture):
     refused(["train", str(tmp_path / "missing.txt"), "--out", out], capsys, "missing.txt")
     refused(["train", str(empty), "--out", out], capsys, "empty")
     refused(["train", str(short), "--out", out], capsys, "too short", "--seq-len")
-    refused(["train", str(binary), "--out", out], capsys, "latin1.txt", "byte 3", "--encoding", "--errors replace")
+    refused(
+        ["train", str(binary), "--out", out], capsys, "latin1.txt", "byte 3", "--encoding", "--errors replace"
+    )
     refused(["train", "no-such-corpus", "--out", out], capsys, "no-such-corpus", "shakespeare")
     assert not Path(out).exists()
 
@@ -99,43 +161,52 @@ def test_named_corpus_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}/tinyshakespeare.txt"
     monkeypatch.setenv("REVERIE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setitem(corpus_module.NAMED_CORPORA, "shakespeare", Remote(url, "0" * 64, "tinyshakespeare.txt"))
+    monkeypatch.setitem(
+        corpus_module.NAMED_CORPORA, "shakespeare", Remote(url, "0" * 64, "tinyshakespeare.txt")
+    )
     refused(["train", "shakespeare", "--out", str(tmp_path / "run")], capsys, url, "local file")
 
 
-@pytest.mark.parametrize("flags, needle", [
-    (["--model", "transformer"], "--model"),
-    (["--level", "byte"], "--level"),
-    (["--epochs", "0"], "--epochs must be a positive integer"),
-    (["--epochs", "-2"], "--epochs must be a positive integer"),
-    (["--minutes", "0"], "--minutes must be positive"),
-    (["--minutes", "-1"], "--minutes must be positive"),
-    (["--steps", "0"], "--steps must be a positive integer"),
-    (["--batch-size", "0"], "--batch-size must be a positive integer"),
-    (["--batch-size", "-8"], "--batch-size must be a positive integer"),
-    (["--seq-len", "0"], "--seq-len must be a positive integer"),
-    (["--sample-length", "0"], "--sample-length must be a positive integer"),
-    (["--sample-temperatures", "-1"], "--sample-temperatures must be zero"),
-    (["--val-fraction", "1"], "--val-fraction"),
-    (["--encoding", "klingon"], "unknown encoding"),
-])
-def test_bad_train_options(flags: list[str], needle: str, text_file: Path, tmp_path: Path,
-                           capsys: pytest.CaptureFixture):
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--model", "transformer"], "--model"),
+        (["--level", "byte"], "--level"),
+        (["--epochs", "0"], "--epochs must be a positive integer"),
+        (["--epochs", "-2"], "--epochs must be a positive integer"),
+        (["--minutes", "0"], "--minutes must be positive"),
+        (["--minutes", "-1"], "--minutes must be positive"),
+        (["--steps", "0"], "--steps must be a positive integer"),
+        (["--batch-size", "0"], "--batch-size must be a positive integer"),
+        (["--batch-size", "-8"], "--batch-size must be a positive integer"),
+        (["--seq-len", "0"], "--seq-len must be a positive integer"),
+        (["--sample-length", "0"], "--sample-length must be a positive integer"),
+        (["--sample-temperatures", "-1"], "--sample-temperatures must be zero"),
+        (["--val-fraction", "1"], "--val-fraction"),
+        (["--encoding", "klingon"], "unknown encoding"),
+    ],
+)
+def test_bad_train_options(
+    flags: list[str], needle: str, text_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+):
     refused(["train", str(text_file), "--out", str(tmp_path / "run"), *flags], capsys, needle)
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("flags, needle", [
-    (["--length", "0"], "length must be a positive integer"),
-    (["--length", "-5"], "length must be a positive integer"),
-    (["--temperature", "-0.5"], "temperature must be 0 (greedy) or positive"),
-    (["--temperature", "0.5", "-1"], "temperature must be 0 (greedy) or positive"),
-    (["--top-p", "0"], "top_p must be in (0, 1]"),
-    (["--top-p", "1.5"], "top_p must be in (0, 1]"),
-    (["--top-k", "0"], "top_k"),
-    (["--num-samples", "0"], "num_samples"),
-    (["--prompt", "caf\u00e9 \u20ac"], "not in the model's vocabulary: '\u00e9', '\u20ac'"),
-])
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--length", "0"], "length must be a positive integer"),
+        (["--length", "-5"], "length must be a positive integer"),
+        (["--temperature", "-0.5"], "temperature must be 0 (greedy) or positive"),
+        (["--temperature", "0.5", "-1"], "temperature must be 0 (greedy) or positive"),
+        (["--top-p", "0"], "top_p must be in (0, 1]"),
+        (["--top-p", "1.5"], "top_p must be in (0, 1]"),
+        (["--top-k", "0"], "top_k"),
+        (["--num-samples", "0"], "num_samples"),
+        (["--prompt", "caf\u00e9 \u20ac"], "not in the model's vocabulary: '\u00e9', '\u20ac'"),
+    ],
+)
 def test_bad_generate_options(flags: list[str], needle: str, run_copy: Path, capsys: pytest.CaptureFixture):
     before = snapshot(run_copy)
     err = refused(["generate", str(run_copy), *flags], capsys, needle)
@@ -149,13 +220,16 @@ def test_generate_without_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFix
     refused(["generate", str(tmp_path), "--prompt-file", str(tmp_path / "nope.txt")], capsys, "nope.txt")
 
 
-@pytest.mark.parametrize("damage, needle", [
-    ("truncate", "truncated, corrupted"),
-    ("corrupt", "truncated, corrupted"),
-    ("version", "format version 7"),
-    ("garbage-config", "corrupted"),
-    ("no-weights", "no checkpoint at"),
-])
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        ("truncate", "truncated, corrupted"),
+        ("corrupt", "truncated, corrupted"),
+        ("version", "format version 7"),
+        ("garbage-config", "corrupted"),
+        ("no-weights", "no checkpoint at"),
+    ],
+)
 def test_damaged_checkpoints(damage: str, needle: str, run_copy: Path, capsys: pytest.CaptureFixture):
     weights, config = run_copy / "best.safetensors", run_copy / "config.json"
     data = weights.read_bytes()
@@ -177,15 +251,36 @@ def test_damaged_checkpoints(damage: str, needle: str, run_copy: Path, capsys: p
 
 def test_resume_refusals(tmp_path: Path, text_file: Path, capsys: pytest.CaptureFixture):
     out = tmp_path / "run"
-    assert run(["train", str(text_file), "--out", str(out), "--steps", "2", "--sample-temperatures",
-                *TINY_FLAGS], capsys)[0] == 0
+    assert (
+        run(
+            [
+                "train",
+                str(text_file),
+                "--out",
+                str(out),
+                "--steps",
+                "2",
+                "--sample-temperatures",
+                *TINY_FLAGS,
+            ],
+            capsys,
+        )[0]
+        == 0
+    )
     before = snapshot(out)
     other = shakespeare_slice(tmp_path / "other.txt", 9_000)
     refused(["train", str(other), "--out", str(out), "--resume"], capsys, "different corpus")
-    refused(["train", str(text_file), "--out", str(out), "--resume", "--hidden", "64"], capsys,
-            "different model shape", "--hidden 64")
-    refused(["train", str(text_file), "--out", str(out), "--resume", "--model", "gru"], capsys,
-            "different model shape")
+    refused(
+        ["train", str(text_file), "--out", str(out), "--resume", "--hidden", "64"],
+        capsys,
+        "different model shape",
+        "--hidden 64",
+    )
+    refused(
+        ["train", str(text_file), "--out", str(out), "--resume", "--model", "gru"],
+        capsys,
+        "different model shape",
+    )
     refused(["train", str(text_file), "--out", str(out), "--resume"], capsys, "already reached its budget")
     refused(["train", str(text_file), "--out", str(out)], capsys, "already holds a run", "--resume")
     assert snapshot(out) == before

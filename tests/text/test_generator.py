@@ -66,14 +66,17 @@ def test_prompt_characters_not_in_the_vocabulary_are_named(tiny_run: Path):
         model.generate("caf€ é", length=5)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(length=0), "length must be a positive integer"),
-    (dict(length=-3), "length must be a positive integer"),
-    (dict(num_samples=0), "num_samples must be a positive integer"),
-    (dict(temperature=-0.5), "temperature"),
-    (dict(top_p=0.0), "top_p"),
-    (dict(top_p=1.5), "top_p"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"length": 0}, "length must be a positive integer"),
+        ({"length": -3}, "length must be a positive integer"),
+        ({"num_samples": 0}, "num_samples must be a positive integer"),
+        ({"temperature": -0.5}, "temperature"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+    ],
+)
 def test_bad_generation_options(tiny_run: Path, kwargs: dict, message: str):
     with pytest.raises(ReverieError, match=message):
         reverie.load(tiny_run).generate("A", **{"length": 5, **kwargs})
@@ -82,8 +85,10 @@ def test_bad_generation_options(tiny_run: Path, kwargs: dict, message: str):
 def test_best_and_latest_checkpoints(tiny_run: Path):
     config = json.loads((tiny_run / "config.json").read_text())
     best, latest = reverie.load(tiny_run), reverie.load(tiny_run, checkpoint="latest")
-    same = all(torch.equal(a, b) for a, b in zip(best.model.state_dict().values(),
-                                                  latest.model.state_dict().values()))
+    same = all(
+        torch.equal(a, b)
+        for a, b in zip(best.model.state_dict().values(), latest.model.state_dict().values())
+    )
     assert same == (config["state"]["best_step"] == config["state"]["step"])
 
 
@@ -131,3 +136,10 @@ def test_word_level_model(tmp_path: Path):
     assert text.startswith(" ") or text[:1] in ",.;:!?'\n"  # a new word follows the prompt naturally
     with pytest.raises(ReverieError, match="words not in the model's vocabulary: 'zyzzyva'"):
         model.generate("First zyzzyva", length=3)
+
+
+def test_a_run_without_validation_loads_its_latest_weights(tmp_path: Path):
+    corpus = shakespeare_slice(tmp_path / "s.txt", 4_000)
+    result = train(str(corpus), tmp_path / "run", steps=2, val_fraction=0.0, **TINY)
+    assert result.val_loss is None and not (tmp_path / "run" / "best.safetensors").exists()
+    assert len(reverie.load(tmp_path / "run").generate("A", length=4, seed=0)) == 4

@@ -17,9 +17,10 @@ import reverie
 from reverie.checkpoint import load_tensors
 from reverie.errors import ReverieError
 from reverie.text import rundir
-from reverie.text.train import (
-    KerasRMSprop, StreamBatches, TrainOptions, WindowBatches, learning_rate, resolve_options, train,
-)
+from reverie.text.batches import StreamBatches, WindowBatches
+from reverie.text.optim import KerasRMSprop, learning_rate
+from reverie.text.options import TrainOptions, resolve_options
+from reverie.text.train import train
 
 
 def snapshot(run: Path) -> dict[str, bytes]:
@@ -27,8 +28,11 @@ def snapshot(run: Path) -> dict[str, bytes]:
 
 
 def train_losses(run: Path) -> list[tuple[int, float]]:
-    return [(r["step"], r["train_loss"]) for r in rundir.read_metrics(run / rundir.METRICS)
-            if r["train_loss"] is not None]
+    return [
+        (r["step"], r["train_loss"])
+        for r in rundir.read_metrics(run / rundir.METRICS)
+        if r["train_loss"] is not None
+    ]
 
 
 def val_losses(run: Path) -> list[float]:
@@ -45,8 +49,14 @@ def test_training_lowers_the_validation_loss(tiny_run: Path):
 
 def test_run_directory_holds_everything(tiny_run: Path):
     names = {p.name for p in tiny_run.iterdir()}
-    assert names == {"config.json", "model.safetensors", "best.safetensors", "state.safetensors", "metrics.csv",
-                     "loss.png"}  # no samples asked for, no temporary files left
+    assert names == {
+        "config.json",
+        "model.safetensors",
+        "best.safetensors",
+        "state.safetensors",
+        "metrics.csv",
+        "loss.png",
+    }  # no samples asked for, no temporary files left
     assert (tiny_run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["format"] == "reverie" and config["model"]["hidden"] == 32
@@ -71,8 +81,15 @@ def test_samples_at_each_temperature(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_resume_continues_the_same_run(tmp_path: Path, batching: str, kind: str):
     """N steps, Ctrl-C, resume for M: the same weights, optimizer state and losses as N + M at once."""
     corpus = str(shakespeare_slice(tmp_path / "s.txt", 8_000))
-    options = {**TINY, "model": kind, "layers": 2, "dropout": 0.2, "batching": batching, "steps": 20,
-               "window_step": 7}
+    options = {
+        **TINY,
+        "model": kind,
+        "layers": 2,
+        "dropout": 0.2,
+        "batching": batching,
+        "steps": 20,
+        "window_step": 7,
+    }
     whole = train(corpus, tmp_path / "whole", **options)
 
     def interrupt(step: int, loss: float) -> None:
@@ -116,12 +133,12 @@ def test_resume_refusals_leave_the_run_untouched(tmp_path: Path):
     train(corpus, run, **{**TINY, "steps": 3})
     before = snapshot(run)
     cases = [
-        (dict(corpus=other, resume=True), "different corpus"),
-        (dict(corpus=corpus, resume=True, hidden=64), "different model shape: --hidden 64"),
-        (dict(corpus=corpus, resume=True, lr=0.1), "different setting: --lr"),
-        (dict(corpus=corpus, resume=True), "already reached its budget"),
-        (dict(corpus=corpus), "already holds a run"),
-        (dict(corpus=corpus, resume=True, steps=0), "--steps must be a positive integer"),
+        ({"corpus": other, "resume": True}, "different corpus"),
+        ({"corpus": corpus, "resume": True, "hidden": 64}, "different model shape: --hidden 64"),
+        ({"corpus": corpus, "resume": True, "lr": 0.1}, "different setting: --lr"),
+        ({"corpus": corpus, "resume": True}, "already reached its budget"),
+        ({"corpus": corpus}, "already holds a run"),
+        ({"corpus": corpus, "resume": True, "steps": 0}, "--steps must be a positive integer"),
     ]
     for kwargs, message in cases:
         source = kwargs.pop("corpus")
@@ -139,9 +156,25 @@ def test_resume_without_a_run(tmp_path: Path):
 
 def test_book_preset_is_the_books_run():
     options = resolve_options({"preset": "book"})
-    assert (options.lower, options.embed, options.model, options.layers, options.hidden) == (True, 0, "lstm", 1, 128)
-    assert (options.batching, options.seq_len, options.window_step, options.batch_size) == ("windows", 60, 3, 128)
-    assert (options.optimizer, options.lr, options.schedule, options.grad_clip) == ("rmsprop", 0.01, "constant", 0)
+    assert (options.lower, options.embed, options.model, options.layers, options.hidden) == (
+        True,
+        0,
+        "lstm",
+        1,
+        128,
+    )
+    assert (options.batching, options.seq_len, options.window_step, options.batch_size) == (
+        "windows",
+        60,
+        3,
+        128,
+    )
+    assert (options.optimizer, options.lr, options.schedule, options.grad_clip) == (
+        "rmsprop",
+        0.01,
+        "constant",
+        0,
+    )
     assert (options.epochs, options.init, options.sample_temperatures) == (60, "keras", (0.2, 0.5, 1.0, 1.2))
     # explicit options win; a budget given replaces the preset's 60 epochs
     options = resolve_options({"preset": "book", "hidden": 64, "minutes": 5.0})
@@ -171,7 +204,7 @@ def test_stream_batches_continue_each_stream():
     (x0, y0), (x1, _) = steps[0], steps[1]
     assert x0.shape == (4, 16) and torch.equal(y0, x0 + 1)  # every token is a target
     assert torch.equal(x1[:, 0], x0[:, -1] + 1)  # the next batch continues where this one ended
-    assert list(batches.epoch(0, first_step=1))[0][0].equal(x1)
+    assert next(iter(batches.epoch(0, first_step=1)))[0].equal(x1)
 
 
 def test_keras_rmsprop_matches_the_keras_update():
@@ -198,7 +231,9 @@ def test_learning_rate_warms_up_then_decays():
 
 def test_book_preset_trains(tmp_path: Path):
     corpus = shakespeare_slice(tmp_path / "s.txt", 6_000)
-    result = train(str(corpus), tmp_path / "book", preset="book", steps=2, progress=False, sample_temperatures=())
+    result = train(
+        str(corpus), tmp_path / "book", preset="book", steps=2, progress=False, sample_temperatures=()
+    )
     config = json.loads((tmp_path / "book" / "config.json").read_text())
     assert config["model"]["embed"] == 0 and config["model"]["init"] == "keras"
     assert all(c == c.lower() for c in config["tokenizer"]["vocab"])
