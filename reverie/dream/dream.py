@@ -53,31 +53,36 @@ class PixelStep:
 
 @dataclass
 class DreamOptions:
-    """Every knob of a dream. The defaults (no preset) and why:
+    """Every knob of a dream. The defaults (no preset) were chosen by looking at the results on
+    matplotlib's grace_hopper.jpg with efficientnet_lite0:
 
-    - jitter 32 (google/deepdream): a random roll each step stops the grid-aligned artifacts of
-      strided convnets and spreads patterns evenly; it costs nothing.
-    - 5 octaves x1.4 with 12 steps each: more octaves than the book lets large patterns grow from
-      the small scales while the finest octave adds detail, and fewer steps per octave keep the
-      total time near the book's 3 x 20. Octaves too small for the network are dropped.
-    - step 0.01 with the gradient divided by its mean |g| (the book), `mean` reduction over the
-      cropped activation (2nd edition; scale-free in image size, so no max_loss is needed).
-    - clip to the valid pixel range every step (google/deepdream), which keeps colors from
-      saturating; the book only clips when saving.
-    - Laplacian normalization off: on these networks it mostly adds high-frequency noise for the
-      same number of steps; turn it on (`lap_norm=4`) for lucid-style smoother, larger patterns.
+    - 5 octaves x1.4 with 15 steps of 0.02 each: more octaves than the book's 3 let large
+      patterns (whole animal heads) grow at the small scales while the finest octave adds
+      detail; 0.02 x 15 moves the image about as far per octave as the book's 20 x 0.01 in the
+      book's larger loss. Octaves too small for the network are dropped with a warning.
+    - jitter 32 (google/deepdream): a random roll each step removes the grid-aligned
+      artifacts of strided convnets and spreads the patterns; it costs nothing.
+    - border 0, `mean` reduction (the 2nd edition's mean): with jitter the image's edge wanders
+      through the activation, so a fixed border crop means nothing, and at the smallest octaves
+      a deep layer's activation is only a few positions wide: a 2-position crop would leave none.
+    - clip to the valid pixel range after every step (google/deepdream): keeps colors from
+      running away; the book clips only when saving.
+    - Laplacian normalization off: on these networks it makes bigger, more coherent shapes but
+      drowns the photo in saturated color at the same step; turn it on (`lap_norm=4`) for that look.
     - layers: the model's own `dream_layers` (the book's mixed2..mixed5 for InceptionV3).
+    - float32: bfloat16 is several times faster where the CPU has AMX (or on a GPU) and close
+      in result, but slower on CPUs without bfloat16 units; ask for it with `dtype="bfloat16"`.
     """
 
     model: str = "inception_v3"
     layers: Mapping[str, float] | None = None
     channels: Mapping[str, Sequence[int]] | None = None
     reduction: str = "mean"
-    border: int = 2
+    border: int = 0
     octaves: int = 5
     octave_scale: float = 1.4
-    iterations: int = 12
-    step: float | PixelStep = 0.01
+    iterations: int = 15
+    step: float | PixelStep = 0.02
     max_loss: float | None = None
     jitter: int = 32
     tile: int | None = None
@@ -115,7 +120,8 @@ class DreamOptions:
             require(len(self.layers) > 0, "no layers given; name at least one, e.g. mixed4:1")
 
 
-def _require_int(name: str, value: Any, minimum: int) -> None:
+def _require_int(field_name: str, value: Any, minimum: int) -> None:
+    name = field_name.replace("_", " ")  # "max size": reads right for --max-size and max_size=
     require(isinstance(value, int) and not isinstance(value, bool), f"{name} must be an integer, got {value!r}")
     word = "positive" if minimum == 1 else "zero or positive"
     require(value >= minimum, f"{name} must be {word}, got {value}")
@@ -371,8 +377,14 @@ def _cores(length: int, tile: int, phase: int) -> list[tuple[int, int]]:
 
 
 def _window(start: int, stop: int, length: int, margin: int, minimum: int, align: int) -> tuple[int, int]:
-    """The core [start, stop) with `margin` pixels of context, widened to at least `minimum` pixels."""
-    low, high = max(0, start - margin), min(length, stop + margin)
+    """The core [start, stop) with `margin` pixels of context, widened to at least `minimum` pixels.
+
+    Both the start and the distance to the image's end are multiples of `align`, so a network
+    whose padding depends on the input size (TensorFlow 'same') sees the window on the same
+    pixel grid as the whole image.
+    """
+    low = max(0, start - margin)
+    high = length - (length - min(length, stop + margin)) // align * align
     while high - low < minimum and (low > 0 or high < length):
         low, high = max(0, low - align), min(length, high + align)
     return low, high

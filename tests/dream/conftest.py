@@ -88,3 +88,21 @@ def photo(tmp_path) -> "Path":  # noqa: F821
     path = tmp_path / "photo.png"
     Image.fromarray(smooth_image(56, 72)).save(path)
     return path
+
+
+def build() -> TinyNet:
+    """Registry hook: lets tests register this module as model `tiny` (see `tiny_model`)."""
+    return TinyNet()
+
+
+def load_weights(model: TinyNet, path) -> None:
+    """Registry hook: the tiny net has no weight files; its weights are the seeded ones."""
+
+
+@pytest.fixture
+def tiny_model(monkeypatch) -> str:
+    """Register the tiny net as model `tiny`, so `--model tiny` goes through the real loading path."""
+    from reverie.dream import backbone
+
+    monkeypatch.setitem(backbone.MODEL_MODULES, "tiny", TinyNet.__module__)
+    return "tiny"

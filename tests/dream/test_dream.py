@@ -277,3 +277,38 @@ def test_loaded_image_tensor_and_engine_stay_float32(tiny, photo):
     x = engine.to_input(load_image(photo)[None])
     _, grad = Engine(tiny, CPU, torch.bfloat16).loss_and_gradient(objective, x)
     assert grad.dtype == torch.float32 and grad.shape == x.shape
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    from reverie.dream.backbone import load_backbone
+
+    return load_backbone("efficientnet_lite0")  # the real ImageNet weights, installed with reverie
+
+
+@pytest.fixture(scope="module")
+def hopper() -> torch.Tensor:
+    import matplotlib.cbook
+
+    return load_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+def test_a_short_dream_with_real_weights_raises_the_objective(lite0, hopper):
+    engine, objective, _ = engine_and_objective(lite0, layers="block10")
+    small = load_image(hopper.permute(1, 2, 0).numpy(), max_size=96)
+    before, _ = engine.loss_and_gradient(objective, engine.to_input(small[None]))
+    result = dream_octaves(small.permute(1, 2, 0).numpy(), model=lite0, layers="block10", octaves=1, iterations=3,
+                           progress=False)
+    after, _ = engine.loss_and_gradient(objective, engine.to_input(load_image(result.image)[None]))
+    assert after > 1.1 * before
+
+
+def test_tiles_follow_the_whole_images_pixel_grid(lite0, hopper):
+    """EfficientNet pads like TensorFlow ('same', depending on the input size): windows must sit on
+    the whole image's grid (171 px wide is odd at every level) for tiled gradients to match."""
+    engine, objective, _ = engine_and_objective(lite0, layers="block5")
+    x = engine.to_input(load_image(hopper.permute(1, 2, 0).numpy(), max_size=200)[None])
+    loss, grad = engine.loss_and_gradient(objective, x)
+    tiled_loss, tiled_grad = engine.tiled_loss_and_gradient(objective, x, tile=64, margin=64, phase=(16, 32))
+    assert tiled_loss == pytest.approx(loss, rel=1e-5)
+    assert ((tiled_grad - grad).norm() / grad.norm()).item() < 1e-4

@@ -1,0 +1,146 @@
+"""`reverie dream` and `reverie layers` end to end: files written, and every bad input refused with
+exit code 2, one line on stderr, no traceback, the input file untouched."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from reverie.cli import main
+from reverie.dream import images
+
+from .conftest import smooth_image
+
+FAST = ["--model", "tiny", "--octaves", "2", "--iterations", "2", "--quiet"]
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_dream_writes_the_default_output(tiny_model, photo, capsys):
+    code, out, err = run(["dream", str(photo), *FAST], capsys)
+    assert code == 0, err
+    written = photo.with_name("photo-dream.png")
+    assert out.strip() == str(written)
+    assert Image.open(written).size == Image.open(photo).size
+    assert np.abs(np.asarray(Image.open(written), dtype=int) - np.asarray(Image.open(photo))).mean() > 0.5
+
+
+def test_save_octaves_and_format_from_extension(tiny_model, photo, tmp_path, capsys):
+    output = tmp_path / "out.jpg"
+    code, out, err = run(["dream", str(photo), str(output), *FAST, "--save-octaves", "--layers", "b:1,c:0.5"], capsys)
+    assert code == 0, err
+    assert Image.open(output).format == "JPEG"
+    octave1, octave2 = tmp_path / "out-octave1.jpg", tmp_path / "out-octave2.jpg"
+    assert Image.open(octave1).size == (51, 40) and Image.open(octave2).size == (72, 56)
+    assert out.split() == [str(output), str(octave1), str(octave2)]
+
+
+def test_zoom_frames_write_pngs_and_a_gif(tiny_model, photo, tmp_path, capsys):
+    code, out, err = run(["dream", str(photo), str(tmp_path / "z.png"), *FAST, "--zoom-frames", "3", "--zoom", "0.1"],
+                         capsys)
+    assert code == 0, err
+    gif = Image.open(tmp_path / "z.gif")
+    assert gif.n_frames == 3 and gif.size == (72, 56)
+    frames = [np.asarray(Image.open(tmp_path / f"z-{i:04d}.png"), dtype=int) for i in (1, 2, 3)]
+    assert np.abs(frames[0] - frames[1]).mean() > 1.0
+
+
+def test_layers_lists_names_channels_and_strides(tiny_model, capsys):
+    code, out, _ = run(["layers", "tiny"], capsys)
+    assert code == 0
+    rows = [line.split() for line in out.strip().splitlines()]
+    assert rows[0] == ["layer", "aliases", "channels", "stride"]
+    assert rows[1:] == [["conv1", "a", "8", "2"], ["conv2", "b", "16", "4"], ["conv3", "c", "16", "4"],
+                        ["conv4", "d", "24", "8"]]
+
+
+def test_a_dropped_octave_is_one_warning_line(tiny_model, tmp_path, capsys):
+    small = tmp_path / "small.png"
+    Image.fromarray(smooth_image(12, 14)).save(small)
+    code, _, err = run(["dream", str(small), *FAST, "--layers", "d", "--octaves", "3"], capsys)
+    assert code == 0
+    assert err.count("\n") == 1 and err.startswith("reverie: warning: dropping octave")
+
+
+def _bad_files(tmp_path):
+    text = tmp_path / "text.png"
+    text.write_text("not pixels")
+    cut = tmp_path / "cut.jpg"
+    Image.fromarray(smooth_image(64, 64)).save(cut)
+    cut.write_bytes(cut.read_bytes()[:600])
+    small = tmp_path / "small.png"
+    Image.fromarray(smooth_image(8, 8)).save(small)
+    bad_weights = tmp_path / "bad.pth"
+    torch.save({"conv.weight": torch.zeros(2, 2)}, bad_weights)
+    return {"text": text, "cut": cut, "small": small, "weights": bad_weights}
+
+
+BAD = [
+    (["{missing}"], "does not exist"),
+    (["{text}"], "not an image"),
+    (["{cut}"], "truncated or corrupt"),
+    (["{photo}", "--max-size", "0"], "max size must be positive"),
+    (["{small}", "--layers", "d"], "needs at least 9 pixels"),
+    (["{photo}", "--model", "nope"], "unknown model 'nope'; choose one of"),
+    (["{photo}", "--layers", "conv9"], "unknown layer 'conv9' for tiny; valid layers: conv1, conv2"),
+    (["{photo}", "--channels", "c:3,16"], "channel 16 is out of range for layer c: it has channels 0..15"),
+    (["{photo}", "--iterations", "0"], "--iterations must be positive"),
+    (["{photo}", "--iterations", "-3"], "--iterations must be positive"),
+    (["{photo}", "--octaves", "0"], "--octaves must be positive"),
+    (["{photo}", "--step", "0"], "--step must be positive"),
+    (["{photo}", "--step", "-0.1"], "--step must be positive"),
+    (["{photo}", "--tile", "0"], "--tile must be positive"),
+    (["{photo}", "--octave-scale", "1"], "octave scale must be above 1"),
+    (["{photo}", "--octave-scale", "0.7"], "octave scale must be above 1"),
+    (["{photo}", "--jitter", "-1"], "jitter must be zero or positive"),
+    (["{photo}", "{tmp}/missing/out.png"], "output folder .* does not exist"),
+    (["{photo}", "{photo}"], "is the input image"),
+    (["{photo}", "{tmp}/out.bmpx"], "unknown image format"),
+    (["{photo}", "--preset", "dali"], "invalid choice: 'dali'"),
+    (["{photo}", "--iterations", "two"], "invalid int value"),
+    (["{photo}", "--zoom-frames", "0"], "--zoom-frames must be positive"),
+    (["{photo}", "--zoom-frames", "2", "--zoom", "1.5"], "--zoom must be between 0 and 1"),
+    (["{photo}", "--guide", "{missing}"], "does not exist"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_exit_2(tiny_model, photo, tmp_path, capsys, args, message):
+    paths = {**_bad_files(tmp_path), "photo": photo, "missing": tmp_path / "missing.jpg", "tmp": tmp_path}
+    argv = ["dream", *(a.format(**paths) for a in args)]
+    if "--model" not in argv:
+        argv += ["--model", "tiny"]
+    before = photo.read_bytes()
+    code, out, err = run([*argv, "--quiet"], capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert re.search(message, err), err
+    assert photo.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".png" and "dream" in p.name) == []
+
+
+def test_pixel_cap_and_wrong_weights(photo, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(images, "MAX_PIXELS", 1000)
+    code, _, err = run(["dream", str(photo), "--model", "efficientnet_lite0"], capsys)
+    assert code == 2 and "over the cap" in err and "--max-size" in err and err.count("\n") == 1
+    monkeypatch.undo()
+    bad = _bad_files(tmp_path)["weights"]
+    code, _, err = run(["dream", str(photo), "--model", "efficientnet_lite0", "--weights", str(bad), "--quiet"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_layers_refuses_an_unknown_model(capsys):
+    code, _, err = run(["layers", "alexnet"], capsys)
+    assert code == 2 and "unknown model 'alexnet'" in err and err.count("\n") == 1
