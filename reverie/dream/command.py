@@ -1,11 +1,11 @@
 """The `reverie dream` and `reverie layers` subcommands: parse, call the API, write files.
 
-    reverie dream photo.jpg                          # -> photo-dream.png
-    reverie dream photo.jpg out.jpg --preset book    # the book's run, exactly
-    reverie dream photo.jpg --model efficientnet_lite0 --layers _blocks.5:1,_blocks.7:2
-    reverie dream photo.jpg --channels mixed4:12,97 --keep-colors --tile 512
-    reverie dream photo.jpg --zoom-frames 30 --zoom 0.05     # numbered PNGs + an animated GIF
-    reverie layers inception_v3                      # the layer names --layers accepts
+reverie dream photo.jpg                          # -> photo-dream.png
+reverie dream photo.jpg out.jpg --preset book    # the book's run, exactly
+reverie dream photo.jpg --model efficientnet_lite0 --layers _blocks.5:1,_blocks.7:2
+reverie dream photo.jpg --channels mixed4:12,97 --keep-colors --tile 512
+reverie dream photo.jpg --zoom-frames 30 --zoom 0.05     # numbered PNGs + an animated GIF
+reverie layers inception_v3                      # the layer names --layers accepts
 """
 
 from __future__ import annotations
@@ -26,10 +26,24 @@ from reverie.errors import require, require_positive
 
 # command-line flag -> DreamOptions field; each is passed to the API only when given
 OPTION_FLAGS = {
-    "model": "model", "layers": "layers", "channels": "channels", "octaves": "octaves",
-    "octave_scale": "octave_scale", "iterations": "iterations", "step": "step", "max_loss": "max_loss",
-    "jitter": "jitter", "tile": "tile", "lap_norm": "lap_norm", "guide": "guide", "keep_colors": "keep_colors",
-    "max_size": "max_size", "seed": "seed", "device": "device", "dtype": "dtype", "weights": "weights",
+    "model": "model",
+    "layers": "layers",
+    "channels": "channels",
+    "octaves": "octaves",
+    "octave_scale": "octave_scale",
+    "iterations": "iterations",
+    "step": "step",
+    "max_loss": "max_loss",
+    "jitter": "jitter",
+    "tile": "tile",
+    "lap_norm": "lap_norm",
+    "guide": "guide",
+    "keep_colors": "keep_colors",
+    "max_size": "max_size",
+    "seed": "seed",
+    "device": "device",
+    "dtype": "dtype",
+    "weights": "weights",
     "reduction": "reduction",
 }
 
@@ -40,29 +54,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "dream", help="DeepDream an image", description="Amplify what a pretrained convnet sees in an image."
     )
     dream.add_argument("input", help="the image to dream on (PNG, JPEG, ...)")
-    dream.add_argument("output", nargs="?", help="where to write (format from the extension; default INPUT-dream.png)")
-    dream.add_argument("--preset", choices=list(PRESETS), help="a published setting: the book's, keras.io's, google's")
+    dream.add_argument(
+        "output", nargs="?", help="where to write (format from the extension; default INPUT-dream.png)"
+    )
+    dream.add_argument(
+        "--preset", choices=list(PRESETS), help="a published setting: the book's, keras.io's, google's"
+    )
     dream.add_argument("--model", help=f"the convnet: {', '.join(available_models())} (default inception_v3)")
     dream.add_argument("--layers", help="layer:weight pairs, e.g. mixed2:0.2,mixed3:3 (bare name = weight 1)")
-    dream.add_argument("--channels", action="append", help="maximize channels instead of a whole layer: mixed4:12,97")
+    dream.add_argument(
+        "--channels", action="append", help="maximize channels instead of a whole layer: mixed4:12,97"
+    )
     dream.add_argument("--octaves", type=int, help="number of scales (default 5; book 3)")
     dream.add_argument("--octave-scale", type=float, help="size ratio between octaves (default 1.4)")
     dream.add_argument("--iterations", type=int, help="gradient steps per octave (default 15; book 20)")
-    dream.add_argument("--step", type=float, help="step size in the model's input units (default 0.02; book 0.01)")
+    dream.add_argument(
+        "--step", type=float, help="step size in the model's input units (default 0.02; book 0.01)"
+    )
     dream.add_argument("--max-loss", type=float, help="stop an octave once the loss exceeds this (book 10)")
-    dream.add_argument("--jitter", type=int, metavar="PIXELS", help="random roll each step, undone after (default 32)")
-    dream.add_argument("--tile", type=int, metavar="PIXELS", help="tiled gradients: any image size in bounded memory")
-    dream.add_argument("--lap-norm", type=int, metavar="LEVELS", help="Laplacian-pyramid gradient normalization")
-    dream.add_argument("--reduction", choices=REDUCTIONS, help="loss per layer: book, mean (default), half_sum")
-    dream.add_argument("--guide", metavar="IMAGE", help="guided dreaming: pull the features toward this image's")
+    dream.add_argument(
+        "--jitter", type=int, metavar="PIXELS", help="random roll each step, undone after (default 32)"
+    )
+    dream.add_argument(
+        "--tile", type=int, metavar="PIXELS", help="tiled gradients: any image size in bounded memory"
+    )
+    dream.add_argument(
+        "--lap-norm", type=int, metavar="LEVELS", help="Laplacian-pyramid gradient normalization"
+    )
+    dream.add_argument(
+        "--reduction", choices=REDUCTIONS, help="loss per layer: book, mean (default), half_sum"
+    )
+    dream.add_argument(
+        "--guide", metavar="IMAGE", help="guided dreaming: pull the features toward this image's"
+    )
     dream.add_argument("--keep-colors", action="store_true", default=None, help="keep the input's colors")
     dream.add_argument("--max-size", type=int, metavar="PIXELS", help="shrink the longest side to this first")
     dream.add_argument("--seed", type=int, help="random seed for jitter and tiling (default 0)")
     dream.add_argument("--device", choices=DEVICES, help="where to run (default auto)")
-    dream.add_argument("--dtype", choices=list(DTYPES), help="bfloat16 is several times faster on recent CPUs")
-    dream.add_argument("--weights", metavar="FILE", help="a local weight file instead of the default download")
-    dream.add_argument("--save-octaves", action="store_true", help="also write OUTPUT-octave{i}.png for each octave")
-    dream.add_argument("--zoom-frames", type=int, metavar="N", help="make a zoom animation of N frames (GIF + PNGs)")
+    dream.add_argument(
+        "--dtype", choices=list(DTYPES), help="bfloat16 is several times faster on recent CPUs"
+    )
+    dream.add_argument(
+        "--weights", metavar="FILE", help="a local weight file instead of the default download"
+    )
+    dream.add_argument(
+        "--save-octaves", action="store_true", help="also write OUTPUT-octave{i}.png for each octave"
+    )
+    dream.add_argument(
+        "--zoom-frames", type=int, metavar="N", help="make a zoom animation of N frames (GIF + PNGs)"
+    )
     dream.add_argument("--zoom", type=float, default=0.05, help="zoom per frame (default 0.05)")
     dream.add_argument("--quiet", action="store_true", help="no progress bars")
     dream.set_defaults(handler=run_dream)
@@ -74,10 +114,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def dream_options(args: argparse.Namespace) -> dict[str, Any]:
     """The API options the user gave on the command line (the rest come from the preset or defaults)."""
-    options = {field: getattr(args, flag) for flag, field in OPTION_FLAGS.items() if getattr(args, flag) is not None}
+    options = {
+        field: getattr(args, flag) for flag, field in OPTION_FLAGS.items() if getattr(args, flag) is not None
+    }
     if "channels" in options:
         options["channels"] = " ".join(options["channels"])
-    for name in ("octaves", "iterations", "step", "tile"):  # the API allows 0 iterations; a user never wants it
+    for name in (
+        "octaves",
+        "iterations",
+        "step",
+        "tile",
+    ):  # the API allows 0 iterations; a user never wants it
         if name in options:
             require_positive(f"--{name}", options[name])
     return options

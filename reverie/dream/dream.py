@@ -20,6 +20,7 @@ All arithmetic happens in the model's input space (the book's [-1, 1] for Incept
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import sys
 import warnings
@@ -36,7 +37,14 @@ from tqdm import tqdm
 from reverie.device import autocast, resolve_device, resolve_dtype
 from reverie.dream.backbone import Backbone, load_backbone
 from reverie.dream.images import ImageSource, load_image, resize, to_pil
-from reverie.dream.objectives import REDUCTIONS, Objective, View, build_objective, parse_channels, parse_layers
+from reverie.dream.objectives import (
+    REDUCTIONS,
+    Objective,
+    View,
+    build_objective,
+    parse_channels,
+    parse_layers,
+)
 from reverie.errors import ReverieError, require
 
 # The book's InceptionV3 layers (1st edition), used when a model declares no `dream_layers`.
@@ -115,35 +123,72 @@ class DreamOptions:
         require(math.isfinite(step) and step > 0, f"step must be positive, got {step}")
         if self.max_loss is not None:
             require(self.max_loss > 0, f"max_loss must be positive, got {self.max_loss}")
-        require(self.reduction in REDUCTIONS, f"unknown reduction {self.reduction!r}; choose one of {', '.join(REDUCTIONS)}")
+        require(
+            self.reduction in REDUCTIONS,
+            f"unknown reduction {self.reduction!r}; choose one of {', '.join(REDUCTIONS)}",
+        )
         if self.layers is not None:
             require(len(self.layers) > 0, "no layers given; name at least one, e.g. mixed4:1")
 
 
 def _require_int(field_name: str, value: Any, minimum: int) -> None:
     name = field_name.replace("_", " ")  # "max size": reads right for --max-size and max_size=
-    require(isinstance(value, int) and not isinstance(value, bool), f"{name} must be an integer, got {value!r}")
+    require(
+        isinstance(value, int) and not isinstance(value, bool), f"{name} must be an integer, got {value!r}"
+    )
     word = "positive" if minimum == 1 else "zero or positive"
     require(value >= minimum, f"{name} must be {word}, got {value}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Deep Learning with Python, 1st edition, 8.2, exactly.
-    "book": dict(
-        model="inception_v3", layers=BOOK_LAYERS, reduction="book", border=2, octaves=3, octave_scale=1.4,
-        iterations=20, step=0.01, max_loss=10.0, jitter=0, tile=None, lap_norm=0, clip=False,
-    ),
+    "book": {
+        "model": "inception_v3",
+        "layers": BOOK_LAYERS,
+        "reduction": "book",
+        "border": 2,
+        "octaves": 3,
+        "octave_scale": 1.4,
+        "iterations": 20,
+        "step": 0.01,
+        "max_loss": 10.0,
+        "jitter": 0,
+        "tile": None,
+        "lap_norm": 0,
+        "clip": False,
+    },
     # keras.io's deep_dream example and the 2nd edition's layer choice.
-    "keras-io": dict(
-        model="inception_v3", layers={"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5}, reduction="book",
-        border=2, octaves=3, octave_scale=1.4, iterations=20, step=0.01, max_loss=15.0, jitter=0, tile=None,
-        lap_norm=0, clip=False,
-    ),
+    "keras-io": {
+        "model": "inception_v3",
+        "layers": {"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5},
+        "reduction": "book",
+        "border": 2,
+        "octaves": 3,
+        "octave_scale": 1.4,
+        "iterations": 20,
+        "step": 0.01,
+        "max_loss": 15.0,
+        "jitter": 0,
+        "tile": None,
+        "lap_norm": 0,
+        "clip": False,
+    },
     # google/deepdream's notebook: GoogLeNet inception_4c, objective_L2 (gradient = activation).
-    "google": dict(
-        model="googlenet", layers={"inception4c": 1.0}, reduction="half_sum", border=0, octaves=4, octave_scale=1.4,
-        iterations=10, step=PixelStep(1.5), max_loss=None, jitter=32, tile=None, lap_norm=0, clip=True,
-    ),
+    "google": {
+        "model": "googlenet",
+        "layers": {"inception4c": 1.0},
+        "reduction": "half_sum",
+        "border": 0,
+        "octaves": 4,
+        "octave_scale": 1.4,
+        "iterations": 10,
+        "step": PixelStep(1.5),
+        "max_loss": None,
+        "jitter": 32,
+        "tile": None,
+        "lap_norm": 0,
+        "clip": True,
+    },
 }
 
 
@@ -155,7 +200,10 @@ def resolve_options(preset: str | None = None, **explicit: Any) -> DreamOptions:
     """
     names = {f.name for f in dataclasses.fields(DreamOptions)}
     unknown = sorted(set(explicit) - names)
-    require(not unknown, f"unknown dream option {unknown[0] if unknown else ''!r}; valid: {', '.join(sorted(names))}")
+    require(
+        not unknown,
+        f"unknown dream option {unknown[0] if unknown else ''!r}; valid: {', '.join(sorted(names))}",
+    )
     if preset is not None:
         require(preset in PRESETS, f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     values: dict[str, Any] = dict(PRESETS[preset]) if preset else {}
@@ -184,7 +232,9 @@ class DreamResult:
     losses: list[list[float]] = field(default_factory=list)
 
 
-def dream(image: ImageSource, model: str | Backbone | None = None, layers: Any = None, **options: Any) -> Image.Image:
+def dream(
+    image: ImageSource, model: str | Backbone | None = None, layers: Any = None, **options: Any
+) -> Image.Image:
     """DeepDream `image` (a path, PIL image or array) and return the result as a PIL image.
 
     `model` is a model name (default inception_v3) or a loaded Backbone; `layers` maps layer
@@ -195,7 +245,11 @@ def dream(image: ImageSource, model: str | Backbone | None = None, layers: Any =
 
 
 def dream_octaves(
-    image: ImageSource, model: str | Backbone | None = None, layers: Any = None, preset: str | None = None, **options: Any
+    image: ImageSource,
+    model: str | Backbone | None = None,
+    layers: Any = None,
+    preset: str | None = None,
+    **options: Any,
 ) -> DreamResult:
     """Like `dream`, also returning the image after each octave and the per-step losses."""
     opts = resolve_options(preset, model=model_name(model), layers=layers, **options)
@@ -225,8 +279,11 @@ def objective_for(engine: Engine, opts: DreamOptions) -> Objective:
     if opts.guide is not None:
         guide = load_image(opts.guide, GUIDE_MAX_SIZE)
         need = engine.min_input_size(list(layers))
-        require(min(guide.shape[-2:]) >= need, f"the guide image is {guide.shape[2]}x{guide.shape[1]}; "
-                f"it needs at least {need} pixels on its shorter side for these layers")
+        require(
+            min(guide.shape[-2:]) >= need,
+            f"the guide image is {guide.shape[2]}x{guide.shape[1]}; "
+            f"it needs at least {need} pixels on its shorter side for these layers",
+        )
         guide_features = engine.features(engine.to_input(guide[None]), list(layers))
     objective = build_objective(layers, opts.channels, opts.border, opts.reduction, guide_features)
     objective.check(engine.backbone)
@@ -270,9 +327,9 @@ class Engine:
     def to_image(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.deprocess(x)
 
-    def clip(self, x: torch.Tensor) -> torch.Tensor:
-        """`x` limited to the input-space image of the [0, 1] pixel range."""
-        return torch.maximum(torch.minimum(x, self.high), self.low)
+    def clip_(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` limited, in place, to the input-space image of the [0, 1] pixel range."""
+        return x.clamp_(min=self.low, max=self.high)
 
     def features(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         """Activations for `layers` (aliases allowed, the same stage may be named twice)."""
@@ -321,8 +378,14 @@ class Engine:
                 for layer, stride in strides.items():
                     full_h, full_w = full[layer]
                     views[layer] = View(
-                        rows=(r0 // stride - w_r0 // stride, (r1 // stride if r1 < height else full_h) - w_r0 // stride),
-                        cols=(c0 // stride - w_c0 // stride, (c1 // stride if c1 < width else full_w) - w_c0 // stride),
+                        rows=(
+                            r0 // stride - w_r0 // stride,
+                            (r1 // stride if r1 < height else full_h) - w_r0 // stride,
+                        ),
+                        cols=(
+                            c0 // stride - w_c0 // stride,
+                            (c1 // stride if c1 < width else full_w) - w_c0 // stride,
+                        ),
                         offset=(w_r0 // stride, w_c0 // stride),
                         full=(full_h, full_w),
                     )
@@ -373,7 +436,7 @@ def _cores(length: int, tile: int, phase: int) -> list[tuple[int, int]]:
         del cuts[1]
     if len(cuts) > 2 and length - cuts[-2] < tile // 2:
         del cuts[-2]
-    return list(zip(cuts[:-1], cuts[1:]))
+    return list(itertools.pairwise(cuts))
 
 
 def _window(start: int, stop: int, length: int, margin: int, minimum: int, align: int) -> tuple[int, int]:
@@ -407,7 +470,9 @@ def lap_normalize(grad: torch.Tensor, levels: int) -> torch.Tensor:
     def up(image: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         pad_h = like.shape[-2] - ((image.shape[-2] - 1) * 2 - 4 + 5)
         pad_w = like.shape[-1] - ((image.shape[-1] - 1) * 2 - 4 + 5)
-        return F.conv_transpose2d(image, weight * 4, stride=2, padding=2, output_padding=(pad_h, pad_w), groups=channels)
+        return F.conv_transpose2d(
+            image, weight * 4, stride=2, padding=2, output_padding=(pad_h, pad_w), groups=channels
+        )
 
     bands = []
     low = grad
@@ -461,15 +526,19 @@ def fitting_shapes(shapes: list[tuple[int, int]], minimum: int, model: str) -> l
     return kept
 
 
-def run_octaves(engine: Engine, objective: Objective, source01: torch.Tensor, opts: DreamOptions) -> DreamResult:
+def run_octaves(
+    engine: Engine, objective: Objective, source01: torch.Tensor, opts: DreamOptions
+) -> DreamResult:
     """The book's octave loop on a (3, H, W) image in [0, 1], with the extras `opts` turns on."""
     generator = torch.Generator().manual_seed(opts.seed if opts.seed is not None else torch.seed())
     step = opts.step.levels * engine.input_per_pixel_level if isinstance(opts.step, PixelStep) else opts.step
     height, width = source01.shape[-2:]
     minimum = engine.min_input_size(objective.layers)
-    shapes = fitting_shapes(octave_shapes(height, width, opts.octaves, opts.octave_scale), minimum, engine.backbone.name)
-    original01 = source01[None].to(engine.device)
-    original = engine.to_input(original01)
+    shapes = fitting_shapes(
+        octave_shapes(height, width, opts.octaves, opts.octave_scale), minimum, engine.backbone.name
+    )
+    original = engine.to_input(source01[None])
+    original01 = source01[None] if opts.keep_colors else None
     shrunk = resize(original, shapes[0])
     x = original
     result = DreamResult(image=None)  # type: ignore[arg-type]
@@ -481,9 +550,9 @@ def run_octaves(engine: Engine, objective: Objective, source01: torch.Tensor, op
         x = x + same_size_original - resize(shrunk, shape)  # re-inject the detail lost by shrinking
         shrunk = same_size_original
         if opts.keep_colors:
-            x = engine.to_input(keep_chroma(engine.to_image(x), resize(original01, shape)))
+            x = engine.to_input(keep_chroma(engine.to_image(x), resize(original01.to(x.device), shape)))
             if opts.clip:
-                x = engine.clip(x)
+                x = engine.clip_(x)
         result.losses.append(losses)
         result.octaves.append(to_pil(engine.to_image(x)[0]))
     result.image = result.octaves[-1]
@@ -491,8 +560,13 @@ def run_octaves(engine: Engine, objective: Objective, source01: torch.Tensor, op
 
 
 def ascend(
-    engine: Engine, objective: Objective, x: torch.Tensor, opts: DreamOptions, step: float,
-    generator: torch.Generator, desc: str = "",
+    engine: Engine,
+    objective: Objective,
+    x: torch.Tensor,
+    opts: DreamOptions,
+    step: float,
+    generator: torch.Generator,
+    desc: str = "",
 ) -> tuple[torch.Tensor, list[float]]:
     """Gradient ascent at one size: `opts.iterations` steps of `step * g / max(mean|g|, 1e-7)`.
 
@@ -507,7 +581,9 @@ def ascend(
             rolled = torch.roll(x, shifts=shift, dims=(-2, -1)) if opts.jitter else x
             if opts.tile is not None:
                 phase = tuple(int(torch.randint(0, opts.tile, (1,), generator=generator)) for _ in range(2))
-                loss, grad = engine.tiled_loss_and_gradient(objective, rolled, opts.tile, opts.tile_margin, phase)
+                loss, grad = engine.tiled_loss_and_gradient(
+                    objective, rolled, opts.tile, opts.tile_margin, phase
+                )
             else:
                 loss, grad = engine.loss_and_gradient(objective, rolled)
             losses.append(loss)
@@ -519,9 +595,10 @@ def ascend(
                 grad = torch.roll(grad, shifts=(-shift[0], -shift[1]), dims=(-2, -1))
             if opts.lap_norm:
                 grad = lap_normalize(grad, opts.lap_norm)
-            x = x + step * grad / grad.abs().mean().clamp_min(1e-7)
+            x = torch.add(x, grad, alpha=step / float(grad.abs().mean().clamp_min(1e-7)))
+            del grad  # at most two full-size tensors alive here: tiled runs are memory-bound by the image
             if opts.clip:
-                x = engine.clip(x)
+                x = engine.clip_(x)
     return x, losses
 
 

@@ -15,7 +15,6 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -24,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from reverie.errors import ReverieError, require
 
-ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | Image.Image | np.ndarray
 
 # Largest image decoded at full size: 50 megapixels (e.g. 8660 x 5773), about 600 MB as float RGB.
 MAX_PIXELS = 50_000_000
@@ -48,14 +47,19 @@ def load_image(source: ImageSource, max_size: int | None = None) -> torch.Tensor
     elif isinstance(source, (str, os.PathLike)):
         pil = _open_file(Path(source), max_size)
     else:
-        raise ReverieError(f"cannot read an image from a {type(source).__name__}; give a path, a PIL image or an array")
+        raise ReverieError(
+            f"cannot read an image from a {type(source).__name__}; give a path, a PIL image or an array"
+        )
     pil = pil.convert("RGB")
     if max_size is not None and max(pil.size) > max_size:
         scale = max_size / max(pil.size)
         size = (max(1, round(pil.width * scale)), max(1, round(pil.height * scale)))
         pil = pil.resize(size, Image.Resampling.LANCZOS)
-    array = np.asarray(pil, dtype=np.float32) / 255.0
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+    array = np.array(
+        pil, dtype=np.float32
+    )  # a fresh writable copy, scaled in place: one float image in memory
+    array /= 255.0
+    return torch.from_numpy(array).permute(2, 0, 1)
 
 
 def _open_file(path: Path, max_size: int | None) -> Image.Image:
@@ -68,7 +72,11 @@ def _open_file(path: Path, max_size: int | None) -> Image.Image:
             pixels = pil.width * pil.height
             cap = MAX_PIXELS if max_size is None else HARD_MAX_PIXELS
             if pixels > cap:
-                hint = "use --max-size PIXELS to shrink it while loading" if max_size is None else "shrink it first"
+                hint = (
+                    "use --max-size PIXELS to shrink it while loading"
+                    if max_size is None
+                    else "shrink it first"
+                )
                 raise ReverieError(
                     f"{path} is {pil.width}x{pil.height} = {pixels / 1e6:.0f} megapixels, over the cap of "
                     f"{cap / 1e6:.0f}; {hint}"
@@ -84,7 +92,9 @@ def _open_file(path: Path, max_size: int | None) -> Image.Image:
     except Image.DecompressionBombError:
         raise ReverieError(f"{path} exceeds Pillow's decompression-bomb limit; shrink it first") from None
     except OSError as exc:  # truncated or corrupt data
-        raise ReverieError(f"{path} is truncated or corrupt ({_first_line(exc)}); re-export or re-download it") from None
+        raise ReverieError(
+            f"{path} is truncated or corrupt ({_first_line(exc)}); re-export or re-download it"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -102,7 +112,10 @@ def _array_to_pil(array: np.ndarray) -> Image.Image:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.dtype != np.uint8:
-        require(np.issubdtype(array.dtype, np.floating), f"an image array must be uint8 or float, got {array.dtype}")
+        require(
+            np.issubdtype(array.dtype, np.floating),
+            f"an image array must be uint8 or float, got {array.dtype}",
+        )
         require(bool(np.isfinite(array).all()), "the image array holds NaN or infinite values")
         array = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     mode = {2: "L", 3: "RGB", 4: "RGBA"}[array.ndim if array.ndim == 2 else array.shape[2]]
@@ -135,17 +148,25 @@ def default_output(input_path: str | os.PathLike, suffix: str = "dream") -> Path
 def check_output(output: str | os.PathLike, input_path: str | os.PathLike | None = None) -> Path:
     """Refuse an output whose folder is missing, whose format is unknown, or that is the input file."""
     path = Path(output)
-    require(path.parent.is_dir(), f"output folder {path.parent} does not exist; create it or choose another path")
+    require(
+        path.parent.is_dir(), f"output folder {path.parent} does not exist; create it or choose another path"
+    )
     require(not path.is_dir(), f"output {path} is a folder; give a file name such as {path / 'dream.png'}")
     extension = path.suffix.lower()
     formats = Image.registered_extensions()
-    require(extension in formats, f"unknown image format {extension or '(none)'!r} for {path}; use .png or .jpg")
+    require(
+        extension in formats, f"unknown image format {extension or '(none)'!r} for {path}; use .png or .jpg"
+    )
     if input_path is not None and path.exists():
-        require(not path.samefile(input_path), f"output {path} is the input image; choose another output path")
+        require(
+            not path.samefile(input_path), f"output {path} is the input image; choose another output path"
+        )
     return path
 
 
-def save_image(image: Image.Image, output: str | os.PathLike, input_path: str | os.PathLike | None = None) -> Path:
+def save_image(
+    image: Image.Image, output: str | os.PathLike, input_path: str | os.PathLike | None = None
+) -> Path:
     """Write `image` to `output` (format from the extension), never over `input_path`."""
     path = check_output(output, input_path)
     if Image.registered_extensions()[path.suffix.lower()] == "JPEG":

@@ -97,7 +97,9 @@ class Objective:
         if isinstance(other, (int, float)):
             if other == 0:
                 return self
-            return Objective(lambda f, v: self(f, v) + other, self.layers, f"{self.description} + {other}", self.channels)
+            return Objective(
+                lambda f, v: self(f, v) + other, self.layers, f"{self.description} + {other}", self.channels
+            )
         if not isinstance(other, Objective):
             return NotImplemented
         channels = {**self.channels}
@@ -115,7 +117,9 @@ class Objective:
     def __mul__(self, factor: float) -> Objective:
         if not isinstance(factor, (int, float)):
             return NotImplemented
-        return Objective(lambda f, v: factor * self(f, v), self.layers, f"{factor:g} * ({self.description})", self.channels)
+        return Objective(
+            lambda f, v: factor * self(f, v), self.layers, f"{factor:g} * ({self.description})", self.channels
+        )
 
     __rmul__ = __mul__
 
@@ -135,12 +139,16 @@ class Objective:
         for layer, indices in self.channels.items():
             count = width[backbone.resolve_layer(layer)]
             for index in indices:
-                require(0 <= index < count, f"channel {index} is out of range for layer {layer}: "
-                        f"it has channels 0..{count - 1}")
+                require(
+                    0 <= index < count,
+                    f"channel {index} is out of range for layer {layer}: it has channels 0..{count - 1}",
+                )
 
 
 def _l2_term(layer: str, channels: Sequence[int] | None, border: int, reduction: str) -> Callable:
-    require(reduction in REDUCTIONS, f"unknown reduction {reduction!r}; choose one of {', '.join(REDUCTIONS)}")
+    require(
+        reduction in REDUCTIONS, f"unknown reduction {reduction!r}; choose one of {', '.join(REDUCTIONS)}"
+    )
     require(border >= 0, f"border must be zero or positive, got {border}")
     index = list(channels) if channels is not None else None
 
@@ -175,10 +183,14 @@ def channel_l2(
     require(len(channels) > 0, f"no channels given for layer {layer}")
     term = _l2_term(layer, channels, border, reduction)
     listed = ",".join(str(i) for i in channels)
-    return Objective(lambda f, v: weight * term(f, v), [layer], f"{weight:g} * l2({layer}:{listed})", {layer: channels})
+    return Objective(
+        lambda f, v: weight * term(f, v), [layer], f"{weight:g} * l2({layer}:{listed})", {layer: channels}
+    )
 
 
-def guide_match(layer: str, guide_features: torch.Tensor, weight: float = 1.0, chunk: int = 4096) -> Objective:
+def guide_match(
+    layer: str, guide_features: torch.Tensor, weight: float = 1.0, chunk: int = 4096
+) -> Objective:
     """google/deepdream's guided dreaming on `layer`: sum over positions of max_j <a_p, g_j>, / numel.
 
     `guide_features` is the guide image's activation (1, C, h, w) at `layer`. The gradient at each
@@ -211,7 +223,9 @@ def parse_layers(text: str) -> dict[str, float]:
         try:
             layers[name.strip()] = float(weight) if weight else 1.0
         except ValueError:
-            raise ReverieError(f"layer weight {weight!r} in {text!r} is not a number; write mixed2:0.2") from None
+            raise ReverieError(
+                f"layer weight {weight!r} in {text!r} is not a number; write mixed2:0.2"
+            ) from None
     return layers
 
 
@@ -220,7 +234,9 @@ def parse_channels(text: str) -> dict[str, list[int]]:
     channels: dict[str, list[int]] = {}
     for item in text.replace(";", " ").split():
         name, sep, listed = item.partition(":")
-        require(bool(sep and listed and name), f"write channels as LAYER:I,J (e.g. mixed4:12,97), got {item!r}")
+        require(
+            bool(sep and listed and name), f"write channels as LAYER:I,J (e.g. mixed4:12,97), got {item!r}"
+        )
         try:
             indices = [int(i) for i in listed.split(",")]
         except ValueError:

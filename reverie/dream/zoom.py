@@ -64,10 +64,14 @@ def dream_zoom(
 def frame_paths(output: str | Path, count: int) -> tuple[Path, list[Path]]:
     """Where `save_zoom` writes: OUTPUT's name with .gif, and OUTPUT-0001.png ... beside it."""
     output = Path(output)
-    return output.with_suffix(".gif"), [output.with_name(f"{output.stem}-{i:04d}.png") for i in range(1, count + 1)]
+    return output.with_suffix(".gif"), [
+        output.with_name(f"{output.stem}-{i:04d}.png") for i in range(1, count + 1)
+    ]
 
 
-def save_zoom(frames: list[Image.Image], output: str | Path, input_path: str | Path | None = None) -> list[Path]:
+def save_zoom(
+    frames: list[Image.Image], output: str | Path, input_path: str | Path | None = None
+) -> list[Path]:
     """Write the numbered PNG frames and the animated GIF; return their paths (GIF first)."""
     gif, pngs = frame_paths(output, len(frames))
     for path in [gif, *pngs]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 import torch
@@ -18,8 +20,8 @@ class TinyNet(Backbone):
     """
 
     name = "tiny"
-    aliases = {"a": "conv1", "b": "conv2", "c": "conv3", "d": "conv4"}
-    dream_layers = {"b": 1.0, "c": 1.0}
+    aliases: ClassVar[dict[str, str]] = {"a": "conv1", "b": "conv2", "c": "conv3", "d": "conv4"}
+    dream_layers: ClassVar[dict[str, float]] = {"b": 1.0, "c": 1.0}
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
@@ -61,9 +63,7 @@ def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A seeded uint8 RGB image with smooth color gradients and some texture."""
     rng = np.random.default_rng(seed)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    channels = [
-        0.5 + 0.4 * np.sin(xs / (5 + 3 * c) + ys / (7 + 2 * c) + rng.uniform(0, 6)) for c in range(3)
-    ]
+    channels = [0.5 + 0.4 * np.sin(xs / (5 + 3 * c) + ys / (7 + 2 * c) + rng.uniform(0, 6)) for c in range(3)]
     array = np.stack(channels, axis=-1) + rng.normal(0, 0.03, (height, width, 3))
     return (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
 
@@ -83,7 +83,7 @@ def tiny() -> TinyNet:
 
 
 @pytest.fixture
-def photo(tmp_path) -> "Path":  # noqa: F821
+def photo(tmp_path) -> Path:  # noqa: F821
     """A 72x56 PNG on disk."""
     path = tmp_path / "photo.png"
     Image.fromarray(smooth_image(56, 72)).save(path)

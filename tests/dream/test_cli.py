@@ -39,7 +39,9 @@ def test_dream_writes_the_default_output(tiny_model, photo, capsys):
 
 def test_save_octaves_and_format_from_extension(tiny_model, photo, tmp_path, capsys):
     output = tmp_path / "out.jpg"
-    code, out, err = run(["dream", str(photo), str(output), *FAST, "--save-octaves", "--layers", "b:1,c:0.5"], capsys)
+    code, out, err = run(
+        ["dream", str(photo), str(output), *FAST, "--save-octaves", "--layers", "b:1,c:0.5"], capsys
+    )
     assert code == 0, err
     assert Image.open(output).format == "JPEG"
     octave1, octave2 = tmp_path / "out-octave1.jpg", tmp_path / "out-octave2.jpg"
@@ -48,8 +50,9 @@ def test_save_octaves_and_format_from_extension(tiny_model, photo, tmp_path, cap
 
 
 def test_zoom_frames_write_pngs_and_a_gif(tiny_model, photo, tmp_path, capsys):
-    code, out, err = run(["dream", str(photo), str(tmp_path / "z.png"), *FAST, "--zoom-frames", "3", "--zoom", "0.1"],
-                         capsys)
+    code, _out, err = run(
+        ["dream", str(photo), str(tmp_path / "z.png"), *FAST, "--zoom-frames", "3", "--zoom", "0.1"], capsys
+    )
     assert code == 0, err
     gif = Image.open(tmp_path / "z.gif")
     assert gif.n_frames == 3 and gif.size == (72, 56)
@@ -62,8 +65,12 @@ def test_layers_lists_names_channels_and_strides(tiny_model, capsys):
     assert code == 0
     rows = [line.split() for line in out.strip().splitlines()]
     assert rows[0] == ["layer", "aliases", "channels", "stride"]
-    assert rows[1:] == [["conv1", "a", "8", "2"], ["conv2", "b", "16", "4"], ["conv3", "c", "16", "4"],
-                        ["conv4", "d", "24", "8"]]
+    assert rows[1:] == [
+        ["conv1", "a", "8", "2"],
+        ["conv2", "b", "16", "4"],
+        ["conv3", "c", "16", "4"],
+        ["conv4", "d", "24", "8"],
+    ]
 
 
 def test_a_dropped_octave_is_one_warning_line(tiny_model, tmp_path, capsys):
@@ -123,7 +130,7 @@ def test_bad_input_is_one_line_exit_2(tiny_model, photo, tmp_path, capsys, args,
     if "--model" not in argv:
         argv += ["--model", "tiny"]
     before = photo.read_bytes()
-    code, out, err = run([*argv, "--quiet"], capsys)
+    code, _out, err = run([*argv, "--quiet"], capsys)
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert re.search(message, err), err
@@ -137,7 +144,9 @@ def test_pixel_cap_and_wrong_weights(photo, tmp_path, capsys, monkeypatch):
     assert code == 2 and "over the cap" in err and "--max-size" in err and err.count("\n") == 1
     monkeypatch.undo()
     bad = _bad_files(tmp_path)["weights"]
-    code, _, err = run(["dream", str(photo), "--model", "efficientnet_lite0", "--weights", str(bad), "--quiet"], capsys)
+    code, _, err = run(
+        ["dream", str(photo), "--model", "efficientnet_lite0", "--weights", str(bad), "--quiet"], capsys
+    )
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
 
 

@@ -39,10 +39,14 @@ def reference_loss(net: TinyNet, x: torch.Tensor, layers: dict[str, float]) -> t
     for alias, stage in zip("abcd", (net.conv1, net.conv2, net.conv3, net.conv4)):
         h = stage(h)
         activations[alias] = h
-    return sum(w * activations[k][:, :, 2:-2, 2:-2].pow(2).sum() / activations[k].numel() for k, w in layers.items())
+    return sum(
+        w * activations[k][:, :, 2:-2, 2:-2].pow(2).sum() / activations[k].numel() for k, w in layers.items()
+    )
 
 
-def reference_book_step(net: TinyNet, x: torch.Tensor, layers: dict[str, float]) -> tuple[float, torch.Tensor]:
+def reference_book_step(
+    net: TinyNet, x: torch.Tensor, layers: dict[str, float]
+) -> tuple[float, torch.Tensor]:
     x = x.clone().requires_grad_(True)
     loss = reference_loss(net, x, layers)
     (g,) = torch.autograd.grad(loss, x)
@@ -131,7 +135,9 @@ def test_tiled_gradients_equal_untiled(tiny, phase):
 def test_tiled_dream_equals_untiled_dream(tiny):
     image = smooth_image(64, 88)
     plain = dream_octaves(image, model=tiny, jitter=0, octaves=2, iterations=3, progress=False)
-    tiled = dream_octaves(image, model=tiny, jitter=0, octaves=2, iterations=3, tile=24, tile_margin=16, progress=False)
+    tiled = dream_octaves(
+        image, model=tiny, jitter=0, octaves=2, iterations=3, tile=24, tile_margin=16, progress=False
+    )
     assert np.abs(np.asarray(plain.image).astype(int) - np.asarray(tiled.image)).max() <= 1
 
 
@@ -139,7 +145,7 @@ def test_jitter_roll_is_undone():
     """On a roll-equivariant net the objective ignores rolls, so jittered steps equal plain ones."""
     net = CircularNet()
     x = torch.randn(1, 3, 20, 24, generator=torch.Generator().manual_seed(2)) * 0.5
-    common = dict(layers={"conv2": 1.0}, border=0, reduction="half_sum", iterations=3)
+    common = {"layers": {"conv2": 1.0}, "border": 0, "reduction": "half_sum", "iterations": 3}
     engine, objective, plain = engine_and_objective(net, **common, jitter=0)
     jittered = dataclasses.replace(plain, jitter=7)
     a, _ = ascend(engine, objective, x, plain, plain.step, torch.Generator().manual_seed(0))
@@ -150,14 +156,20 @@ def test_jitter_roll_is_undone():
 
 def test_keep_colors_keeps_the_input_chroma(tiny):
     image = smooth_image(56, 72)
-    kept = dream_octaves(image, model=tiny, keep_colors=True, octaves=2, iterations=6, step=0.05, progress=False)
-    free = dream_octaves(image, model=tiny, keep_colors=False, octaves=2, iterations=6, step=0.05, progress=False)
+    kept = dream_octaves(
+        image, model=tiny, keep_colors=True, octaves=2, iterations=6, step=0.05, progress=False
+    )
+    free = dream_octaves(
+        image, model=tiny, keep_colors=False, octaves=2, iterations=6, step=0.05, progress=False
+    )
 
     def chroma(pil):
         return np.asarray(pil.convert("YCbCr"), dtype=np.float64)[..., 1:]
 
     source = chroma(Image.fromarray(image))
-    unclipped = ((np.asarray(kept.image) > 0) & (np.asarray(kept.image) < 255)).all(-1)  # clipping shifts chroma
+    unclipped = ((np.asarray(kept.image) > 0) & (np.asarray(kept.image) < 255)).all(
+        -1
+    )  # clipping shifts chroma
     assert unclipped.mean() > 0.5
     assert np.abs(chroma(kept.image) - source)[unclipped].mean() < 0.5
     assert np.abs(chroma(free.image) - source).mean() > 5.0
@@ -176,18 +188,44 @@ def test_keep_chroma_replaces_only_chroma():
 
 def test_presets_resolve_as_specified_and_explicit_options_win():
     book = resolve_options("book")
-    assert (book.model, dict(book.layers), book.reduction, book.border) == ("inception_v3", BOOK_LAYERS, "book", 2)
-    assert (book.octaves, book.octave_scale, book.iterations, book.step, book.max_loss) == (3, 1.4, 20, 0.01, 10.0)
+    assert (book.model, dict(book.layers), book.reduction, book.border) == (
+        "inception_v3",
+        BOOK_LAYERS,
+        "book",
+        2,
+    )
+    assert (book.octaves, book.octave_scale, book.iterations, book.step, book.max_loss) == (
+        3,
+        1.4,
+        20,
+        0.01,
+        10.0,
+    )
     assert (book.jitter, book.tile, book.lap_norm, book.clip) == (0, None, 0, False)
     keras = resolve_options("keras-io")
     assert dict(keras.layers) == {"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5}
     assert keras.max_loss == 15.0 and keras.step == 0.01 and keras.iterations == 20
     google = resolve_options("google")
     assert (google.model, dict(google.layers), google.reduction, google.border) == (
-        "googlenet", {"inception4c": 1.0}, "half_sum", 0)
-    assert (google.jitter, google.step, google.octaves, google.iterations, google.clip) == (32, PixelStep(1.5), 4, 10, True)
+        "googlenet",
+        {"inception4c": 1.0},
+        "half_sum",
+        0,
+    )
+    assert (google.jitter, google.step, google.octaves, google.iterations, google.clip) == (
+        32,
+        PixelStep(1.5),
+        4,
+        10,
+        True,
+    )
     mixed = resolve_options("book", iterations=5, layers="mixed4", jitter=None)
-    assert (mixed.iterations, dict(mixed.layers), mixed.jitter, mixed.max_loss) == (5, {"mixed4": 1.0}, 0, 10.0)
+    assert (mixed.iterations, dict(mixed.layers), mixed.jitter, mixed.max_loss) == (
+        5,
+        {"mixed4": 1.0},
+        0,
+        10.0,
+    )
     assert resolve_options() == DreamOptions()
 
 
@@ -223,17 +261,17 @@ def test_max_loss_stops_before_stepping(tiny):
 @pytest.mark.parametrize(
     "options, message",
     [
-        (dict(iterations=-1), "iterations must be zero or positive"),
-        (dict(octaves=0), "octaves must be positive"),
-        (dict(step=0.0), "step must be positive"),
-        (dict(tile=0), "tile must be positive"),
-        (dict(octave_scale=1.0), "octave scale must be above 1"),
-        (dict(jitter=-2), "jitter must be zero or positive"),
-        (dict(preset="dreamy"), "unknown preset 'dreamy'"),
-        (dict(colour=True), "unknown dream option 'colour'"),
-        (dict(reduction="max"), "unknown reduction"),
-        (dict(layers="c", channels="c:99"), "channel 99 is out of range for layer c"),
-        (dict(layers="zz"), "unknown layer 'zz'"),
+        ({"iterations": -1}, "iterations must be zero or positive"),
+        ({"octaves": 0}, "octaves must be positive"),
+        ({"step": 0.0}, "step must be positive"),
+        ({"tile": 0}, "tile must be positive"),
+        ({"octave_scale": 1.0}, "octave scale must be above 1"),
+        ({"jitter": -2}, "jitter must be zero or positive"),
+        ({"preset": "dreamy"}, "unknown preset 'dreamy'"),
+        ({"colour": True}, "unknown dream option 'colour'"),
+        ({"reduction": "max"}, "unknown reduction"),
+        ({"layers": "c", "channels": "c:99"}, "channel 99 is out of range for layer c"),
+        ({"layers": "zz"}, "unknown layer 'zz'"),
     ],
 )
 def test_bad_options_are_refused(tiny, options, message):
@@ -246,7 +284,9 @@ def test_api_sources_and_results(tiny, photo):
     assert isinstance(result.image, Image.Image) and result.image.size == (72, 56)
     assert [len(losses) for losses in result.losses] == [4, 4]
     assert result.losses[0][-1] > result.losses[0][0]  # ascent raises the objective
-    same = reverie.dream(Image.open(photo), model=TinyNet(), octaves=2, iterations=4, jitter=0, progress=False)
+    same = reverie.dream(
+        Image.open(photo), model=TinyNet(), octaves=2, iterations=4, jitter=0, progress=False
+    )
     assert np.array_equal(np.asarray(same), np.asarray(result.image))  # seeded: reproducible
 
 
@@ -259,7 +299,9 @@ def test_lap_normalize_is_scale_free_and_keeps_shape():
 
 def test_lap_norm_and_guide_run(tiny, photo):
     guide = smooth_image(40, 40, seed=7)
-    result = dream_octaves(photo, model=tiny, guide=guide, lap_norm=3, octaves=2, iterations=4, progress=False)
+    result = dream_octaves(
+        photo, model=tiny, guide=guide, lap_norm=3, octaves=2, iterations=4, progress=False
+    )
     assert result.losses[-1][-1] > result.losses[-1][0]
 
 
@@ -297,8 +339,9 @@ def test_a_short_dream_with_real_weights_raises_the_objective(lite0, hopper):
     engine, objective, _ = engine_and_objective(lite0, layers="block10")
     small = load_image(hopper.permute(1, 2, 0).numpy(), max_size=96)
     before, _ = engine.loss_and_gradient(objective, engine.to_input(small[None]))
-    result = dream_octaves(small.permute(1, 2, 0).numpy(), model=lite0, layers="block10", octaves=1, iterations=3,
-                           progress=False)
+    result = dream_octaves(
+        small.permute(1, 2, 0).numpy(), model=lite0, layers="block10", octaves=1, iterations=3, progress=False
+    )
     after, _ = engine.loss_and_gradient(objective, engine.to_input(load_image(result.image)[None]))
     assert after > 1.1 * before
 

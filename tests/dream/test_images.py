@@ -51,7 +51,9 @@ def test_resize_is_linear_and_identity_at_same_size():
     assert resize(x, (9, 11)) is x
     y = resize(x, (13, 7))
     assert torch.allclose(resize(2 * x + 1, (13, 7)), 2 * y + 1, atol=1e-5)
-    assert torch.allclose(y[..., 0, 0], x[..., 0, 0]) and torch.allclose(y[..., -1, -1], x[..., -1, -1])  # corners kept
+    assert torch.allclose(y[..., 0, 0], x[..., 0, 0]) and torch.allclose(
+        y[..., -1, -1], x[..., -1, -1]
+    )  # corners kept
 
 
 def test_missing_not_an_image_and_truncated_are_refused(tmp_path, photo):

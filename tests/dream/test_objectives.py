@@ -37,7 +37,9 @@ def test_book_loss_equals_hand_computation():
 def test_other_reductions():
     a = hand_activation()
     cropped = a[..., 2:-2, 2:-2]
-    assert layer_l2("x", reduction="mean")({"x": a}).item() == pytest.approx(cropped.square().mean().item(), rel=1e-6)
+    assert layer_l2("x", reduction="mean")({"x": a}).item() == pytest.approx(
+        cropped.square().mean().item(), rel=1e-6
+    )
     half = layer_l2("x", border=0, reduction="half_sum")({"x": a})
     assert half.item() == pytest.approx(0.5 * a.square().sum().item(), rel=1e-6)
     x = a.clone().requires_grad_(True)
