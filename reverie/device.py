@@ -1,7 +1,10 @@
 """Device and precision choice shared by training and dreaming.
 
-`resolve_device("auto")` picks cuda, then mps, then cpu. `autocast(device, dtype)` returns the
-context that runs matmuls and convolutions in bfloat16 where asked (weights stay float32).
+`resolve_device("auto")` picks cuda, then mps, then cpu. `resolve_dtype("auto", device)` picks
+bfloat16 only where the hardware runs it fast (CUDA GPUs with bfloat16, CPUs with AMX tiles) and
+float32 elsewhere: on a CPU without AMX, PyTorch emulates bfloat16 matmuls and they run several times
+slower than float32. `autocast(device, dtype)` returns the context that runs matmuls and convolutions
+in bfloat16 where asked (weights stay float32).
 """
 
 from __future__ import annotations
@@ -33,10 +36,33 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def resolve_dtype(name: str) -> torch.dtype:
-    """Turn `float32|bfloat16` into a torch dtype."""
+def has_fast_bfloat16(device: torch.device) -> bool:
+    """Whether `device` runs bfloat16 matmuls natively (CUDA with bf16 support, or a CPU with AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return "amx_bf16" in _cpu_flags()
+    return False
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve_dtype(name: str, device: torch.device | None = None) -> torch.dtype:
+    """Turn `float32|bfloat16|auto` into a torch dtype (`auto`: bfloat16 where it is fast on `device`)."""
+    if name == "auto":
+        fast = device is not None and has_fast_bfloat16(device)
+        return torch.bfloat16 if fast else torch.float32
     if name not in DTYPES:
-        raise ReverieError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
+        raise ReverieError(f"unknown dtype {name!r}; choose one of auto, {', '.join(DTYPES)}")
     return DTYPES[name]
 
 

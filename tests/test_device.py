@@ -31,3 +31,14 @@ def test_bfloat16_autocast_runs_matmul_in_bf16():
         assert (a @ a).dtype == torch.bfloat16
     with autocast(torch.device("cpu"), resolve_dtype("float32")):
         assert (a @ a).dtype == torch.float32
+
+
+def test_auto_dtype_follows_hardware(monkeypatch):
+    import reverie.device as device_module
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(device_module, "_cpu_flags", lambda: {"avx512f"})
+    assert resolve_dtype("auto", cpu) == torch.float32
+    monkeypatch.setattr(device_module, "_cpu_flags", lambda: {"avx512f", "amx_bf16", "amx_tile"})
+    assert resolve_dtype("auto", cpu) == torch.bfloat16
+    assert resolve_dtype("auto") == torch.float32  # no device: the safe choice
