@@ -206,7 +206,7 @@ def resolve_options(preset: str | None = None, **explicit: Any) -> DreamOptions:
     )
     if preset is not None:
         require(preset in PRESETS, f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    values: dict[str, Any] = dict(PRESETS[preset]) if preset else {}
+    values: dict[str, Any] = {key: _copied(value) for key, value in PRESETS[preset].items()} if preset else {}
     given = {key: value for key, value in explicit.items() if value is not None}
     if isinstance(given.get("layers"), str):
         given["layers"] = parse_layers(given["layers"])
@@ -221,6 +221,10 @@ def resolve_options(preset: str | None = None, **explicit: Any) -> DreamOptions:
     options = DreamOptions(**values)
     options.validate()
     return options
+
+
+def _copied(value: Any) -> Any:
+    return dict(value) if isinstance(value, dict) else value  # never hand out the presets' own dicts
 
 
 @dataclass
@@ -253,9 +257,9 @@ def dream_octaves(
 ) -> DreamResult:
     """Like `dream`, also returning the image after each octave and the per-step losses."""
     opts = resolve_options(preset, model=model_name(model), layers=layers, **options)
-    source = load_image(image, opts.max_size)  # a bad image is refused before any weights load
+    source = [load_image(image, opts.max_size)]  # a bad image is refused before any weights load
     engine, objective = setup(model, opts)
-    return run_octaves(engine, objective, source, opts)
+    return run_octaves(engine, objective, source.pop(), opts)  # pop: run_octaves may free it early
 
 
 def model_name(model: str | Backbone | None) -> str | None:
@@ -429,13 +433,12 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def _cores(length: int, tile: int, phase: int) -> list[tuple[int, int]]:
-    """Half-open ranges cutting [0, length) at phase, phase + tile, ...; an end piece shorter
-    than half a tile joins its neighbour (so no window is wasted on a sliver)."""
+    """Half-open ranges cutting [0, length) at phase, phase + tile, ... (multiples of the alignment).
+
+    No piece is longer than `tile`, so the largest window, and with it peak memory, is bounded by
+    tile + 2 * margin; the end pieces may be thin (a small, cheap window).
+    """
     cuts = [0] + [c for c in range(phase, length, tile) if 0 < c < length] + [length]
-    if len(cuts) > 2 and cuts[1] < tile // 2:
-        del cuts[1]
-    if len(cuts) > 2 and length - cuts[-2] < tile // 2:
-        del cuts[-2]
     return list(itertools.pairwise(cuts))
 
 
@@ -539,24 +542,27 @@ def run_octaves(
     )
     original = engine.to_input(source01[None])
     original01 = source01[None] if opts.keep_colors else None
+    del source01
     shrunk = resize(original, shapes[0])
     x = original
-    result = DreamResult(image=None)  # type: ignore[arg-type]
+    octaves: list[Image.Image] = []
+    all_losses: list[list[float]] = []
     for index, shape in enumerate(shapes):
         x = resize(x, shape)
+        if x is original:  # a single octave: ascend works in place
+            x = x.clone()
         desc = f"octave {index + 1}/{len(shapes)} {shape[1]}x{shape[0]}"
         x, losses = ascend(engine, objective, x, opts, step, generator, desc)
         same_size_original = resize(original, shape)
-        x = x + same_size_original - resize(shrunk, shape)  # re-inject the detail lost by shrinking
+        x = (x + same_size_original).sub_(resize(shrunk, shape))  # re-inject the detail lost by shrinking
         shrunk = same_size_original
         if opts.keep_colors:
             x = engine.to_input(keep_chroma(engine.to_image(x), resize(original01.to(x.device), shape)))
             if opts.clip:
                 x = engine.clip_(x)
-        result.losses.append(losses)
-        result.octaves.append(to_pil(engine.to_image(x)[0]))
-    result.image = result.octaves[-1]
-    return result
+        all_losses.append(losses)
+        octaves.append(to_pil(engine.to_image(x)[0]))
+    return DreamResult(image=octaves[-1], octaves=octaves, losses=all_losses)
 
 
 def ascend(
@@ -568,13 +574,14 @@ def ascend(
     generator: torch.Generator,
     desc: str = "",
 ) -> tuple[torch.Tensor, list[float]]:
-    """Gradient ascent at one size: `opts.iterations` steps of `step * g / max(mean|g|, 1e-7)`.
+    """Gradient ascent at one size, updating `x` in place: `opts.iterations` steps of
+    `step * g / max(mean|g|, 1e-7)`.
 
     Stops early, before stepping, once the loss exceeds `opts.max_loss` (the book's rule).
     Returns the image and the loss at each evaluated step.
     """
     losses: list[float] = []
-    bar = tqdm(total=opts.iterations, desc=desc, file=sys.stderr, disable=not opts.progress, leave=False)
+    bar = tqdm(total=opts.iterations, desc=desc, file=sys.stderr, disable=not opts.progress)
     with bar:
         for _ in range(opts.iterations):
             shift = _random_shift(opts.jitter, generator)
@@ -591,14 +598,16 @@ def ascend(
             bar.update()
             if opts.max_loss is not None and loss > opts.max_loss:
                 break
+            del rolled  # full-size tensors dominate a tiled run's memory: keep as few alive as possible
             if opts.jitter:
                 grad = torch.roll(grad, shifts=(-shift[0], -shift[1]), dims=(-2, -1))
             if opts.lap_norm:
                 grad = lap_normalize(grad, opts.lap_norm)
-            x = torch.add(x, grad, alpha=step / float(grad.abs().mean().clamp_min(1e-7)))
-            del grad  # at most two full-size tensors alive here: tiled runs are memory-bound by the image
+            mean_abs = float(torch.linalg.vector_norm(grad, ord=1)) / grad.numel()
+            x.add_(grad, alpha=step / max(mean_abs, 1e-7))
+            del grad
             if opts.clip:
-                x = engine.clip_(x)
+                engine.clip_(x)
     return x, losses
 
 

@@ -77,7 +77,7 @@ def engine_and_objective(net, preset=None, **options):
 def test_one_book_step_equals_an_independent_reference(tiny):
     engine, objective, opts = engine_and_objective(tiny, "book", layers=TINY_BOOK_LAYERS, iterations=1)
     x = torch.from_numpy(smooth_image(48, 40)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
-    stepped, losses = ascend(engine, objective, x, opts, opts.step, torch.Generator())
+    stepped, losses = ascend(engine, objective, x.clone(), opts, opts.step, torch.Generator())
     ref_loss, ref_x = reference_book_step(TinyNet(), x, TINY_BOOK_LAYERS)
     assert losses == [pytest.approx(ref_loss, rel=1e-5)]
     assert torch.allclose(stepped, ref_x, atol=1e-6)
@@ -148,8 +148,8 @@ def test_jitter_roll_is_undone():
     common = {"layers": {"conv2": 1.0}, "border": 0, "reduction": "half_sum", "iterations": 3}
     engine, objective, plain = engine_and_objective(net, **common, jitter=0)
     jittered = dataclasses.replace(plain, jitter=7)
-    a, _ = ascend(engine, objective, x, plain, plain.step, torch.Generator().manual_seed(0))
-    b, _ = ascend(engine, objective, x, jittered, jittered.step, torch.Generator().manual_seed(0))
+    a, _ = ascend(engine, objective, x.clone(), plain, plain.step, torch.Generator().manual_seed(0))
+    b, _ = ascend(engine, objective, x.clone(), jittered, jittered.step, torch.Generator().manual_seed(0))
     assert torch.allclose(a, b, atol=1e-5)
     assert not torch.equal(a, x)
 
@@ -239,7 +239,7 @@ def test_google_step_is_one_and_a_half_pixel_levels(tiny):
     engine, objective, opts = engine_and_objective(tiny, "google", layers={"c": 1.0}, jitter=0, iterations=1)
     assert engine.input_per_pixel_level == pytest.approx(2 / 255)
     x = torch.from_numpy(smooth_image(40, 40)).permute(2, 0, 1)[None].float() / 255 * 0.5 - 0.25  # mid-range
-    stepped, _ = ascend(engine, objective, x, opts, 1.5 * 2 / 255, torch.Generator())
+    stepped, _ = ascend(engine, objective, x.clone(), opts, 1.5 * 2 / 255, torch.Generator())
     assert (stepped - x).abs().mean().item() == pytest.approx(1.5 * 2 / 255, rel=1e-4)
 
 
