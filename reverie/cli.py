@@ -4,6 +4,7 @@
     reverie generate RUN_DIR --prompt TEXT     sample from it, streaming
     reverie dream INPUT [OUTPUT]               DeepDream an image
     reverie layers MODEL                       list a convnet's layer names
+    reverie serve [--runs DIR] [--port 7860]   the browser page for both (needs reverie[web])
 
 Each feature registers its subcommands from its own `command` module; this file only builds the
 parser, and turns a ReverieError (bad input) into one line on stderr with exit code 2.
@@ -28,11 +29,13 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from reverie.dream import command as dream_command
     from reverie.text import command as text_command
+    from reverie.web import command as web_command  # imports gradio only when `serve` runs
 
     parser = OneLineParser(prog="reverie", description="Generative deep learning: text generation and DeepDream.")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     text_command.register(subparsers)
     dream_command.register(subparsers)
+    web_command.register(subparsers)
     return parser
 
 

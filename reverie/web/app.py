@@ -1,0 +1,481 @@
+"""The browser page: a Gradio app with a Text tab and a Dream tab, over reverie's public API.
+
+    reverie serve --runs runs/ --port 7860          # the usual way
+    python -m reverie.web.app [RUNS_DIR]            # the same with default settings
+
+Text: pick a run trained into RUNS_DIR, write a prompt, and the text streams into the page
+(`reverie.load(run).stream(...)`); Stop ends it. Dream: upload a photo or take the sample, pick
+the model, layers and weights, and `reverie.dream_octaves(...)` runs through Gradio's queue (at
+most `concurrency` jobs at once, the others see their place in line), with a progress bar per
+octave. Bad input of any kind becomes a message in the page (gr.Error), never a crash.
+
+Nothing here knows how a model works; the page only turns widgets into API arguments. It also
+works with no internet: telemetry is off and the theme uses the system's fonts (no CDN).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no telemetry calls
+
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from PIL import Image, UnidentifiedImageError
+
+import reverie
+from reverie.errors import ReverieError, require
+
+# What marks a directory as a trained run: `reverie train` writes it last.
+RUN_MARKER = "config.json"
+DEFAULT_MODEL = "efficientnet_lite0"  # its weights ship with the package, so the page works offline
+NO_PRESET = "(none)"
+QUEUE_SIZE = 100  # waiting jobs beyond this are told the queue is full
+STREAM_INTERVAL_S = 0.05  # the text box is refreshed at most this often while a generation streams
+# Default settings, shown in the page, for the corpus that works offline.
+TRAIN_HINT = "reverie train python-stdlib --out {runs}/python-stdlib --minutes 5"
+SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
+SYSTEM_MONO_FONTS = ["ui-monospace", "Consolas", "monospace"]
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """What `reverie serve` decides for the page: where runs are, and the limits on uploads and jobs."""
+
+    runs: Path = Path("runs")
+    max_size: int = 1024  # longest side of an image after loading; larger uploads are shrunk
+    max_upload_mb: float = 20.0
+    max_pixels: int = 50_000_000  # uploads with more pixels are refused before they are decoded
+    concurrency: int = 1
+
+    def validate(self) -> None:
+        require(
+            not self.runs.exists() or self.runs.is_dir(),
+            f"--runs {self.runs} is a file; give the folder that holds run directories",
+        )
+        for name, value in (("max size", self.max_size), ("max pixels", self.max_pixels)):
+            require(
+                isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}"
+            )
+        require(self.max_upload_mb > 0, f"max upload size must be positive, got {self.max_upload_mb} MB")
+        require(
+            isinstance(self.concurrency, int) and self.concurrency > 0,
+            f"concurrency must be a positive integer, got {self.concurrency!r}",
+        )
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
+
+
+# ---- text ------------------------------------------------------------------------------------------
+
+
+def find_runs(runs: Path) -> list[str]:
+    """Names of the trained runs in `runs` (its subfolders holding a run; "." if `runs` is one itself)."""
+    if not runs.is_dir():
+        return []
+    found = sorted(p.name for p in runs.iterdir() if (p / RUN_MARKER).is_file())
+    return ["."] + found if (runs / RUN_MARKER).is_file() else found
+
+
+def no_run_message(runs: Path) -> str:
+    """What the Text tab says when there is no run to pick: the exact command that makes one."""
+    command = TRAIN_HINT.format(runs=str(runs).rstrip("/") or ".")
+    return (
+        f"**No trained run in `{runs}` yet.** Train one (about five minutes on a CPU), then press Refresh:\n\n"
+        f"```\n{command}\n```"
+    )
+
+
+class TextModels:
+    """Loaded text models by run folder, reloaded when the run's files change (training saved again)."""
+
+    def __init__(self, keep: int = 2) -> None:
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._models: OrderedDict[tuple[Path, int], Any] = OrderedDict()
+
+    def get(self, run_dir: Path) -> Any:
+        try:
+            stamp = (run_dir / RUN_MARKER).stat().st_mtime_ns
+        except OSError:
+            stamp = 0  # reverie.load says what is missing
+        key = (run_dir.resolve(), stamp)
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = reverie.load(run_dir)
+                while len(self._models) > self._keep:
+                    self._models.popitem(last=False)
+            self._models.move_to_end(key)
+            return self._models[key]
+
+
+def _whole(value: Any) -> Any:
+    """Widgets send numbers as floats: 3.0 becomes 3, anything else is passed on for the API to judge."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def format_samples(prompt: str, texts: Sequence[str]) -> str:
+    """The prompt and its continuation; several samples one after another under a heading each."""
+    if len(texts) == 1:
+        return prompt + texts[0]
+    return "\n\n".join(f"--- sample {i + 1} ---\n{prompt}{text}" for i, text in enumerate(texts))
+
+
+def generate_text(
+    settings: WebSettings,
+    models: TextModels,
+    run: str | None,
+    prompt: str,
+    temperature: float,
+    top_k: float | None,
+    top_p: float,
+    length: float,
+    num_samples: float,
+    seed: float | None,
+) -> Iterator[str]:
+    """Stream the generated text (prompt included), refreshed every STREAM_INTERVAL_S at most."""
+    runs = find_runs(settings.runs)
+    if not runs:
+        raise gr.Error(no_run_message(settings.runs).replace("**", "").replace("```", ""))
+    if run not in runs:
+        raise gr.Error(f"no run named {run!r} in {settings.runs}; pick one of: {', '.join(runs)}")
+    count = _whole(num_samples)
+    prompt = prompt or ""
+    try:
+        model = models.get(settings.runs / run)
+        stream = model.stream(
+            prompt,
+            length=_whole(length),
+            temperature=float(temperature),
+            top_k=_whole(top_k) or None,  # 0 or empty: off
+            top_p=None if top_p is None or top_p >= 1 else float(top_p),
+            num_samples=count,
+            seed=_whole(seed),
+        )
+        texts = [""] * count
+        shown = time.monotonic()
+        for step in stream:
+            pieces = [step] if count == 1 else step
+            texts = [text + piece for text, piece in zip(texts, pieces)]
+            if time.monotonic() - shown >= STREAM_INTERVAL_S:
+                shown = time.monotonic()
+                yield format_samples(prompt, texts)
+    except ReverieError as exc:
+        raise gr.Error(str(exc), print_exception=False) from None
+    yield format_samples(prompt, texts)
+
+
+# ---- dream ---------------------------------------------------------------------------------------
+
+
+def sample_photo() -> str:
+    """The built-in sample photo: matplotlib's grace_hopper.jpg (512x600), installed with matplotlib."""
+    from matplotlib import cbook
+
+    return str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+def dream_defaults() -> Any:
+    """DreamOptions() for the widgets' starting values, so the page never drifts from the API's defaults."""
+    from reverie.dream.dream import DreamOptions  # data only; see the report on exporting it
+
+    return DreamOptions()
+
+
+def preset_names() -> list[str]:
+    from reverie.dream.dream import PRESETS  # data only; see the report on exporting it
+
+    return list(PRESETS)
+
+
+def layer_choices(model: str) -> list[tuple[str, str]]:
+    """(label, name) of each layer of `model`, shallow to deep, with channels and stride in the label."""
+    try:
+        layers = reverie.list_layers(model)
+    except ReverieError as exc:
+        raise gr.Error(str(exc), print_exception=False) from None
+    return [(f"{info.name} ({info.channels} ch, stride {info.stride})", info.name) for info in layers]
+
+
+def weight_rows(layers: Sequence[str] | None, table: Any) -> list[list[Any]]:
+    """The weights table for the chosen `layers`: weights already typed in `table` are kept, new ones 1."""
+    typed = layer_weights(list(layers or []), table)
+    return [[layer, typed.get(layer, 1.0)] for layer in layers or []]
+
+
+def layer_weights(layers: Sequence[str], table: Any) -> dict[str, float]:
+    """{layer: weight} for the chosen `layers`; a layer missing from `table` (or blank there) weighs 1."""
+    rows = table.get("data", []) if isinstance(table, dict) else (table or [])
+    typed: dict[str, Any] = {}
+    for row in rows:
+        if len(row) >= 2 and row[0] in layers and row[1] not in (None, ""):
+            typed[row[0]] = row[1]
+    weights = {}
+    for layer in layers:
+        try:
+            weights[layer] = float(typed.get(layer, 1.0))
+        except (TypeError, ValueError):
+            raise gr.Error(f"the weight of {layer} must be a number, got {typed[layer]!r}") from None
+    return weights
+
+
+def check_upload(path: str, settings: WebSettings) -> None:
+    """Refuse an upload over the size cap, or over the pixel cap, from its header (nothing decoded).
+
+    A file that is not an image passes here: the API's loader says so in its own words.
+    """
+    size = os.path.getsize(path)
+    if size > settings.max_upload_bytes:
+        raise gr.Error(
+            f"the upload is {size / 2**20:.1f} MB, over this page's cap of {settings.max_upload_mb:g} MB; "
+            "send a smaller file"
+        )
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError):
+        return
+    if width * height > settings.max_pixels:
+        raise gr.Error(
+            f"the image is {width}x{height} = {width * height / 1e6:.3g} megapixels, over this page's cap "
+            f"of {settings.max_pixels / 1e6:.3g}; shrink it first"
+        )
+
+
+def dream_image(
+    settings: WebSettings,
+    image: str | None,
+    model: str,
+    layers: Sequence[str] | None,
+    weights: Any,
+    octaves: float,
+    iterations: float,
+    step: float,
+    jitter: float,
+    tile: float | None,
+    preset: str | None,
+    progress: gr.Progress,
+) -> tuple[Image.Image, list[tuple[Image.Image, str]], str]:
+    """The dreamed image, the image after each octave (captioned), and a one-line summary."""
+    if not image:
+        raise gr.Error("upload an image or pick the sample photo first")
+    check_upload(image, settings)
+    progress(0, desc="loading the model")
+    if preset and preset != NO_PRESET:
+        options: dict[str, Any] = {"preset": preset}
+    else:
+        chosen = list(layers or [])
+        options = {
+            "model": model,
+            "layers": layer_weights(chosen, weights) if chosen else None,  # None: the model's own
+            "octaves": _whole(octaves),
+            "iterations": _whole(iterations),
+            "step": float(step),
+            "jitter": _whole(jitter),
+            "tile": _whole(tile) or None,  # 0 or empty: whole image at once
+        }
+    try:
+        result = reverie.dream_octaves(image, max_size=settings.max_size, **options)
+    except ReverieError as exc:
+        raise gr.Error(str(exc), print_exception=False) from None
+    gallery = [(octave, f"octave {i + 1}: {octave.width}x{octave.height}") for i, octave in enumerate(result.octaves)]
+    losses = [loss for octave in result.losses for loss in octave]
+    summary = f"{result.image.width}x{result.image.height}, {len(result.octaves)} octave(s)"
+    if losses:
+        summary += f", loss {losses[0]:.4g} → {losses[-1]:.4g}"
+    return result.image, gallery, summary
+
+
+class ImageUpload(gr.Image):
+    """gr.Image whose upload, when it is no image at all, is refused with one line in the page
+    (gr.Image's own error names the server's temporary paths and the handler's internals)."""
+
+    is_template = True  # drawn by the frontend's Image component
+
+    def preprocess(self, payload: Any) -> Any:
+        try:
+            return super().preprocess(payload)
+        except (UnidentifiedImageError, OSError):
+            name = getattr(payload, "orig_name", None) or "the upload"
+            raise gr.Error(f"{name} is not an image (PNG, JPEG, WebP, ...)", print_exception=False) from None
+
+
+# ---- the page --------------------------------------------------------------------------------------
+
+
+def build_app(settings: WebSettings) -> gr.Blocks:
+    """The page, with its queue set up; `launch` starts serving it."""
+    settings.validate()
+    models = TextModels()
+    defaults = dream_defaults()
+    runs = find_runs(settings.runs)
+
+    with gr.Blocks(title="reverie", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
+        gr.Markdown("# reverie\nGenerate text with a trained language model, or DeepDream a photo.")
+        with gr.Tab("Text", id="text"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    with gr.Row(equal_height=True):
+                        run = gr.Dropdown(
+                            runs,
+                            value=runs[0] if runs else None,
+                            label=f"Run (in {settings.runs})",
+                            allow_custom_value=True,  # runs trained after start-up; generate_text checks
+                            scale=4,
+                        )
+                        refresh = gr.Button("Refresh", scale=1, size="sm")
+                    hint = gr.Markdown(no_run_message(settings.runs), visible=not runs)
+                    prompt = gr.Textbox(label="Prompt", lines=3, placeholder="the text to continue")
+                    temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature (0: greedy)")
+                    with gr.Row():
+                        top_k = gr.Number(0, label="Top-k (0: off)", precision=0, minimum=0)
+                        top_p = gr.Slider(0.01, 1, value=1.0, step=0.01, label="Top-p (1: off)")
+                    with gr.Row():
+                        length = gr.Slider(1, 2000, value=400, step=1, label="Length (tokens)")
+                        num_samples = gr.Slider(1, 8, value=1, step=1, label="Samples")
+                    seed = gr.Number(None, label="Seed (empty: random)", precision=0)
+                with gr.Column(scale=2):
+                    text = gr.Textbox(label="Text", lines=18, max_lines=40, interactive=False, buttons=["copy"])
+                    with gr.Row():
+                        generate = gr.Button("Generate", variant="primary")
+                        stop = gr.Button("Stop", variant="stop")
+
+        with gr.Tab("Dream", id="dream"):
+            with gr.Row():
+                source = ImageUpload(
+                    type="filepath",
+                    image_mode=None,  # keep the upload as it came: the API loads (and shrinks) it
+                    sources=["upload", "clipboard"],
+                    label=f"Input (shrunk to {settings.max_size} px before dreaming)",
+                    height=420,
+                )
+                result = gr.Image(
+                    type="pil", format="png", label="Dream", interactive=False, height=420,
+                    buttons=["download", "fullscreen"],
+                )
+            gr.Examples([[sample_photo()]], inputs=[source], label="Sample photo", cache_examples=False)
+            with gr.Row():
+                with gr.Column():
+                    model = gr.Dropdown(reverie.available_models(), value=DEFAULT_MODEL, label="Model")
+                    layers = gr.Dropdown(
+                        layer_choices(DEFAULT_MODEL),
+                        value=[],
+                        multiselect=True,
+                        allow_custom_value=True,  # choices follow the model; the API checks the names
+                        label="Layers (none: the model's own choice)",
+                    )
+                    weights = gr.Dataframe(
+                        headers=["layer", "weight"],
+                        datatype=["str", "number"],
+                        column_count=2,
+                        static_columns=[0],
+                        type="array",
+                        label="Layer weights",
+                        value=[],
+                    )
+                with gr.Column():
+                    with gr.Row():
+                        octaves = gr.Slider(1, 8, value=defaults.octaves, step=1, label="Octaves")
+                        iterations = gr.Slider(1, 50, value=defaults.iterations, step=1, label="Iterations")
+                    with gr.Row():
+                        step = gr.Slider(0.001, 0.1, value=defaults.step, step=0.001, label="Step")
+                        jitter = gr.Slider(0, 64, value=defaults.jitter, step=1, label="Jitter (pixels)")
+                    tile = gr.Number(0, label="Tile (pixels; 0: whole image at once)", precision=0, minimum=0)
+                    preset = gr.Dropdown(
+                        [NO_PRESET, *preset_names()],
+                        value=NO_PRESET,
+                        label="Preset (sets the model, layers and everything above)",
+                    )
+                    dream = gr.Button("Dream", variant="primary")
+                    summary = gr.Markdown()
+            octave_gallery = gr.Gallery(label="Octaves, smallest first", columns=6, height=200)
+
+        def refresh_runs(current: str | None) -> tuple[Any, Any]:
+            found = find_runs(settings.runs)
+            value = current if current in found else (found[0] if found else None)
+            return gr.update(choices=found, value=value), gr.update(visible=not found)
+
+        refresh.click(refresh_runs, inputs=run, outputs=[run, hint], api_name=False)
+        app.load(refresh_runs, inputs=run, outputs=[run, hint], api_name=False)
+
+        def on_generate(*args: Any) -> Iterator[str]:
+            yield from generate_text(settings, models, *args)
+
+        generation = generate.click(
+            on_generate,
+            inputs=[run, prompt, temperature, top_k, top_p, length, num_samples, seed],
+            outputs=text,
+            api_name="generate",
+        )
+        stop.click(None, cancels=[generation], api_name=False)
+
+        def on_dream(*args: Any, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Any:
+            return dream_image(settings, *args, progress=progress)
+
+        dream.click(
+            on_dream,
+            inputs=[source, model, layers, weights, octaves, iterations, step, jitter, tile, preset],
+            outputs=[result, octave_gallery, summary],
+            api_name="dream",
+        )
+
+        def on_model(name: str) -> tuple[Any, Any]:
+            return gr.update(choices=layer_choices(name), value=[]), gr.update(value=[])
+
+        model.change(on_model, inputs=model, outputs=[layers, weights], api_name=False)
+        layers.change(weight_rows, inputs=[layers, weights], outputs=weights, api_name=False)
+
+        def on_preset(name: str) -> list[Any]:
+            return [gr.update(interactive=name == NO_PRESET)] * 8
+
+        preset.change(
+            on_preset,
+            inputs=preset,
+            outputs=[model, layers, weights, octaves, iterations, step, jitter, tile],
+            api_name=False,
+        )
+
+    app.queue(default_concurrency_limit=settings.concurrency, max_size=QUEUE_SIZE)
+    return app
+
+
+def launch(settings: WebSettings, host: str = "127.0.0.1", port: int = 7860) -> tuple[gr.Blocks, str]:
+    """Build the page and start serving it on host:port in the background; returns (app, url).
+
+    `app.block_thread()` then waits until Ctrl-C; `app.close()` stops the server.
+    """
+    require(isinstance(port, int) and 0 < port < 65536, f"port must be in 1..65535, got {port!r}")
+    app = build_app(settings)
+    try:
+        _, url, _ = app.launch(
+            server_name=host,
+            server_port=port,
+            prevent_thread_lock=True,
+            quiet=True,
+            share=False,
+            ssr_mode=False,
+            show_error=True,
+            max_file_size=settings.max_upload_bytes,
+            theme=gr.themes.Default(font=SYSTEM_FONTS, font_mono=SYSTEM_MONO_FONTS),
+        )
+    except OSError as exc:
+        raise ReverieError(
+            f"cannot serve on {host}:{port} ({str(exc).splitlines()[0]}); pass another --port or --host"
+        ) from None
+    return app, url
+
+
+if __name__ == "__main__":
+    from reverie.cli import main
+
+    main(["serve", *(["--runs", sys.argv[1]] if len(sys.argv) > 1 else [])])

@@ -1,0 +1,120 @@
+"""Shared fixtures for the browser-page tests: one tiny trained run, small images, one running server.
+
+The server is started once per session on a free port of 127.0.0.1 with small caps (so that an
+"oversized" upload is a few hundred KB) and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHAKESPEARE = DATA / "tinyshakespeare.txt"
+
+RUN_NAME = "tiny"
+# A model that trains in well under a second: the page only needs text that comes from a real run.
+TINY_RUN = {
+    "model": "lstm",
+    "hidden": 16,
+    "layers": 1,
+    "embed": 8,
+    "dropout": 0.0,
+    "seq_len": 32,
+    "batch_size": 8,
+    "steps": 20,
+    "warmup_steps": 2,
+    "dtype": "float32",
+    "device": "cpu",
+    "progress": False,
+    "sample_temperatures": (),
+}
+MAX_SIZE = 96  # the server shrinks uploads to this longest side
+MAX_UPLOAD_MB = 0.25
+MAX_PIXELS = 200_000
+# Dream settings that take a fraction of a second on a CPU: a shallow layer, one octave, two steps.
+TINY_DREAM = {
+    "model": "efficientnet_lite0",
+    "layers": ["block2"],
+    "weights": {"headers": ["layer", "weight"], "data": [["block2", 1.0]]},
+    "octaves": 1,
+    "iterations": 2,
+    "step": 0.05,
+    "jitter": 0,
+    "tile": 0,
+    "preset": "(none)",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models on a shared 2-core machine run ~100x faster on one thread than fighting over two."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runs folder holding one run, RUN_NAME, trained for 20 steps on 4 KB of Shakespeare."""
+    import reverie
+
+    root = tmp_path_factory.mktemp("web_runs")
+    corpus = root / "corpus.txt"
+    corpus.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:4000], encoding="utf-8")
+    runs = root / "runs"
+    reverie.train(str(corpus), runs / RUN_NAME, **TINY_RUN)
+    return runs
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """small.png (the sample photo at 80x93), large.png (over MAX_SIZE, under every cap),
+    huge.png (over MAX_PIXELS, a small file), heavy.png (over MAX_UPLOAD_MB) and text.png (not an image)."""
+    import numpy as np
+
+    from reverie.web.app import sample_photo
+
+    root = tmp_path_factory.mktemp("web_images")
+    photo = Image.open(sample_photo()).convert("RGB")
+    paths = {name: root / f"{name}.png" for name in ("small", "large", "huge", "heavy", "text")}
+    photo.resize((80, 93)).save(paths["small"])
+    photo.resize((128, 150)).save(paths["large"])
+    Image.new("RGB", (600, 600), (90, 120, 150)).save(paths["huge"])
+    noise = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)  # incompressible
+    Image.fromarray(noise).save(paths["heavy"])
+    paths["text"].write_text("this is not an image\n" * 20)
+    assert paths["heavy"].stat().st_size > MAX_UPLOAD_MB * 2**20
+    assert paths["huge"].stat().st_size < MAX_UPLOAD_MB * 2**20
+    return paths
+
+
+@pytest.fixture(scope="session")
+def server(runs_dir: Path) -> Iterator[str]:
+    """The page served on a free port of 127.0.0.1; yields its URL."""
+    from reverie.web.app import WebSettings, launch
+
+    settings = WebSettings(runs=runs_dir, max_size=MAX_SIZE, max_upload_mb=MAX_UPLOAD_MB, max_pixels=MAX_PIXELS)
+    app, url = launch(settings, host="127.0.0.1", port=free_port())
+    yield url
+    app.close()
+
+
+@pytest.fixture(scope="session")
+def client(server: str):
+    from gradio_client import Client
+
+    return Client(server, verbose=False)

@@ -1,0 +1,123 @@
+"""The page's two endpoints called as an API client would (gradio_client), against a live server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from .conftest import MAX_SIZE, RUN_NAME, TINY_DREAM
+
+TEXT = {"temperature": 0.8, "top_k": 0, "top_p": 1.0, "num_samples": 1}
+
+
+def generate(client, prompt: str, length: int, seed: int | None, **overrides) -> str:
+    args = {**TEXT, **overrides}
+    return client.predict(
+        RUN_NAME,
+        prompt,
+        args["temperature"],
+        args["top_k"],
+        args["top_p"],
+        length,
+        args["num_samples"],
+        seed,
+        api_name="/generate",
+    )
+
+
+def dream(client, image: Path, **overrides):
+    args = {**TINY_DREAM, **overrides}
+    return client.predict(handle_file(str(image)), *args.values(), api_name="/dream")
+
+
+def test_generate_returns_prompt_and_length_new_characters(client) -> None:
+    text = generate(client, "ROMEO:", 60, seed=0)
+    assert text.startswith("ROMEO:")
+    assert len(text) == len("ROMEO:") + 60  # a character-level run: one character per token
+
+
+def test_generate_is_deterministic_with_a_seed(client) -> None:
+    first = generate(client, "the ", 80, seed=3)
+    assert generate(client, "the ", 80, seed=3) == first
+    assert generate(client, "the ", 80, seed=4) != first
+
+
+def test_generate_greedy_ignores_the_seed(client) -> None:
+    assert generate(client, "A", 40, seed=1, temperature=0.0) == generate(client, "A", 40, seed=2, temperature=0.0)
+
+
+def test_generate_several_samples_each_under_a_heading(client) -> None:
+    text = generate(client, "", 30, seed=0, num_samples=3, top_k=5, top_p=0.9)
+    blocks = text.split("\n\n")
+    assert [block.splitlines()[0] for block in blocks] == [f"--- sample {i} ---" for i in (1, 2, 3)]
+    assert all(len(block.split("\n", 1)[1]) == 30 for block in blocks)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "overrides", "message"),
+    [
+        ("ROMEO: \u2603", {}, "not in the model's vocabulary"),
+        ("ROMEO:", {"top_p": 0.0}, "Value 0.0 is less than minimum value 0.01"),  # the widget's bounds
+        ("ROMEO:", {"top_k": -2}, "Value -2 is less than minimum value 0"),
+        ("ROMEO:", {"temperature": 2.5}, "Value 2.5 is greater than maximum value 2"),
+    ],
+)
+def test_generate_shows_a_message_for_bad_input(client, prompt, overrides, message) -> None:
+    with pytest.raises(AppError, match=message):
+        generate(client, prompt, 10, seed=0, **overrides)
+
+
+def test_generate_refuses_a_run_that_is_not_in_the_runs_folder(client) -> None:
+    with pytest.raises(AppError, match="no run named '../tiny'"):
+        client.predict("../tiny", "a", 0.5, 0, 1.0, 5, 1, 0, api_name="/generate")
+
+
+def test_dream_returns_a_dreamed_image_of_the_input_size(client, images) -> None:
+    result, gallery, summary = dream(client, images["small"])
+    dreamed = np.asarray(Image.open(result).convert("RGB"), dtype=np.float32)
+    original = np.asarray(Image.open(images["small"]).convert("RGB"), dtype=np.float32)
+    assert dreamed.shape == original.shape == (93, 80, 3)
+    assert np.abs(dreamed - original).mean() > 1.0  # levels of 255: the image was changed
+    assert len(gallery) == 1 and gallery[0]["caption"] == "octave 1: 80x93"
+    assert summary.startswith("80x93, 1 octave(s), loss ")
+
+
+def test_dream_shrinks_uploads_to_max_size(client, images) -> None:
+    result, gallery, _ = dream(client, images["large"], octaves=2)
+    assert Image.open(result).size == (82, MAX_SIZE)  # 128x150 shrunk to a longest side of 96
+    assert [item["caption"] for item in gallery] == ["octave 1: 58x68", "octave 2: 82x96"]
+
+
+def test_dream_uses_the_layer_weights_table(client, images) -> None:
+    heavy = {"headers": ["layer", "weight"], "data": [["block2", 5.0]]}
+    light, _, light_summary = dream(client, images["small"], iterations=1)
+    _, _, heavy_summary = dream(client, images["small"], iterations=1, weights=heavy)
+    first_loss = lambda summary: float(summary.rsplit("loss ", 1)[1].split(" ")[0])  # noqa: E731
+    assert first_loss(heavy_summary) == pytest.approx(5 * first_loss(light_summary), rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "message"),
+    [
+        ("huge", {}, "600x600 = 0.36 megapixels, over this page.s cap of 0.2"),
+        ("text", {}, "is not an image"),
+        ("small", {"layers": ["nonsense"]}, "unknown layer 'nonsense' for efficientnet_lite0"),
+        ("small", {"iterations": 2.5}, "iterations must be an integer, got 2.5"),
+        ("small", {"model": "resnet"}, r"Value: resnet is not in the list of choices: \['inception_v3'"),
+        ("small", {"weights": {"headers": ["layer", "weight"], "data": [["block2", "a lot"]]}}, "weight of block2"),
+    ],
+)
+def test_dream_shows_a_message_for_bad_input(client, images, name, overrides, message) -> None:
+    with pytest.raises(AppError, match=message):
+        dream(client, images[name], **overrides)
+
+
+def test_dream_refuses_an_upload_over_the_size_cap_and_keeps_serving(client, images) -> None:
+    with pytest.raises(Exception, match="(?i)size|413"):
+        dream(client, images["heavy"])
+    assert generate(client, "A", 5, seed=0).startswith("A")
