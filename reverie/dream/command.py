@@ -92,7 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dream.add_argument("--seed", type=int, help="random seed for jitter and tiling (default 0)")
     dream.add_argument("--device", choices=DEVICES, help="where to run (default auto)")
     dream.add_argument(
-        "--dtype", choices=list(DTYPES), help="bfloat16 is several times faster on recent CPUs"
+        "--dtype",
+        choices=["auto", *DTYPES],
+        help="auto (default): bfloat16 where fast (CUDA, CPUs with AMX), else float32",
     )
     dream.add_argument(
         "--weights", metavar="FILE", help="a local weight file instead of the default download"

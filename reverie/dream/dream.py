@@ -78,8 +78,8 @@ class DreamOptions:
     - Laplacian normalization off: on these networks it makes bigger, more coherent shapes but
       drowns the photo in saturated color at the same step; turn it on (`lap_norm=4`) for that look.
     - layers: the model's own `dream_layers` (the book's mixed2..mixed5 for InceptionV3).
-    - float32: bfloat16 is several times faster where the CPU has AMX (or on a GPU) and close
-      in result, but slower on CPUs without bfloat16 units; ask for it with `dtype="bfloat16"`.
+    - dtype `auto`: bfloat16 (autocast, channels-last; the input gradient stays float32) where
+      the hardware runs it fast (AMX CPUs, CUDA), float32 elsewhere, where bfloat16 is slower.
     """
 
     model: str = "inception_v3"
@@ -102,7 +102,7 @@ class DreamOptions:
     max_size: int | None = None
     seed: int | None = 0
     device: str = "auto"
-    dtype: str = "float32"
+    dtype: str = "auto"
     weights: str | Path | None = None
     progress: bool = True
 
@@ -270,7 +270,7 @@ def model_name(model: str | Backbone | None) -> str | None:
 def setup(model: str | Backbone | None, opts: DreamOptions) -> tuple[Engine, Objective]:
     """The model on its device (loaded unless `model` is a Backbone already) and the objective."""
     device = resolve_device(opts.device)
-    dtype = resolve_dtype(opts.dtype)
+    dtype = resolve_dtype(opts.dtype, device)
     backbone = model if isinstance(model, Backbone) else load_backbone(opts.model, opts.weights, device)
     engine = Engine(backbone, device, dtype)
     return engine, objective_for(engine, opts)
