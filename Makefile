@@ -1,5 +1,6 @@
 # make demo: set up .venv and run the main jobs on built-in defaults (offline).
-# make test: set up .venv (with dev extras) and run the test suite.
+# make test: set up .venv (with the dev and web extras, and Debian's chromium for the browser test)
+#            and run the test suite.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,8 +19,16 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $@
 
 $(DEV_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,web]'
 	touch $@
+
+# tests/web/test_browser.py drives this browser through Playwright (which cannot download its own here).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver
 
 venv: $(STAMP)
 
@@ -27,7 +36,7 @@ demo: $(STAMP)
 	$(BIN)/reverie train python-stdlib --out runs/demo --minutes 2
 	$(BIN)/reverie generate runs/demo --length 300 --temperature 0.2 0.5 1.0 1.2 --seed 0
 
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 clean:

@@ -25,6 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ RUN_MARKER = "config.json"
 DEFAULT_MODEL = "efficientnet_lite0"  # its weights ship with the package, so the page works offline
 NO_PRESET = "(none)"
 QUEUE_SIZE = 100  # waiting jobs beyond this are told the queue is full
+# Gradio gives each dream its own tracker in place of this default; tqdm bars (one per octave) drive it.
+DREAM_PROGRESS = gr.Progress(track_tqdm=True)
 STREAM_INTERVAL_S = 0.05  # the text box is refreshed at most this often while a generation streams
 # Default settings, shown in the page, for the corpus that works offline.
 TRAIN_HINT = "reverie train python-stdlib --out {runs}/python-stdlib --minutes 5"
@@ -62,9 +65,7 @@ class WebSettings:
             f"--runs {self.runs} is a file; give the folder that holds run directories",
         )
         for name, value in (("max size", self.max_size), ("max pixels", self.max_pixels)):
-            require(
-                isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}"
-            )
+            require(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")
         require(self.max_upload_mb > 0, f"max upload size must be positive, got {self.max_upload_mb} MB")
         require(
             isinstance(self.concurrency, int) and self.concurrency > 0,
@@ -264,7 +265,7 @@ def dream_image(
     jitter: float,
     tile: float | None,
     preset: str | None,
-    progress: gr.Progress,
+    progress: gr.Progress = DREAM_PROGRESS,
 ) -> tuple[Image.Image, list[tuple[Image.Image, str]], str]:
     """The dreamed image, the image after each octave (captioned), and a one-line summary."""
     if not image:
@@ -288,7 +289,9 @@ def dream_image(
         result = reverie.dream_octaves(image, max_size=settings.max_size, **options)
     except ReverieError as exc:
         raise gr.Error(str(exc), print_exception=False) from None
-    gallery = [(octave, f"octave {i + 1}: {octave.width}x{octave.height}") for i, octave in enumerate(result.octaves)]
+    gallery = [
+        (octave, f"octave {i + 1}: {octave.width}x{octave.height}") for i, octave in enumerate(result.octaves)
+    ]
     losses = [loss for octave in result.losses for loss in octave]
     summary = f"{result.image.width}x{result.image.height}, {len(result.octaves)} octave(s)"
     if losses:
@@ -296,18 +299,21 @@ def dream_image(
     return result.image, gallery, summary
 
 
-class ImageUpload(gr.Image):
-    """gr.Image whose upload, when it is no image at all, is refused with one line in the page
-    (gr.Image's own error names the server's temporary paths and the handler's internals)."""
+def refuse_non_images(component: gr.Image) -> gr.Image:
+    """`component` with an upload that is no image at all refused in one line in the page (gr.Image's
+    own error names the server's temporary paths). Wrapped on the instance: a gr.Image subclass
+    would make Gradio write a .pyi stub next to this file."""
+    preprocess = component.preprocess
 
-    is_template = True  # drawn by the frontend's Image component
-
-    def preprocess(self, payload: Any) -> Any:
+    def checked(payload: Any) -> Any:
         try:
-            return super().preprocess(payload)
+            return preprocess(payload)
         except (UnidentifiedImageError, OSError):
             name = getattr(payload, "orig_name", None) or "the upload"
             raise gr.Error(f"{name} is not an image (PNG, JPEG, WebP, ...)", print_exception=False) from None
+
+    component.preprocess = checked  # type: ignore[method-assign]
+    return component
 
 
 # ---- the page --------------------------------------------------------------------------------------
@@ -322,45 +328,49 @@ def build_app(settings: WebSettings) -> gr.Blocks:
 
     with gr.Blocks(title="reverie", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown("# reverie\nGenerate text with a trained language model, or DeepDream a photo.")
-        with gr.Tab("Text", id="text"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    with gr.Row(equal_height=True):
-                        run = gr.Dropdown(
-                            runs,
-                            value=runs[0] if runs else None,
-                            label=f"Run (in {settings.runs})",
-                            allow_custom_value=True,  # runs trained after start-up; generate_text checks
-                            scale=4,
-                        )
-                        refresh = gr.Button("Refresh", scale=1, size="sm")
-                    hint = gr.Markdown(no_run_message(settings.runs), visible=not runs)
-                    prompt = gr.Textbox(label="Prompt", lines=3, placeholder="the text to continue")
-                    temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature (0: greedy)")
-                    with gr.Row():
-                        top_k = gr.Number(0, label="Top-k (0: off)", precision=0, minimum=0)
-                        top_p = gr.Slider(0.01, 1, value=1.0, step=0.01, label="Top-p (1: off)")
-                    with gr.Row():
-                        length = gr.Slider(1, 2000, value=400, step=1, label="Length (tokens)")
-                        num_samples = gr.Slider(1, 8, value=1, step=1, label="Samples")
-                    seed = gr.Number(None, label="Seed (empty: random)", precision=0)
-                with gr.Column(scale=2):
-                    text = gr.Textbox(label="Text", lines=18, max_lines=40, interactive=False, buttons=["copy"])
-                    with gr.Row():
-                        generate = gr.Button("Generate", variant="primary")
-                        stop = gr.Button("Stop", variant="stop")
+        with gr.Tab("Text", id="text"), gr.Row():
+            with gr.Column(scale=1):
+                with gr.Row(equal_height=True):
+                    run = gr.Dropdown(
+                        runs,
+                        value=runs[0] if runs else None,
+                        label=f"Run (in {settings.runs})",
+                        allow_custom_value=True,  # runs trained after start-up; generate_text checks
+                        scale=4,
+                    )
+                    refresh = gr.Button("Refresh", scale=1, size="sm")
+                hint = gr.Markdown(no_run_message(settings.runs), visible=not runs)
+                prompt = gr.Textbox(label="Prompt", lines=3, placeholder="the text to continue")
+                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature (0: greedy)")
+                with gr.Row():
+                    top_k = gr.Number(0, label="Top-k (0: off)", precision=0, minimum=0)
+                    top_p = gr.Slider(0.01, 1, value=1.0, step=0.01, label="Top-p (1: off)")
+                with gr.Row():
+                    length = gr.Slider(1, 2000, value=400, step=1, label="Length (tokens)")
+                    num_samples = gr.Slider(1, 8, value=1, step=1, label="Samples")
+                seed = gr.Number(None, label="Seed (empty: random)", precision=0)
+            with gr.Column(scale=2):
+                text = gr.Textbox(label="Text", lines=18, max_lines=40, interactive=False, buttons=["copy"])
+                with gr.Row():
+                    generate = gr.Button("Generate", variant="primary")
+                    stop = gr.Button("Stop", variant="stop")
 
         with gr.Tab("Dream", id="dream"):
             with gr.Row():
-                source = ImageUpload(
+                source = gr.Image(
                     type="filepath",
                     image_mode=None,  # keep the upload as it came: the API loads (and shrinks) it
                     sources=["upload", "clipboard"],
                     label=f"Input (shrunk to {settings.max_size} px before dreaming)",
                     height=420,
                 )
+                refuse_non_images(source)
                 result = gr.Image(
-                    type="pil", format="png", label="Dream", interactive=False, height=420,
+                    type="pil",
+                    format="png",
+                    label="Dream",
+                    interactive=False,
+                    height=420,
                     buttons=["download", "fullscreen"],
                 )
             gr.Examples([[sample_photo()]], inputs=[source], label="Sample photo", cache_examples=False)
@@ -408,22 +418,16 @@ def build_app(settings: WebSettings) -> gr.Blocks:
         refresh.click(refresh_runs, inputs=run, outputs=[run, hint], api_name=False)
         app.load(refresh_runs, inputs=run, outputs=[run, hint], api_name=False)
 
-        def on_generate(*args: Any) -> Iterator[str]:
-            yield from generate_text(settings, models, *args)
-
         generation = generate.click(
-            on_generate,
+            partial(generate_text, settings, models),
             inputs=[run, prompt, temperature, top_k, top_p, length, num_samples, seed],
             outputs=text,
             api_name="generate",
         )
         stop.click(None, cancels=[generation], api_name=False)
 
-        def on_dream(*args: Any, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Any:
-            return dream_image(settings, *args, progress=progress)
-
         dream.click(
-            on_dream,
+            partial(dream_image, settings),
             inputs=[source, model, layers, weights, octaves, iterations, step, jitter, tile, preset],
             outputs=[result, octave_gallery, summary],
             api_name="dream",

@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serve a Gradio page with a Text tab (runs trained into --runs) and a Dream tab. "
         "Needs the web extra: pip install 'reverie[web]'.",
     )
-    parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of trained runs (default: runs)")
+    parser.add_argument(
+        "--runs", type=Path, default=Path("runs"), help="folder of trained runs (default: runs)"
+    )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)"
     )
@@ -37,7 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="images are shrunk to this longest side before dreaming (default: 1024)",
     )
     parser.add_argument(
-        "--max-upload-mb", type=float, default=20.0, metavar="MB", help="largest upload accepted (default: 20)"
+        "--max-upload-mb",
+        type=float,
+        default=20.0,
+        metavar="MB",
+        help="largest upload accepted (default: 20)",
     )
     parser.add_argument(
         "--max-pixels",

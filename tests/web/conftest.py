@@ -107,7 +107,9 @@ def server(runs_dir: Path) -> Iterator[str]:
     """The page served on a free port of 127.0.0.1; yields its URL."""
     from reverie.web.app import WebSettings, launch
 
-    settings = WebSettings(runs=runs_dir, max_size=MAX_SIZE, max_upload_mb=MAX_UPLOAD_MB, max_pixels=MAX_PIXELS)
+    settings = WebSettings(
+        runs=runs_dir, max_size=MAX_SIZE, max_upload_mb=MAX_UPLOAD_MB, max_pixels=MAX_PIXELS
+    )
     app, url = launch(settings, host="127.0.0.1", port=free_port())
     yield url
     app.close()

@@ -48,7 +48,9 @@ def test_generate_is_deterministic_with_a_seed(client) -> None:
 
 
 def test_generate_greedy_ignores_the_seed(client) -> None:
-    assert generate(client, "A", 40, seed=1, temperature=0.0) == generate(client, "A", 40, seed=2, temperature=0.0)
+    assert generate(client, "A", 40, seed=1, temperature=0.0) == generate(
+        client, "A", 40, seed=2, temperature=0.0
+    )
 
 
 def test_generate_several_samples_each_under_a_heading(client) -> None:
@@ -93,11 +95,15 @@ def test_dream_shrinks_uploads_to_max_size(client, images) -> None:
     assert [item["caption"] for item in gallery] == ["octave 1: 58x68", "octave 2: 82x96"]
 
 
+def first_loss(summary: str) -> float:
+    """The first step's loss from the page's summary line ("80x93, 1 octave(s), loss 1.23 → 4.56")."""
+    return float(summary.rsplit("loss ", 1)[1].split(" ")[0])
+
+
 def test_dream_uses_the_layer_weights_table(client, images) -> None:
     heavy = {"headers": ["layer", "weight"], "data": [["block2", 5.0]]}
-    light, _, light_summary = dream(client, images["small"], iterations=1)
+    _, _, light_summary = dream(client, images["small"], iterations=1)
     _, _, heavy_summary = dream(client, images["small"], iterations=1, weights=heavy)
-    first_loss = lambda summary: float(summary.rsplit("loss ", 1)[1].split(" ")[0])  # noqa: E731
     assert first_loss(heavy_summary) == pytest.approx(5 * first_loss(light_summary), rel=1e-3)
 
 
@@ -109,7 +115,11 @@ def test_dream_uses_the_layer_weights_table(client, images) -> None:
         ("small", {"layers": ["nonsense"]}, "unknown layer 'nonsense' for efficientnet_lite0"),
         ("small", {"iterations": 2.5}, "iterations must be an integer, got 2.5"),
         ("small", {"model": "resnet"}, r"Value: resnet is not in the list of choices: \['inception_v3'"),
-        ("small", {"weights": {"headers": ["layer", "weight"], "data": [["block2", "a lot"]]}}, "weight of block2"),
+        (
+            "small",
+            {"weights": {"headers": ["layer", "weight"], "data": [["block2", "a lot"]]}},
+            "weight of block2",
+        ),
     ],
 )
 def test_dream_shows_a_message_for_bad_input(client, images, name, overrides, message) -> None:
