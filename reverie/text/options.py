@@ -38,7 +38,14 @@ def _option(default: Any, help: str, **cli: Any) -> Any:
 
 @dataclass
 class TrainOptions:
-    """Every training setting; `reverie train --help` lists them with the same names."""
+    """Every training setting; `reverie train --help` lists them with the same names.
+
+    The defaults are the best of a sweep on tiny-shakespeare with a few minutes of one CPU core
+    (hidden 256/384/512, 2-3 layers, batches of 16-64 x 32-128 tokens, lr 2e-3 to 5e-3): on a
+    CPU many small steps beat few large ones, so batches are 32 x 32 tokens and the LSTM is
+    2 x 256 (validation 1.51 nats/char after 4 minutes on one core; 2 x 512 with 64 x 128 batches
+    was at 3.46 after 1.5 minutes, against 1.67 for these defaults).
+    """
 
     preset: str | None = _option(
         None, "start from a named set of options; explicit options override it", choices=("book",)
@@ -57,7 +64,7 @@ class TrainOptions:
     # model
     model: str = _option("lstm", "model kind", choices=KINDS)
     layers: int = _option(2, "layers", type=int)
-    hidden: int = _option(512, "hidden units (conv: channels)", type=int)
+    hidden: int = _option(256, "hidden units (conv: channels)", type=int)
     embed: int = _option(64, "token embedding size; 0 feeds one-hot vectors as the book does", type=int)
     dropout: float = _option(0.1, "dropout between layers and before the output", type=float)
     kernel_size: int = _option(3, "conv model: kernel size (layer i has dilation 2**i)", type=int)
@@ -69,12 +76,12 @@ class TrainOptions:
         "target); windows: the book's independent windows",
         choices=BATCHINGS,
     )
-    seq_len: int = _option(128, "tokens per training sequence (backprop length, or window length)", type=int)
+    seq_len: int = _option(32, "tokens per training sequence (backprop length, or window length)", type=int)
     window_step: int = _option(3, "windows batching: one window every this many tokens", type=int)
-    batch_size: int = _option(64, "sequences per batch", type=int)
+    batch_size: int = _option(32, "sequences per batch", type=int)
     # optimization
     optimizer: str = _option("adamw", "adamw, or rmsprop as Keras does it (the book's)", choices=OPTIMIZERS)
-    lr: float = _option(2e-3, "peak learning rate", type=float)
+    lr: float = _option(3e-3, "peak learning rate", type=float)
     weight_decay: float = _option(0.01, "AdamW weight decay (matrices only)", type=float)
     schedule: str = _option(
         "cosine",

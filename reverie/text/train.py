@@ -117,6 +117,7 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.step_in_epoch = 0
+        self.tokens = 0  # input tokens trained on, over the whole run
         self.elapsed_before = 0.0
         self.best_val_loss: float | None = None
         self.best_step: int | None = None
@@ -175,6 +176,7 @@ class Trainer:
             "step",
             "epoch",
             "step_in_epoch",
+            "tokens",
             "best_val_loss",
             "best_step",
             "last_val_loss",
@@ -256,13 +258,14 @@ class Trainer:
         self.carry = self.model.detach_state(carry) if self.batches.carries_state else None
         self.step += 1
         self.step_in_epoch += 1
+        self.tokens += inputs.numel()
         self.session_tokens += inputs.numel()
         value = loss.item()
         self.history.append(
             {
                 "step": self.step,
                 "epoch": self.epoch + self.step_in_epoch / self.steps_per_epoch,
-                "tokens": self.step * inputs.numel(),
+                "tokens": self.tokens,
                 "lr": lr,
                 "train_loss": value,
                 "tokens_per_s": self.session_tokens / max(time.monotonic() - self.session_start, 1e-9),
@@ -431,6 +434,7 @@ class Trainer:
                 "step": self.step,
                 "epoch": self.epoch,
                 "step_in_epoch": self.step_in_epoch,
+                "tokens": self.tokens,
                 "steps_per_epoch": self.steps_per_epoch,
                 "elapsed_s": self.elapsed,
                 "best_val_loss": self.best_val_loss,
@@ -517,6 +521,7 @@ def _say(text: str, stream: Any, bar: tqdm | None) -> None:
 def train(
     corpus: str | Path | Sequence[str | Path],
     out: str | Path,
+    *,
     on_step: Callable[[int, float], None] | None = None,
     **options: Any,
 ) -> TrainResult:
