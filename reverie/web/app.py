@@ -42,6 +42,7 @@ NO_PRESET = "(none)"
 QUEUE_SIZE = 100  # waiting jobs beyond this are told the queue is full
 # Gradio gives each dream its own tracker in place of this default; tqdm bars (one per octave) drive it.
 DREAM_PROGRESS = gr.Progress(track_tqdm=True)
+MAX_LENGTH = 100_000  # tokens per generation the page allows
 STREAM_INTERVAL_S = 0.05  # the text box is refreshed at most this often while a generation streams
 # Default settings, shown in the page, for the corpus that works offline.
 TRAIN_HINT = "reverie train python-stdlib --out {runs}/python-stdlib --minutes 5"
@@ -77,6 +78,11 @@ class WebSettings:
         return int(self.max_upload_mb * 2**20)
 
 
+def refusal(message: str) -> gr.Error:
+    """A message for the page about the user's input (no traceback in the server's log)."""
+    return gr.Error(message, print_exception=False)
+
+
 # ---- text ------------------------------------------------------------------------------------------
 
 
@@ -88,12 +94,16 @@ def find_runs(runs: Path) -> list[str]:
     return ["."] + found if (runs / RUN_MARKER).is_file() else found
 
 
+def train_command(runs: Path) -> str:
+    """The command that trains a run into `runs` (offline: the corpus is Python's own library)."""
+    return TRAIN_HINT.format(runs=str(runs).rstrip("/") or ".")
+
+
 def no_run_message(runs: Path) -> str:
-    """What the Text tab says when there is no run to pick: the exact command that makes one."""
-    command = TRAIN_HINT.format(runs=str(runs).rstrip("/") or ".")
+    """What the Text tab says when there is no run to pick (Markdown)."""
     return (
-        f"**No trained run in `{runs}` yet.** Train one (about five minutes on a CPU), then press Refresh:\n\n"
-        f"```\n{command}\n```"
+        f"**No trained run in `{runs}` yet.** Train one (about five minutes on a CPU), then press Refresh:"
+        f"\n\n```\n{train_command(runs)}\n```"
     )
 
 
@@ -147,9 +157,11 @@ def generate_text(
     """Stream the generated text (prompt included), refreshed every STREAM_INTERVAL_S at most."""
     runs = find_runs(settings.runs)
     if not runs:
-        raise gr.Error(no_run_message(settings.runs).replace("**", "").replace("```", ""))
+        raise refusal(
+            f"no trained run in {settings.runs} yet; train one with: {train_command(settings.runs)}"
+        )
     if run not in runs:
-        raise gr.Error(f"no run named {run!r} in {settings.runs}; pick one of: {', '.join(runs)}")
+        raise refusal(f"no run named {run!r} in {settings.runs}; pick one of: {', '.join(runs)}")
     count = _whole(num_samples)
     prompt = prompt or ""
     try:
@@ -164,7 +176,7 @@ def generate_text(
             seed=_whole(seed),
         )
         texts = [""] * count
-        shown = time.monotonic()
+        shown = 0.0  # the first piece shows at once
         for step in stream:
             pieces = [step] if count == 1 else step
             texts = [text + piece for text, piece in zip(texts, pieces)]
@@ -172,7 +184,7 @@ def generate_text(
                 shown = time.monotonic()
                 yield format_samples(prompt, texts)
     except ReverieError as exc:
-        raise gr.Error(str(exc), print_exception=False) from None
+        raise refusal(str(exc)) from None
     yield format_samples(prompt, texts)
 
 
@@ -204,7 +216,7 @@ def layer_choices(model: str) -> list[tuple[str, str]]:
     try:
         layers = reverie.list_layers(model)
     except ReverieError as exc:
-        raise gr.Error(str(exc), print_exception=False) from None
+        raise refusal(str(exc)) from None
     return [(f"{info.name} ({info.channels} ch, stride {info.stride})", info.name) for info in layers]
 
 
@@ -226,7 +238,7 @@ def layer_weights(layers: Sequence[str], table: Any) -> dict[str, float]:
         try:
             weights[layer] = float(typed.get(layer, 1.0))
         except (TypeError, ValueError):
-            raise gr.Error(f"the weight of {layer} must be a number, got {typed[layer]!r}") from None
+            raise refusal(f"the weight of {layer} must be a number, got {typed[layer]!r}") from None
     return weights
 
 
@@ -237,7 +249,7 @@ def check_upload(path: str, settings: WebSettings) -> None:
     """
     size = os.path.getsize(path)
     if size > settings.max_upload_bytes:
-        raise gr.Error(
+        raise refusal(
             f"the upload is {size / 2**20:.1f} MB, over this page's cap of {settings.max_upload_mb:g} MB; "
             "send a smaller file"
         )
@@ -247,7 +259,7 @@ def check_upload(path: str, settings: WebSettings) -> None:
     except (UnidentifiedImageError, OSError):
         return
     if width * height > settings.max_pixels:
-        raise gr.Error(
+        raise refusal(
             f"the image is {width}x{height} = {width * height / 1e6:.3g} megapixels, over this page's cap "
             f"of {settings.max_pixels / 1e6:.3g}; shrink it first"
         )
@@ -269,7 +281,7 @@ def dream_image(
 ) -> tuple[Image.Image, list[tuple[Image.Image, str]], str]:
     """The dreamed image, the image after each octave (captioned), and a one-line summary."""
     if not image:
-        raise gr.Error("upload an image or pick the sample photo first")
+        raise refusal("upload an image or pick the sample photo first")
     check_upload(image, settings)
     progress(0, desc="loading the model")
     if preset and preset != NO_PRESET:
@@ -288,7 +300,7 @@ def dream_image(
     try:
         result = reverie.dream_octaves(image, max_size=settings.max_size, **options)
     except ReverieError as exc:
-        raise gr.Error(str(exc), print_exception=False) from None
+        raise refusal(str(exc)) from None
     gallery = [
         (octave, f"octave {i + 1}: {octave.width}x{octave.height}") for i, octave in enumerate(result.octaves)
     ]
@@ -310,7 +322,7 @@ def refuse_non_images(component: gr.Image) -> gr.Image:
             return preprocess(payload)
         except (UnidentifiedImageError, OSError):
             name = getattr(payload, "orig_name", None) or "the upload"
-            raise gr.Error(f"{name} is not an image (PNG, JPEG, WebP, ...)", print_exception=False) from None
+            raise refusal(f"{name} is not an image (PNG, JPEG, WebP, ...)") from None
 
     component.preprocess = checked  # type: ignore[method-assign]
     return component
@@ -346,11 +358,18 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                     top_k = gr.Number(0, label="Top-k (0: off)", precision=0, minimum=0)
                     top_p = gr.Slider(0.01, 1, value=1.0, step=0.01, label="Top-p (1: off)")
                 with gr.Row():
-                    length = gr.Slider(1, 2000, value=400, step=1, label="Length (tokens)")
+                    length = gr.Slider(1, MAX_LENGTH, value=400, step=1, label="Length (tokens)")
                     num_samples = gr.Slider(1, 8, value=1, step=1, label="Samples")
-                seed = gr.Number(None, label="Seed (empty: random)", precision=0)
+                seed = gr.Number(0, label="Seed (empty: a new one each time)", precision=0)
             with gr.Column(scale=2):
-                text = gr.Textbox(label="Text", lines=18, max_lines=40, interactive=False, buttons=["copy"])
+                text = gr.Textbox(
+                    label="Text",
+                    elem_id="text-output",
+                    lines=18,
+                    max_lines=40,
+                    interactive=False,
+                    buttons=["copy"],
+                )
                 with gr.Row():
                     generate = gr.Button("Generate", variant="primary")
                     stop = gr.Button("Stop", variant="stop")
@@ -363,6 +382,7 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                     sources=["upload", "clipboard"],
                     label=f"Input (shrunk to {settings.max_size} px before dreaming)",
                     height=420,
+                    elem_id="dream-input",
                 )
                 refuse_non_images(source)
                 result = gr.Image(
@@ -372,8 +392,15 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                     interactive=False,
                     height=420,
                     buttons=["download", "fullscreen"],
+                    elem_id="dream-output",
                 )
-            gr.Examples([[sample_photo()]], inputs=[source], label="Sample photo", cache_examples=False)
+            gr.Examples(
+                [[sample_photo()]],
+                inputs=[source],
+                label="Sample photo",
+                elem_id="sample-photo",
+                cache_examples=False,
+            )
             with gr.Row():
                 with gr.Column():
                     model = gr.Dropdown(reverie.available_models(), value=DEFAULT_MODEL, label="Model")

@@ -35,7 +35,7 @@ TINY_RUN = {
 }
 MAX_SIZE = 96  # the server shrinks uploads to this longest side
 MAX_UPLOAD_MB = 0.25
-MAX_PIXELS = 200_000
+MAX_PIXELS = 400_000  # above the sample photo's 512x600
 # Dream settings that take a fraction of a second on a CPU: a shallow layer, one octave, two steps.
 TINY_DREAM = {
     "model": "efficientnet_lite0",
@@ -93,7 +93,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths = {name: root / f"{name}.png" for name in ("small", "large", "huge", "heavy", "text")}
     photo.resize((80, 93)).save(paths["small"])
     photo.resize((128, 150)).save(paths["large"])
-    Image.new("RGB", (600, 600), (90, 120, 150)).save(paths["huge"])
+    Image.new("RGB", (700, 700), (90, 120, 150)).save(paths["huge"])
     noise = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)  # incompressible
     Image.fromarray(noise).save(paths["heavy"])
     paths["text"].write_text("this is not an image\n" * 20)

@@ -41,6 +41,14 @@ def test_generate_returns_prompt_and_length_new_characters(client) -> None:
     assert len(text) == len("ROMEO:") + 60  # a character-level run: one character per token
 
 
+def test_generate_streams_growing_text(client) -> None:
+    job = client.submit(RUN_NAME, "ROMEO:", 0.8, 0, 1.0, 300, 1, 0, api_name="/generate")
+    final = job.result()
+    outputs = job.outputs()
+    assert len(outputs) >= 2 and outputs[-1] == final  # the first piece is sent at once, then more
+    assert outputs[0] == final[: len(outputs[0])] and len(outputs[0]) < len(final)
+
+
 def test_generate_is_deterministic_with_a_seed(client) -> None:
     first = generate(client, "the ", 80, seed=3)
     assert generate(client, "the ", 80, seed=3) == first

@@ -1,0 +1,183 @@
+"""The page in a real browser: Debian's headless Chromium driven by Playwright (no browser download).
+
+`make test` installs /usr/bin/chromium (Debian packages chromium, chromium-driver) when it is missing.
+Every page also records the requests it makes: nothing may leave the server (no fonts, no telemetry).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from .conftest import MAX_SIZE, RUN_NAME, free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+VIEWPORT = {"width": 1280, "height": 900}
+TIMEOUT_MS = 60_000  # generous for a loaded CI machine; a passing run takes a fraction of it
+DEFAULT_LENGTH = 400  # the page's starting value
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+class Page:
+    """A fresh browser tab on the page at `url`, with the requests it sent elsewhere."""
+
+    def __init__(self, browser, url: str) -> None:
+        self.url = url
+        self.offsite: list[str] = []
+        self.context = browser.new_context(viewport=VIEWPORT)
+        self.tab = self.context.new_page()
+        self.tab.set_default_timeout(TIMEOUT_MS)
+        self.tab.on("request", self._record)
+        self.tab.goto(url)
+
+    def _record(self, request) -> None:
+        if not request.url.startswith((self.url, "data:", "blob:")):
+            self.offsite.append(request.url)
+
+    def set_number(self, label: str, value: float) -> None:
+        """Type `value` into the number box of the slider or number field labelled `label`."""
+        box = self.tab.get_by_label(label, exact=True)
+        if box.count() != 1:
+            box = self.tab.locator(f"input[aria-label='number input for {label}']")
+        box.fill(str(value))
+        box.press("Enter")
+
+    def text(self) -> str:
+        return self.tab.locator("#text-output textarea").input_value()
+
+    def wait_for_text(self, length: int) -> None:
+        self.tab.wait_for_function(
+            "n => document.querySelector('#text-output textarea').value.length >= n", arg=length
+        )
+
+    def wait_until_idle(self, elem_id: str) -> None:
+        """Until the component's status tracker says no event is running for it."""
+        self.tab.wait_for_function(
+            "id => !document.querySelector(`#${id} [data-testid=status-tracker]`)"
+            ".classList.contains('generating')"
+            " && !document.querySelector(`#${id} [data-testid=status-tracker]`).classList.contains('pending')",
+            arg=elem_id,
+        )
+
+    def tiny_dream_settings(self) -> None:
+        self.tab.get_by_role("tab", name="Dream").click()
+        self.set_number("Octaves", 1)
+        self.set_number("Iterations", 2)
+        layers = self.tab.get_by_label("Layers (none: the model's own choice)")
+        layers.click()
+        self.tab.get_by_role("option", name="block2 (24 ch, stride 4)").click()
+        self.tab.keyboard.press("Escape")
+
+    def dreamed_size(self) -> tuple[int, int]:
+        """Click Dream and wait for the result; its size in pixels."""
+        self.tab.get_by_role("button", name="Dream", exact=True).click()
+        image = self.tab.locator("#dream-output img")
+        image.wait_for(state="visible")
+        self.tab.wait_for_function("() => document.querySelector('#dream-output img').naturalWidth > 0")
+        return image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+
+    def screenshot(self, path: Path) -> None:
+        self.tab.screenshot(path=path, full_page=True)
+        assert Image.open(path).size[0] == VIEWPORT["width"]
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def page(browser, server: str) -> Iterator[Page]:
+    tab = Page(browser, server)
+    yield tab
+    tab.close()
+    assert tab.offsite == [], f"the page reached outside the server: {tab.offsite}"
+
+
+def test_text_tab_streams_generated_text(page: Page, tmp_path: Path) -> None:
+    page.tab.get_by_label("Prompt").fill("ROMEO:")
+    page.tab.get_by_role("button", name="Generate").click()
+    page.wait_for_text(len("ROMEO:") + DEFAULT_LENGTH)
+    page.wait_until_idle("text-output")
+    text = page.text()
+    assert text.startswith("ROMEO:") and len(text) == len("ROMEO:") + DEFAULT_LENGTH
+    page.screenshot(tmp_path / "text-tab.png")
+
+
+def test_stop_ends_a_generation(page: Page) -> None:
+    page.tab.get_by_label("Prompt").fill("A")
+    page.set_number("Length (tokens)", 100_000)  # seconds of work even on a fast machine
+    page.tab.get_by_role("button", name="Generate").click()
+    page.wait_for_text(10)
+    page.tab.get_by_role("button", name="Stop").click()
+    page.wait_until_idle("text-output")
+    assert 10 <= len(page.text()) < 1 + 100_000
+    page.set_number("Length (tokens)", 20)  # the server answers the next one
+    page.tab.get_by_role("button", name="Generate").click()
+    page.wait_until_idle("text-output")
+    page.wait_for_text(21)
+    assert len(page.text()) == 21
+
+
+def test_dream_tab_dreams_an_uploaded_image(page: Page, images, tmp_path: Path) -> None:
+    page.tiny_dream_settings()
+    page.tab.locator("#dream-input input[type=file]").set_input_files(images["small"])
+    page.tab.locator("#dream-input img").wait_for(state="visible")
+    assert page.dreamed_size() == [80, 93]
+    assert page.tab.get_by_text("80x93, 1 octave(s), loss").is_visible()
+    page.screenshot(tmp_path / "dream-tab.png")
+
+
+def test_sample_photo_is_shrunk_to_max_size_and_dreamed(page: Page) -> None:
+    page.tiny_dream_settings()
+    page.tab.locator("#sample-photo button").first.click()  # the example's thumbnail
+    page.tab.locator("#dream-input img").wait_for(state="visible")
+    assert page.dreamed_size() == [82, MAX_SIZE]  # grace_hopper.jpg is 512x600
+
+
+def test_bad_uploads_show_an_error_and_the_page_keeps_working(page: Page, images) -> None:
+    page.tiny_dream_settings()
+    upload = page.tab.locator("#dream-input input[type=file]")
+    upload.set_input_files(images["heavy"])
+    page.tab.get_by_text("exceed the maximum allowed size").wait_for(state="visible")
+    upload.set_input_files(images["text"])
+    page.tab.get_by_role("button", name="Dream", exact=True).click()
+    page.tab.get_by_text("text.png is not an image").wait_for(state="visible")
+    page.tab.get_by_label("Clear").first.click()
+    upload.set_input_files(images["small"])
+    page.tab.locator("#dream-input img").wait_for(state="visible")
+    assert page.dreamed_size() == [80, 93]
+
+
+def test_without_runs_the_text_tab_shows_the_train_command_until_one_appears(
+    browser, runs_dir: Path, tmp_path: Path
+) -> None:
+    from reverie.web.app import WebSettings, launch
+
+    empty = tmp_path / "runs"
+    app, url = launch(WebSettings(runs=empty), port=free_port())
+    page = Page(browser, url)
+    try:
+        command = f"reverie train python-stdlib --out {empty}/python-stdlib --minutes 5"
+        page.tab.get_by_text(command).wait_for(state="visible")
+        shutil.copytree(runs_dir / RUN_NAME, empty / RUN_NAME)  # as if training just finished
+        page.tab.get_by_role("button", name="Refresh").click()
+        page.tab.get_by_text(command).wait_for(state="hidden")
+        page.tab.get_by_role("button", name="Generate").click()
+        page.wait_for_text(DEFAULT_LENGTH)
+        assert page.offsite == []
+    finally:
+        page.close()
+        app.close()
