@@ -33,7 +33,7 @@ $(CHROMIUM):
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/reverie train python-stdlib --out runs/demo --minutes 2
+	$(BIN)/reverie train python-stdlib --out runs/demo --minutes 2 --overwrite
 	$(BIN)/reverie generate runs/demo --length 300 --temperature 0.2 0.5 1.0 1.2 --seed 0
 
 test: $(DEV_STAMP) $(CHROMIUM)

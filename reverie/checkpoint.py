@@ -32,8 +32,14 @@ TENSOR_TAG = "__tensor__"
 
 
 def _atomic_target(path: Path) -> tuple[int, str]:
+    """A temporary file beside `path` (same filesystem, so the final rename is atomic), with the
+    permissions a plain new file would get (mkstemp makes it owner-only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return handle, tmp
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:

@@ -101,8 +101,8 @@ class TrainOptions:
     device: str = _option("auto", "where to train", choices=DEVICES)
     dtype: str = _option(
         "auto",
-        "bfloat16 autocast, or float32; auto is bfloat16 on CUDA GPUs that "
-        "support it, float32 on CPUs (where it is faster)",
+        "bfloat16 autocast, or float32; auto is bfloat16 where the hardware has it (CUDA GPUs, "
+        "CPUs with AMX) and float32 elsewhere",
         choices=DTYPE_CHOICES,
     )
     # reporting

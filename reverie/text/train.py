@@ -73,17 +73,6 @@ class TrainResult:
         return None if self.val_loss is None else self.val_loss / math.log(2)
 
 
-def training_dtype(name: str, device: torch.device) -> torch.dtype:
-    """`auto` is bfloat16 autocast on CUDA GPUs that support it and float32 elsewhere: on CPUs,
-    even with AMX, PyTorch's LSTM and conv kernels measured 2-4x slower under bfloat16 autocast
-    than in float32 (2-layer LSTM 512, batch 64x128: 2.7k against 0.6k tokens/s per core)."""
-    if name != "auto":
-        return resolve_dtype(name)
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
-
-
 # ---- the run ------------------------------------------------------------------------------------------
 
 
@@ -100,7 +89,7 @@ class Trainer:
     ) -> None:
         self.corpus, self.out, self.options, self.on_step = corpus, out, options, on_step
         self.device = resolve_device(options.device)
-        self.dtype = training_dtype(options.dtype, self.device)
+        self.dtype = resolve_dtype(options.dtype, self.device)
         self.train_ids, self.val_ids = split_ids(corpus.ids, options.val_fraction)
         self._check_lengths()
         if options.batching == "windows":
@@ -572,4 +561,4 @@ def train(
     return trainer.run()
 
 
-__all__ = ["TrainResult", "Trainer", "train", "training_dtype"]
+__all__ = ["TrainResult", "Trainer", "train"]

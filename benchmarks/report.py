@@ -1,0 +1,102 @@
+"""Shared pieces of the benchmark scripts: isolated worker runs, peak memory, machine facts, and
+writing a section of docs/benchmarks.md.
+
+Each measurement that reports peak memory runs in its own Python process (`run_worker`), so one
+measurement's allocations never count towards another's; the worker prints one JSON line last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "benchmarks.md"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def emit(result: dict[str, Any]) -> None:
+    """A worker's last line: its result plus its peak memory."""
+    print(json.dumps({**result, "peak_rss_mb": round(peak_rss_mb())}), flush=True)
+
+
+def run_worker(script: Path, *args: str, timeout_s: float = 3600) -> dict[str, Any]:
+    """Run `python script --worker ARGS` in a fresh process and return its JSON result."""
+    done = subprocess.run(
+        [sys.executable, str(script), "--worker", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"worker {args} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def matmul_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 8) -> float:
+    """Measured dense matmul throughput on this CPU for `dtype`, GFLOP/s (best of `repeats`)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def machine_summary() -> str:
+    """One paragraph on the machine the figures come from."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        flags = next(
+            (line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), ""
+        )
+    except OSError:
+        flags = ""
+    amx = "with AMX" if "amx_bf16" in flags else "without AMX (bfloat16 is emulated)"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{cpu}, {os.cpu_count()} cores {amx}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"matmul 2048x2048: float32 {matmul_gflops(torch.float32):.0f} GFLOP/s, "
+        f"bfloat16 {matmul_gflops(torch.bfloat16):.0f} GFLOP/s; load average at start {load:.1f}."
+    )
+
+
+def write_section(title: str, body: str, command: str) -> None:
+    """Replace (or append) the section `title` of docs/benchmarks.md with `body` and its command."""
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nEach section is written by the script named in it.\n"
+    begin, end = f"<!-- begin {title} -->", f"<!-- end {title} -->"
+    stamp = time.strftime("%Y-%m-%d")
+    section = f"{begin}\n## {title}\n\nMeasured {stamp} with `{command}`.\n\n{body.strip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
+    DOC.write_text(text)
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
