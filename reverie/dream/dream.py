@@ -196,7 +196,9 @@ def resolve_options(preset: str | None = None, **explicit: Any) -> DreamOptions:
     """Defaults, then the preset's values, then every explicit option that is not None.
 
     `layers` and `channels` may be strings as on the command line ('mixed2:0.2,mixed3:3',
-    'mixed4:12,97'). Channels without explicit layers dream those channels alone.
+    'mixed4:12,97'). Channels without explicit layers dream those channels alone. A preset's
+    layers belong to its model: with another model and no explicit layers, that model's own
+    default layers are used (so `--preset book --model efficientnet_lite0` runs).
     """
     names = {f.name for f in dataclasses.fields(DreamOptions)}
     unknown = sorted(set(explicit) - names)
@@ -217,6 +219,8 @@ def resolve_options(preset: str | None = None, **explicit: Any) -> DreamOptions:
         for layer in given["channels"]:
             layers.setdefault(layer, 1.0)
         given["layers"] = layers
+    if "model" in given and given["model"] != values.get("model", given["model"]) and "layers" not in given:
+        values.pop("layers", None)
     values.update(given)
     options = DreamOptions(**values)
     options.validate()

@@ -227,6 +227,9 @@ def test_presets_resolve_as_specified_and_explicit_options_win():
         10.0,
     )
     assert resolve_options() == DreamOptions()
+    other_model = resolve_options("book", model="efficientnet_lite0")
+    assert other_model.layers is None and other_model.max_loss == 10.0  # that model's own layers
+    assert dict(resolve_options("book", model="inception_v3").layers) == BOOK_LAYERS
 
 
 def test_channels_join_or_replace_the_layers():
