@@ -197,8 +197,9 @@ def resolve_options(preset: str | None = None, **explicit: Any) -> DreamOptions:
 
     `layers` and `channels` may be strings as on the command line ('mixed2:0.2,mixed3:3',
     'mixed4:12,97'). Channels without explicit layers dream those channels alone. A preset's
-    layers belong to its model: with another model and no explicit layers, that model's own
-    default layers are used (so `--preset book --model efficientnet_lite0` runs).
+    layers (and max_loss, calibrated on them) belong to its model: with another model and no
+    explicit layers, that model's own default layers are used and no max_loss unless given
+    (so `--preset book --model efficientnet_lite0` dreams).
     """
     names = {f.name for f in dataclasses.fields(DreamOptions)}
     unknown = sorted(set(explicit) - names)
@@ -221,6 +222,7 @@ def resolve_options(preset: str | None = None, **explicit: Any) -> DreamOptions:
         given["layers"] = layers
     if "model" in given and given["model"] != values.get("model", given["model"]) and "layers" not in given:
         values.pop("layers", None)
+        values.pop("max_loss", None)  # calibrated to the preset's layers on the preset's model
     values.update(given)
     options = DreamOptions(**values)
     options.validate()

@@ -228,7 +228,8 @@ def test_presets_resolve_as_specified_and_explicit_options_win():
     )
     assert resolve_options() == DreamOptions()
     other_model = resolve_options("book", model="efficientnet_lite0")
-    assert other_model.layers is None and other_model.max_loss == 10.0  # that model's own layers
+    assert other_model.layers is None and other_model.max_loss is None  # that model's own layers
+    assert other_model.iterations == 20 and other_model.reduction == "book"
     assert dict(resolve_options("book", model="inception_v3").layers) == BOOK_LAYERS
 
 
