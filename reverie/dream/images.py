@@ -63,8 +63,8 @@ def load_image(source: ImageSource, max_size: int | None = None) -> torch.Tensor
 
 
 def _open_file(path: Path, max_size: int | None) -> Image.Image:
-    require(path.exists(), f"input image {path} does not exist")
-    require(path.is_file(), f"input image {path} is not a file")
+    require(path.exists(), f"image file {path} does not exist")
+    require(path.is_file(), f"image {path} is not a file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
