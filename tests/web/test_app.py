@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +64,11 @@ def test_generate_greedy_ignores_the_seed(client) -> None:
 
 def test_generate_several_samples_each_under_a_heading(client) -> None:
     text = generate(client, "", 30, seed=0, num_samples=3, top_k=5, top_p=0.9)
-    blocks = text.split("\n\n")
-    assert [block.splitlines()[0] for block in blocks] == [f"--- sample {i} ---" for i in (1, 2, 3)]
-    assert all(len(block.split("\n", 1)[1]) == 30 for block in blocks)
+    parts = re.split(r"--- sample (\d) ---\n", text)  # ["", "1", text1 + "\n\n", "2", ...]
+    assert parts[0] == "" and parts[1::2] == ["1", "2", "3"]
+    samples = [body[:-2] for body in parts[2:-1:2]] + [parts[-1]]  # less the "\n\n" between samples
+    assert [len(sample) for sample in samples] == [30, 30, 30]
+    assert len(set(samples)) == 3
 
 
 @pytest.mark.parametrize(
@@ -118,7 +121,7 @@ def test_dream_uses_the_layer_weights_table(client, images) -> None:
 @pytest.mark.parametrize(
     ("name", "overrides", "message"),
     [
-        ("huge", {}, "600x600 = 0.36 megapixels, over this page.s cap of 0.2"),
+        ("huge", {}, "700x700 = 0.49 megapixels, over this page's cap of 0.4"),
         ("text", {}, "is not an image"),
         ("small", {"layers": ["nonsense"]}, "unknown layer 'nonsense' for efficientnet_lite0"),
         ("small", {"iterations": 2.5}, "iterations must be an integer, got 2.5"),
@@ -139,3 +142,39 @@ def test_dream_refuses_an_upload_over_the_size_cap_and_keeps_serving(client, ima
     with pytest.raises(Exception, match="(?i)size|413"):
         dream(client, images["heavy"])
     assert generate(client, "A", 5, seed=0).startswith("A")
+
+
+# ---- the page's helpers, without a server ----------------------------------------------------------
+
+
+def test_check_upload_refuses_a_file_over_the_cap_also_when_gradio_did_not(tmp_path: Path, images) -> None:
+    import gradio as gr
+
+    from reverie.web.app import WebSettings, check_upload
+
+    settings = WebSettings(max_upload_mb=0.25, max_pixels=400_000)
+    check_upload(str(images["small"]), settings)  # passes
+    check_upload(str(images["text"]), settings)  # not an image: left to the API's own message
+    with pytest.raises(gr.Error, match=r"the upload is 0\.\d MB, over this page's cap of 0.25 MB"):
+        check_upload(str(images["heavy"]), settings)
+
+
+def test_layer_weights_keep_typed_weights_and_default_to_one() -> None:
+    from reverie.web.app import layer_weights, weight_rows
+
+    table = [["block2", 3.0], ["block5", ""], ["stem", 9.0]]  # stem is no longer chosen
+    assert layer_weights(["block2", "block5"], table) == {"block2": 3.0, "block5": 1.0}
+    assert weight_rows(["block2", "block8"], table) == [["block2", 3.0], ["block8", 1.0]]
+    assert layer_weights(["block2"], {"headers": ["layer", "weight"], "data": [["block2", "2.5"]]}) == {
+        "block2": 2.5
+    }
+
+
+def test_find_runs_lists_run_folders_and_the_runs_folder_itself_if_it_is_one(
+    runs_dir: Path, tmp_path
+) -> None:
+    from reverie.web.app import find_runs
+
+    assert find_runs(runs_dir) == [RUN_NAME]
+    assert find_runs(runs_dir / RUN_NAME) == ["."]
+    assert find_runs(tmp_path / "missing") == []
