@@ -86,7 +86,8 @@ class EfficientNetLite0(Backbone):
     """EfficientNet-Lite0: stem, 16 blocks, head, and the ImageNet classifier used by `classify`."""
 
     name = "efficientnet_lite0"
-    dream_layers: ClassVar[dict[str, float]] = {"block8": 1.0}  # mid-depth (stride 16): eyes and swirls on grace_hopper.jpg
+    # block10 (stride 16, 112 channels) grows the dog faces DeepDream is known for; block8 gives eyes and swirls
+    dream_layers: ClassVar[dict[str, float]] = {"block10": 1.0}
 
     def __init__(self) -> None:
         super().__init__()
