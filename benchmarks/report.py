@@ -39,6 +39,7 @@ def run_worker(script: Path, *args: str, timeout_s: float = 3600) -> dict[str, A
     """Run `python script --worker ARGS` in a fresh process and return its JSON result."""
     done = subprocess.run(
         [sys.executable, str(script), "--worker", *args],
+        check=False,
         capture_output=True,
         text=True,
         timeout=timeout_s,
@@ -90,7 +91,7 @@ def write_section(title: str, body: str, command: str) -> None:
     begin, end = f"<!-- begin {title} -->", f"<!-- end {title} -->"
     stamp = time.strftime("%Y-%m-%d")
     section = f"{begin}\n## {title}\n\nMeasured {stamp} with `{command}`.\n\n{body.strip()}\n{end}"
-    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
     DOC.write_text(text)
 

@@ -23,9 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-
-from report import SHARED_DATA, emit, machine_summary, run_worker, table, write_section  # noqa: E402
+import numpy as np
+from report import SHARED_DATA, emit, machine_summary, run_worker, table, write_section
 
 SCRIPT = Path(__file__).resolve()
 CORPUS = SHARED_DATA / "tinyshakespeare.txt"
@@ -132,8 +131,7 @@ def big_corpus(directory: Path) -> Path:
     path = directory / "big.txt"
     chunk = CORPUS.read_text(encoding="utf-8")
     with open(path, "w", encoding="utf-8") as out:
-        for _ in range(BIG_CORPUS_MB * 1_000_000 // len(chunk) + 1):
-            out.write(chunk)
+        out.writelines(chunk for _ in range(BIG_CORPUS_MB * 1_000_000 // len(chunk) + 1))
     return path
 
 
