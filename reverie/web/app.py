@@ -342,7 +342,7 @@ def build_app(settings: WebSettings) -> gr.Blocks:
         gr.Markdown("# reverie\nGenerate text with a trained language model, or DeepDream a photo.")
         with gr.Tab("Text", id="text"), gr.Row():
             with gr.Column(scale=1):
-                with gr.Row(equal_height=True):
+                with gr.Row():
                     run = gr.Dropdown(
                         runs,
                         value=runs[0] if runs else None,
@@ -350,7 +350,7 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                         allow_custom_value=True,  # runs trained after start-up; generate_text checks
                         scale=4,
                     )
-                    refresh = gr.Button("Refresh", scale=1, size="sm")
+                    refresh = gr.Button("Refresh", scale=0, size="sm", min_width=90)
                 hint = gr.Markdown(no_run_message(settings.runs), visible=not runs)
                 prompt = gr.Textbox(label="Prompt", lines=3, placeholder="the text to continue")
                 temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature (0: greedy)")
@@ -358,7 +358,9 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                     top_k = gr.Number(0, label="Top-k (0: off)", precision=0, minimum=0)
                     top_p = gr.Slider(0.01, 1, value=1.0, step=0.01, label="Top-p (1: off)")
                 with gr.Row():
-                    length = gr.Slider(1, MAX_LENGTH, value=400, step=1, label="Length (tokens)")
+                    length = gr.Number(
+                        400, minimum=1, maximum=MAX_LENGTH, precision=0, label="Length (tokens)"
+                    )
                     num_samples = gr.Slider(1, 8, value=1, step=1, label="Samples")
                 seed = gr.Number(0, label="Seed (empty: a new one each time)", precision=0)
             with gr.Column(scale=2):

@@ -59,9 +59,12 @@ class Page:
     def text(self) -> str:
         return self.tab.locator("#text-output textarea").input_value()
 
-    def wait_for_text(self, length: int) -> None:
+    def wait_for_text(self, at_least: int = 1, exactly: int | None = None) -> None:
+        """Until the text box holds at least `at_least` characters, or exactly `exactly`."""
         self.tab.wait_for_function(
-            "n => document.querySelector('#text-output textarea').value.length >= n", arg=length
+            "([least, exact]) => { const n = document.querySelector('#text-output textarea').value.length;"
+            " return exact === null ? n >= least : n === exact; }",
+            arg=[at_least, exactly],
         )
 
     def wait_until_idle(self, elem_id: str) -> None:
@@ -109,7 +112,7 @@ def page(browser, server: str) -> Iterator[Page]:
 def test_text_tab_streams_generated_text(page: Page, tmp_path: Path) -> None:
     page.tab.get_by_label("Prompt").fill("ROMEO:")
     page.tab.get_by_role("button", name="Generate").click()
-    page.wait_for_text(len("ROMEO:") + DEFAULT_LENGTH)
+    page.wait_for_text(exactly=len("ROMEO:") + DEFAULT_LENGTH)
     page.wait_until_idle("text-output")
     text = page.text()
     assert text.startswith("ROMEO:") and len(text) == len("ROMEO:") + DEFAULT_LENGTH
@@ -120,15 +123,13 @@ def test_stop_ends_a_generation(page: Page) -> None:
     page.tab.get_by_label("Prompt").fill("A")
     page.set_number("Length (tokens)", 100_000)  # seconds of work even on a fast machine
     page.tab.get_by_role("button", name="Generate").click()
-    page.wait_for_text(10)
+    page.wait_for_text(at_least=10)
     page.tab.get_by_role("button", name="Stop").click()
     page.wait_until_idle("text-output")
     assert 10 <= len(page.text()) < 1 + 100_000
     page.set_number("Length (tokens)", 20)  # the server answers the next one
     page.tab.get_by_role("button", name="Generate").click()
-    page.wait_until_idle("text-output")
-    page.wait_for_text(21)
-    assert len(page.text()) == 21
+    page.wait_for_text(exactly=21)  # replaces the stopped text
 
 
 def test_dream_tab_dreams_an_uploaded_image(page: Page, images, tmp_path: Path) -> None:
@@ -176,7 +177,7 @@ def test_without_runs_the_text_tab_shows_the_train_command_until_one_appears(
         page.tab.get_by_role("button", name="Refresh").click()
         page.tab.get_by_text(command).wait_for(state="hidden")
         page.tab.get_by_role("button", name="Generate").click()
-        page.wait_for_text(DEFAULT_LENGTH)
+        page.wait_for_text(exactly=DEFAULT_LENGTH)
         assert page.offsite == []
     finally:
         page.close()
