@@ -6,6 +6,16 @@
 - WindowBatches (the book): windows of `seq_len` tokens every `window_step` tokens, shuffled each
   epoch, a fresh state per window, only the token after the window as the target.
 
+With several processes (torchrun), `batch_size` is per process and the global batch is
+`batch_size * world_size`; what each rank reads depends only on the global batch, so W ranks of
+batch B see, step by step, exactly the sequences one process of batch W*B sees:
+
+- streams: the global batch fixes the set of streams; rank r reads the r-th contiguous block of
+  them (streams r*B .. r*B+B-1) and carries their states.
+- windows: each step takes the next W*B windows of the epoch's shuffled order; rank r takes every
+  W-th of them from the r-th. A short last step is shared as evenly as possible and `weight`
+  scales each rank's loss so that the averaged gradient is the mean over that step's windows.
+
 `evaluate` scores the validation tail the way the model was trained.
 """
 
@@ -17,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reverie.errors import require
 from reverie.text.corpus import WindowSampler, book_starts, gather_windows
 from reverie.text.models import LanguageModel
 from reverie.text.options import TrainOptions
@@ -26,24 +37,43 @@ EVAL_STREAMS = 32
 
 
 class StreamBatches:
-    """The training ids as `batch_size` contiguous streams read `seq_len` tokens per step; each
-    epoch shifts the grid by a seeded offset so windows do not always start at the same places."""
+    """The training ids as contiguous streams read `seq_len` tokens per step (`batch_size` of them
+    per rank); each epoch shifts the grid by a seeded offset so windows do not always start at the
+    same places."""
 
     carries_state = True
 
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, seed: int) -> None:
+    def __init__(
+        self, ids: np.ndarray, batch_size: int, seq_len: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
         self.ids, self.seq_len, self.seed = ids, seq_len, seed
-        self.streams = min(batch_size, (len(ids) - 1) // seq_len)
+        streams = min(batch_size * world_size, (len(ids) - 1) // seq_len)
+        self.streams = streams - streams % world_size  # every rank reads as many streams
+        require(
+            self.streams > 0,
+            f"the corpus is too short to give each of {world_size} processes a stream of {seq_len + 1} "
+            "tokens; use a longer corpus, a smaller --seq-len or fewer processes",
+        )
         self.stream_len = (len(ids) - 1) // self.streams
         self.max_offset = min(seq_len - 1, self.stream_len - seq_len)
         self.steps_per_epoch = (self.stream_len - self.max_offset) // seq_len
+        share = self.streams // world_size
+        self.rank_streams = np.arange(rank * share, (rank + 1) * share, dtype=np.int64)
 
     def epoch(self, epoch: int, first_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         offset = int(np.random.default_rng([self.seed, epoch]).integers(0, self.max_offset + 1))
-        bases = np.arange(self.streams, dtype=np.int64) * self.stream_len + offset
+        bases = self.rank_streams * self.stream_len + offset
         for step in range(first_step, self.steps_per_epoch):
             window = gather_windows(self.ids, bases + step * self.seq_len, self.seq_len + 1)
             yield window[:, :-1], window[:, 1:]
+
+    def weight(self, step: int) -> float:
+        """This rank's loss scale at `step` of an epoch (every rank reads as many tokens)."""
+        return 1.0
+
+    def step_tokens(self, step: int) -> int:
+        """Input tokens that `step` of an epoch trains on, over all ranks."""
+        return self.streams * self.seq_len
 
     @staticmethod
     def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -56,15 +86,48 @@ class WindowBatches:
 
     carries_state = False
 
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, window_step: int, seed: int) -> None:
-        self.ids, self.seq_len = ids, seq_len
+    def __init__(
+        self,
+        ids: np.ndarray,
+        batch_size: int,
+        seq_len: int,
+        window_step: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.ids, self.seq_len, self.rank, self.world_size = ids, seq_len, rank, world_size
         self.sampler = WindowSampler(book_starts(len(ids), seq_len, window_step), batch_size, seed)
-        self.steps_per_epoch = self.sampler.steps_per_epoch()
+        self.global_batch = batch_size * world_size
+        full, rest = divmod(len(self.sampler.starts), self.global_batch)
+        # a short last step is kept when every rank gets at least one window of it
+        self.steps_per_epoch = full + (rest >= world_size)
+        require(
+            self.steps_per_epoch > 0,
+            f"the corpus has {len(self.sampler.starts)} training windows, fewer than the {world_size} "
+            "processes; use a longer corpus or fewer processes",
+        )
+
+    def _step_windows(self, step: int) -> int:
+        return min(self.global_batch, len(self.sampler.starts) - step * self.global_batch)
 
     def epoch(self, epoch: int, first_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for starts in self.sampler.epoch_batches(epoch, first_step):
-            window = gather_windows(self.ids, starts, self.seq_len + 1)
+        order = self.sampler.epoch_order(epoch)
+        for step in range(first_step, self.steps_per_epoch):
+            chunk = order[step * self.global_batch : (step + 1) * self.global_batch]
+            window = gather_windows(self.ids, chunk[self.rank :: self.world_size], self.seq_len + 1)
             yield window[:, :-1], window[:, -1]
+
+    def weight(self, step: int) -> float:
+        """This rank's loss scale at `step`: its share of the step's windows times the world size,
+        so that the ranks' averaged gradients are the mean over all of the step's windows."""
+        total = self._step_windows(step)
+        mine = len(range(self.rank, total, self.world_size))
+        return mine * self.world_size / total
+
+    def step_tokens(self, step: int) -> int:
+        """Input tokens that `step` of an epoch trains on, over all ranks."""
+        return self._step_windows(step) * self.seq_len
 
     @staticmethod
     def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -73,6 +73,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
+    from reverie.distributed import ranks
     from reverie.text.options import OPTION_NAMES
     from reverie.text.train import train
 
@@ -92,7 +93,8 @@ def run_train(args: argparse.Namespace) -> None:
             f"; validation loss {result.val_loss:.4f} nats/token ({result.val_bits:.4f} bits), "
             f"best {result.best_val_loss:.4f}"
         )
-    print(f"{summary}; run saved in {result.run_dir}", file=sys.stderr)
+    if ranks().is_main:  # under torchrun every process returns the same result
+        print(f"{summary}; run saved in {result.run_dir}", file=sys.stderr)
     if result.interrupted:
         sys.exit(130)
 

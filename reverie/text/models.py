@@ -89,6 +89,7 @@ class LanguageModel(nn.Module):
     """Base class: `forward(tokens, state) -> (logits, state)` over token ids."""
 
     config: ModelConfig
+    state_batch_dim = 0  # the batch dimension of every tensor in the state (training splits it by rank)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -134,6 +135,8 @@ class RecurrentLM(LanguageModel):
     The input and output projections run as one matmul over the whole (B, T) block; only the
     recurrence is sequential.
     """
+
+    state_batch_dim = 1  # (layers, batch, hidden), as nn.LSTM / nn.GRU keep it
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)

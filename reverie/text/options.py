@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reverie.device import DEVICES, DTYPES
+from reverie.distributed import DEFAULT_TIMEOUT_S
 from reverie.errors import ReverieError, require
 from reverie.text.corpus import check_encoding
 from reverie.text.models import INITS, KINDS, ModelConfig
@@ -105,6 +106,12 @@ class TrainOptions:
         "CPUs with AMX) and float32 elsewhere",
         choices=DTYPE_CHOICES,
     )
+    dist_timeout: float = _option(
+        DEFAULT_TIMEOUT_S,
+        "under torchrun: seconds a process waits for the others (rank 0 evaluating, a slow start) "
+        "before it stops with an error",
+        type=float,
+    )
     # reporting
     sample_every: int | None = _option(
         None, "evaluate, sample and save every this many steps (default: each epoch end)", type=int
@@ -156,6 +163,7 @@ RESUME_OVERRIDABLE = frozenset(
         *BUDGETS,
         "device",
         "dtype",
+        "dist_timeout",
         "sample_every",
         "sample_temperatures",
         "sample_length",
@@ -244,7 +252,7 @@ def validate_options(options: TrainOptions) -> None:
                 isinstance(value, int) and not isinstance(value, bool) and value > 0,
                 f"{flag(name)} must be a positive integer, got {value}",
             )
-    for name in ("lr", "minutes"):
+    for name in ("lr", "minutes", "dist_timeout"):
         value = getattr(options, name)
         if value is not None:
             require(value > 0 and math.isfinite(value), f"{flag(name)} must be positive, got {value}")

@@ -21,6 +21,7 @@ being loaded wrong.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import sys
@@ -28,6 +29,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import safetensors
+import safetensors.torch
 import torch
 
 from reverie import checkpoint
@@ -84,16 +87,32 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 
 def load_checked(run_dir: Path, config: dict[str, Any], name: str) -> dict[str, torch.Tensor]:
     """Tensors of `name` (e.g. model.safetensors), after checking them against config.json's sha256."""
+    return tensors_from_bytes(read_checked(run_dir, config, name), Path(run_dir) / name)
+
+
+def read_checked(run_dir: Path, config: dict[str, Any], name: str) -> bytes:
+    """The bytes of `name` (e.g. state.safetensors), refused unless they match config.json's sha256."""
     path = Path(run_dir) / name
     expected = config["files"].get(name)
     if expected is None or not path.is_file():
         raise ReverieError(f"no checkpoint at {path}; train one first with `reverie train`")
-    if sha256_of(path) != expected:
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != expected:
         raise ReverieError(
             f"checkpoint {path} does not match its checksum in {CONFIG}: it is truncated, corrupted or from "
             "an interrupted save; retrain or restore it"
         )
-    return checkpoint.load_tensors(path)
+    return data
+
+
+def tensors_from_bytes(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file's bytes (read from `path`, named in the error)."""
+    try:
+        return safetensors.torch.load(data)
+    except (safetensors.SafetensorError, ValueError) as exc:
+        raise ReverieError(
+            f"checkpoint {path} is truncated or corrupted ({exc}); retrain or restore it"
+        ) from None
 
 
 def save_checkpoint(

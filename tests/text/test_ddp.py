@@ -1,0 +1,174 @@
+"""Training on two processes (gloo, spawned on 127.0.0.1): the ranks stay identical, match one
+process trained on the same global batch step by step, and a run resumes across world sizes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, shakespeare_slice
+from safetensors.torch import load_file
+
+from reverie import distributed
+from reverie.errors import ReverieError
+from reverie.text import rundir
+from reverie.text.batches import StreamBatches, WindowBatches
+from reverie.text.train import Trainer, _per_rank_options, train
+
+TIMEOUT_S = 120  # a hard bound on the spawned processes; they take a few seconds
+
+# Runs train() and saves the parameters after every step to PREFIX{rank}.safetensors.
+WORKER = """
+import json, sys, torch
+from safetensors.torch import save_file
+from reverie.distributed import ranks
+from reverie.text.train import Trainer, train
+
+snapshots = []
+step = Trainer.train_step
+
+def recording(self, inputs, targets):
+    loss = step(self, inputs, targets)
+    snapshots.append(torch.cat([p.detach().flatten() for p in self.model.parameters()]))
+    return loss
+
+Trainer.train_step = recording
+corpus, out, options, prefix = sys.argv[1:]
+train(corpus, out, **json.loads(options))
+save_file({"params": torch.stack(snapshots)}, f"{prefix}{ranks().rank}.safetensors")
+"""
+
+
+def run_two(corpus: Path, out: Path, options: dict, prefix: Path) -> list[torch.Tensor]:
+    """Train on two spawned processes; the parameters after each step, for each rank."""
+    processes = distributed.launch(
+        ["-c", WORKER, str(corpus), str(out), json.dumps(options), str(prefix)],
+        2,
+        env={"OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        outputs = [process.communicate(timeout=TIMEOUT_S) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, (_, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+    return [load_file(f"{prefix}{rank}.safetensors")["params"] for rank in range(2)]
+
+
+def run_one(corpus: Path, out: Path, options: dict, monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
+    """Train in this process; the parameters after each step."""
+    snapshots: list[torch.Tensor] = []
+    step = Trainer.train_step
+
+    def recording(self, inputs, targets):
+        loss = step(self, inputs, targets)
+        snapshots.append(torch.cat([p.detach().flatten() for p in self.model.parameters()]))
+        return loss
+
+    monkeypatch.setattr(Trainer, "train_step", recording)
+    train(str(corpus), out, **options)
+    monkeypatch.undo()
+    return snapshots
+
+
+def train_losses(run: Path) -> list[float]:
+    return [r["train_loss"] for r in rundir.read_metrics(run / rundir.METRICS) if r["train_loss"] is not None]
+
+
+def close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    # float sums in another order (two half-batch means averaged, against one mean)
+    return torch.allclose(a, b, rtol=1e-4, atol=2e-6)
+
+
+# constant learning rate: a cosine schedule would follow each session's --steps budget
+BASE = {**TINY, "schedule": "constant", "dropout": 0.0, "val_fraction": 0.1, "seed": 3, "warmup_steps": 2}
+CASES = {
+    "stream": {**BASE, "batch_size": 8},  # LSTM, its state carried from step to step
+    # conv model, 75 windows in global batches of 14: the 6th step is a short one of 5 windows
+    # (3 on rank 0, 2 on rank 1, weighted) and the 7th starts the next epoch
+    "windows": {
+        **BASE,
+        "model": "conv",
+        "layers": 2,
+        "batching": "windows",
+        "window_step": 96,
+        "batch_size": 7,
+    },
+}
+
+
+@pytest.mark.parametrize("batching, first, then", [("stream", 2, 1), ("windows", 1, 2)])
+def test_two_ranks_equal_one_process_and_resume_across_world_sizes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batching: str, first: int, then: int
+):
+    """8 steps of one process with batch 2B, against 4 steps on `first` processes (batch B each on
+    two) resumed to 8 on `then` processes: the same parameters after every step."""
+    corpus = shakespeare_slice(tmp_path / "s.txt", 8_000)
+    options = CASES[batching]
+    per_rank = options["batch_size"]
+    reference = run_one(
+        corpus, tmp_path / "whole", {**options, "batch_size": 2 * per_rank, "steps": 8}, monkeypatch
+    )
+    if batching == "windows":
+        state = json.loads((tmp_path / "whole" / rundir.CONFIG).read_text())["state"]
+        assert (state["steps_per_epoch"], state["epoch"]) == (6, 1)
+
+    run, snapshots = tmp_path / "split", []
+    for processes, options_now in (
+        (first, {**options, "steps": 4}),
+        (then, {"steps": 8, "resume": True, "progress": False}),
+    ):
+        if processes == 2:
+            rank0, rank1 = run_two(corpus, run, options_now, tmp_path / f"params{len(snapshots)}-")
+            assert torch.equal(rank0, rank1)  # DDP keeps the replicas bitwise identical
+            snapshots += list(rank0)
+        else:
+            if not options_now.get("resume"):
+                options_now = {**options_now, "batch_size": 2 * per_rank}
+            snapshots += run_one(corpus, run, options_now, monkeypatch)
+    assert len(snapshots) == len(reference) == 8
+    for step, (ours, theirs) in enumerate(zip(snapshots, reference), start=1):
+        assert close(ours, theirs), f"step {step}"
+
+    config = json.loads((run / rundir.CONFIG).read_text())
+    assert config["state"]["step"] == 8 and config["state"]["world_size"] == then
+    assert config["options"]["batch_size"] * then == 2 * per_rank  # the global batch is kept
+    assert len(config["state"]["rng_ranks"]) == then - 1  # every rank's RNG state is saved
+    assert all(abs(a - b) < 1e-5 for a, b in zip(train_losses(run), train_losses(tmp_path / "whole")))
+    assert len(train_losses(run)) == 8
+
+
+def test_ranks_share_the_batches_of_one_process():
+    ids = np.arange(10_000)
+    whole = next(StreamBatches(ids, 8, 16, seed=1).epoch(0))[0]
+    halves = [next(StreamBatches(ids, 4, 16, seed=1, rank=r, world_size=2).epoch(0))[0] for r in range(2)]
+    assert torch.equal(torch.cat(halves), whole)  # rank r reads the r-th block of the same streams
+    one = WindowBatches(ids[:337], 8, 10, 7, seed=0)  # 47 windows: 5 steps of 8, then 7
+    two = [WindowBatches(ids[:337], 4, 10, 7, seed=0, rank=r, world_size=2) for r in range(2)]
+    assert one.steps_per_epoch == two[0].steps_per_epoch == 6
+    for (x, _), (x0, _), (x1, _) in zip(one.epoch(0), two[0].epoch(0), two[1].epoch(0)):
+        assert sorted(x[:, 0].tolist()) == sorted(x0[:, 0].tolist() + x1[:, 0].tolist())
+    assert (len(x0), len(x1)) == (4, 3) and two[0].step_tokens(5) == 70
+    assert two[0].weight(5) == pytest.approx(8 / 7) and two[1].weight(5) == pytest.approx(6 / 7)
+    assert two[0].weight(0) == two[1].weight(0) == one.weight(5) == 1.0
+
+
+def test_a_resumed_run_keeps_its_global_batch():
+    saved = {"options": {"batch_size": 6}, "state": {"world_size": 2}}
+    assert _per_rank_options(saved, Path("run"), 1)["batch_size"] == 12
+    assert _per_rank_options(saved, Path("run"), 4)["batch_size"] == 3
+    with pytest.raises(ReverieError, match="global batch of 12 sequences, which 5 processes cannot share"):
+        _per_rank_options(saved, Path("run"), 5)
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
