@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -178,3 +179,34 @@ def test_find_runs_lists_run_folders_and_the_runs_folder_itself_if_it_is_one(
     assert find_runs(runs_dir) == [RUN_NAME]
     assert find_runs(runs_dir / RUN_NAME) == ["."]
     assert find_runs(tmp_path / "missing") == []
+
+
+def test_a_preset_decides_everything_but_the_image_and_its_size(monkeypatch, images) -> None:
+    import reverie
+    from reverie.web.app import WebSettings, dream_image
+
+    calls = []
+
+    def fake_dream_octaves(image, **options):
+        calls.append(options)
+        return SimpleNamespace(
+            image=Image.new("RGB", (4, 5)), octaves=[Image.new("RGB", (4, 5))], losses=[[]]
+        )
+
+    monkeypatch.setattr(reverie, "dream_octaves", fake_dream_octaves)
+    settings = WebSettings(max_size=64)
+    args = [str(images["small"]), "efficientnet_lite0", ["block2"], [], 3, 7, 0.05, 8, 0]
+    _, gallery, summary = dream_image(settings, *args, "book", progress=lambda *a, **k: None)
+    dream_image(settings, *args, "(none)", progress=lambda *a, **k: None)
+    assert calls[0] == {"preset": "book", "max_size": 64}
+    assert calls[1] == {
+        "model": "efficientnet_lite0",
+        "layers": {"block2": 1.0},
+        "octaves": 3,
+        "iterations": 7,
+        "step": 0.05,
+        "jitter": 8,
+        "tile": None,
+        "max_size": 64,
+    }
+    assert gallery[0][1] == "octave 1: 4x5" and summary == "4x5, 1 octave(s)"
