@@ -126,7 +126,8 @@ def process_group(where: Ranks, timeout_s: float = DEFAULT_TIMEOUT_S, hint: str 
     missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
     require(
         not missing,
-        f"WORLD_SIZE is {where.world_size} but {' and '.join(missing)} is not set; launch with torchrun "
+        f"WORLD_SIZE is {where.world_size} but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+        "not set; launch with torchrun "
         "(torchrun --standalone --nproc_per_node N -m reverie ...)",
     )
     suffix = f"; {hint}" if hint else ""
@@ -168,7 +169,8 @@ def is_peer_failure(exc: BaseException) -> bool:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
-    return re.sub(r"^\[[^\]]*\]\s*", "", line)  # drop gloo's "[path/file.cc:537]" prefix
+    line = re.sub(r"^\[[^\]]*\]\s*", "", line)  # gloo's "[path/file.cc:537]" prefix
+    return line.split(". ", 1)[0].rstrip(".")  # the first sentence, not the advice after it
 
 
 def active() -> bool:
