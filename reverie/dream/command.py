@@ -6,6 +6,7 @@ reverie dream photo.jpg --model efficientnet_lite0 --layers _blocks.5:1,_blocks.
 reverie dream photo.jpg --channels mixed4:12,97 --keep-colors --tile 512
 reverie dream photo.jpg --zoom-frames 30 --zoom 0.05     # numbered PNGs + an animated GIF
 reverie layers inception_v3                      # the layer names --layers accepts
+reverie dream frames/ --out dreamed/             # every image of a folder or glob (reverie.dream.folder)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from reverie.device import DEVICES, DTYPES
 from reverie.dream.backbone import available_models, list_layers
 from reverie.dream.dream import PRESETS, dream_octaves
+from reverie.dream.folder import dream_folder, is_many
 from reverie.dream.images import check_output, default_output, save_image
 from reverie.dream.objectives import REDUCTIONS
 from reverie.dream.zoom import dream_zoom, frame_paths, save_zoom
@@ -53,7 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dream = subparsers.add_parser(
         "dream", help="DeepDream an image", description="Amplify what a pretrained convnet sees in an image."
     )
-    dream.add_argument("input", help="the image to dream on (PNG, JPEG, ...)")
+    dream.add_argument(
+        "input",
+        help="the image to dream on (PNG, JPEG, ...), or a folder or glob pattern of images with --out",
+    )
     dream.add_argument(
         "output", nargs="?", help="where to write (format from the extension; default INPUT-dream.png)"
     )
@@ -107,6 +112,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     dream.add_argument("--zoom", type=float, default=0.05, help="zoom per frame (default 0.05)")
     dream.add_argument("--quiet", action="store_true", help="no progress bars")
+    dream.add_argument(
+        "--out",
+        metavar="OUT_DIR",
+        help="dream every image of INPUT (a folder or glob) into this folder, keeping the names; images "
+        "already there are skipped; under torchrun the images are split across the processes",
+    )
     dream.set_defaults(handler=run_dream)
 
     layers = subparsers.add_parser("layers", help="list a convnet's layer names for --layers")
@@ -133,6 +144,9 @@ def dream_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_dream(args: argparse.Namespace) -> None:
+    if args.out is not None or is_many(args.input):
+        run_dream_folder(args)
+        return
     input_path = Path(args.input)
     output = Path(args.output) if args.output else default_output(input_path)
     options = dream_options(args)
@@ -155,6 +169,25 @@ def run_dream(args: argparse.Namespace) -> None:
                 path = output.with_name(f"{output.stem}-octave{index}{output.suffix}")
                 save_image(image, path, input_path)
                 print(path)
+
+
+def run_dream_folder(args: argparse.Namespace) -> None:
+    require(args.out is not None, f"{args.input} names several images; pass --out OUT_DIR for the dreams")
+    require(
+        args.output is None and args.zoom_frames is None and not args.save_octaves,
+        "--out dreams a folder: an OUTPUT file, --zoom-frames and --save-octaves apply to one image",
+    )
+    with _warnings_as_lines():
+        done = dream_folder(
+            args.input,
+            args.out,
+            preset=args.preset,
+            progress=not args.quiet,
+            on_written=lambda path: print(path, flush=True),
+            **dream_options(args),
+        )
+    if done.skipped:
+        print(f"reverie: skipped {len(done.skipped)} image(s) already in {args.out}", file=sys.stderr)
 
 
 def run_layers(args: argparse.Namespace) -> None:

@@ -1,0 +1,140 @@
+"""DeepDream every image of a folder or glob (e.g. a video's frames) into an output folder, keeping
+their names; under torchrun the images are split across the processes; images already in the
+output folder are skipped, so an interrupted batch resumes where it stopped.
+
+    reverie dream frames/ --out dreamed/ --model efficientnet_lite0
+    reverie dream "frames/*.jpg" --out dreamed/ --octaves 3
+    torchrun --standalone --nproc_per_node 4 -m reverie dream frames/ --out dreamed/
+
+    from reverie.dream.folder import dream_folder
+    dream_folder("frames", "dreamed", model="efficientnet_lite0", iterations=10)
+
+Rank r of W takes images r, r+W, r+2W, ... of the sorted list (whatever is already done), so the
+split needs no communication between the processes, and each image is dreamed with the same seed
+whatever the number of processes. Each output is written to a hidden temporary file in the output
+folder and renamed when complete: a file present under its final name is a finished image.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from tqdm import tqdm
+
+from reverie import distributed
+from reverie.distributed import Ranks
+from reverie.dream.backbone import Backbone
+from reverie.dream.dream import model_name, resolve_options, run_octaves, setup
+from reverie.dream.images import check_output, load_image, save_image
+from reverie.errors import ReverieError, require
+
+
+@dataclass
+class FolderResult:
+    """What this process did: the images it wrote and those it found already done."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+
+
+def is_many(source: str | os.PathLike) -> bool:
+    """Whether `source` names several images: a directory, or a glob pattern that is not a file."""
+    path = Path(source)
+    return path.is_dir() or (not path.exists() and glob.has_magic(str(source)))
+
+
+def image_inputs(source: str | os.PathLike) -> list[Path]:
+    """The images `source` names, sorted: a directory's image files (not its subfolders; hidden
+    files skipped), the image files a glob pattern matches, or one image file."""
+    text = os.fspath(source)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        candidates = [entry for entry in path.iterdir() if not entry.name.startswith(".")]
+        where = f"folder {path}"
+    elif path.is_file():
+        return [path]
+    elif glob.has_magic(text):
+        candidates = [Path(match) for match in glob.glob(os.path.expanduser(text))]
+        where = f"pattern {text!r}"
+    else:
+        raise ReverieError(f"{text} is not an image, a folder or a glob pattern that matches anything")
+    known = Image.registered_extensions()
+    found = sorted(entry for entry in candidates if entry.is_file() and entry.suffix.lower() in known)
+    require(bool(found), f"{where} holds no image files (PNG, JPEG, ...)")
+    return found
+
+
+def output_for(image: Path, out_dir: Path) -> Path:
+    """Where the dream of `image` goes: the same file name in `out_dir`."""
+    return out_dir / image.name
+
+
+def dream_folder(
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    model: str | Backbone | None = None,
+    preset: str | None = None,
+    *,
+    progress: bool = True,
+    on_written: Callable[[Path], None] | None = None,
+    where: Ranks | None = None,
+    **options: Any,
+) -> FolderResult:
+    """Dream every image of `source` (a folder, a glob pattern or one image) into `out_dir` under its
+    own name, skipping those already there. `options` are DreamOptions fields (see
+    reverie.dream.dream); `on_written(path)` is called after each image is saved. Under torchrun
+    (or with `where`), this process does only its share of the images."""
+    where = where or distributed.ranks()
+    out = Path(out_dir).expanduser()
+    images = image_inputs(source)
+    require(not out.is_file(), f"--out {out} is a file; give a folder for the dreamed images")
+    names: dict[str, Path] = {}
+    for image in images:
+        other = names.setdefault(image.name, image)
+        require(
+            other == image,
+            f"{other} and {image} have the same name, and outputs keep the names; dream them into "
+            "separate --out folders",
+        )
+    if out.is_dir():
+        require(
+            not any(image.parent.resolve() == out.resolve() for image in images),
+            f"--out {out} holds the input images themselves; choose another folder for the dreams",
+        )
+    opts = resolve_options(preset, model=model_name(model), progress=False, **options)
+    mine = images[where.rank :: where.world_size]
+    result = FolderResult()
+    todo = []
+    for image in mine:
+        (result.skipped if output_for(image, out).exists() else todo).append(image)
+    if not todo:
+        return result
+    out.mkdir(parents=True, exist_ok=True)
+    for image in todo:
+        check_output(output_for(image, out), image)  # an unwritable format is refused before any dream
+    distributed.device_for(opts.device, where)  # with CUDA: makes GPU number LOCAL_RANK the current one
+    engine, objective = setup(model, opts)
+    label = f"dreaming (rank {where.rank})" if where.distributed else "dreaming"
+    for image in tqdm(todo, desc=label, unit="image", file=sys.stderr, disable=not progress):
+        dreamed = run_octaves(engine, objective, load_image(image, opts.max_size), opts)
+        final = output_for(image, out)
+        partial = out / f".{final.stem}.partial{final.suffix}"
+        try:
+            save_image(dreamed.image, partial, image)
+            os.replace(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
+        result.written.append(final)
+        if on_written is not None:
+            on_written(final)
+    return result
+
+
+__all__ = ["FolderResult", "dream_folder", "image_inputs", "is_many", "output_for"]
