@@ -44,7 +44,7 @@ QUEUE_SIZE = 100  # waiting jobs beyond this are told the queue is full
 DREAM_PROGRESS = gr.Progress(track_tqdm=True)
 MAX_LENGTH = 100_000  # tokens per generation the page allows
 STREAM_INTERVAL_S = 0.05  # the text box is refreshed at most this often while a generation streams
-# Default settings, shown in the page, for the corpus that works offline.
+# Shown when there is no run yet: Python's own library is a corpus that needs no download.
 TRAIN_HINT = "reverie train python-stdlib --out {runs}/python-stdlib --minutes 5"
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
 SYSTEM_MONO_FONTS = ["ui-monospace", "Consolas", "monospace"]
@@ -113,9 +113,9 @@ class TextModels:
     def __init__(self, keep: int = 2) -> None:
         self._keep = keep
         self._lock = threading.Lock()
-        self._models: OrderedDict[tuple[Path, int], Any] = OrderedDict()
+        self._models: OrderedDict[tuple[Path, int], reverie.TextModel] = OrderedDict()
 
-    def get(self, run_dir: Path) -> Any:
+    def get(self, run_dir: Path) -> reverie.TextModel:
         try:
             stamp = (run_dir / RUN_MARKER).stat().st_mtime_ns
         except OSError:
@@ -198,15 +198,19 @@ def sample_photo() -> str:
     return str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
 
+# The two names below are not in reverie's public API (yet); they are read as data, never run.
+
+
 def dream_defaults() -> Any:
     """DreamOptions() for the widgets' starting values, so the page never drifts from the API's defaults."""
-    from reverie.dream.dream import DreamOptions  # data only; see the report on exporting it
+    from reverie.dream.dream import DreamOptions
 
     return DreamOptions()
 
 
 def preset_names() -> list[str]:
-    from reverie.dream.dream import PRESETS  # data only; see the report on exporting it
+    """The names `dream_octaves(preset=...)` accepts."""
+    from reverie.dream.dream import PRESETS
 
     return list(PRESETS)
 
@@ -306,6 +310,8 @@ def dream_image(
     ]
     losses = [loss for octave in result.losses for loss in octave]
     summary = f"{result.image.width}x{result.image.height}, {len(result.octaves)} octave(s)"
+    if "octaves" in options and len(result.octaves) < options["octaves"]:
+        summary += " (the smaller ones were below the model's minimum size)"
     if losses:
         summary += f", loss {losses[0]:.4g} → {losses[-1]:.4g}"
     return result.image, gallery, summary

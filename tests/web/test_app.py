@@ -197,7 +197,7 @@ def test_a_preset_decides_everything_but_the_image_and_its_size(monkeypatch, ima
     settings = WebSettings(max_size=64)
     args = [str(images["small"]), "efficientnet_lite0", ["block2"], [], 3, 7, 0.05, 8, 0]
     _, gallery, summary = dream_image(settings, *args, "book", progress=lambda *a, **k: None)
-    dream_image(settings, *args, "(none)", progress=lambda *a, **k: None)
+    _, _, own_summary = dream_image(settings, *args, "(none)", progress=lambda *a, **k: None)
     assert calls[0] == {"preset": "book", "max_size": 64}
     assert calls[1] == {
         "model": "efficientnet_lite0",
@@ -210,3 +210,4 @@ def test_a_preset_decides_everything_but_the_image_and_its_size(monkeypatch, ima
         "max_size": 64,
     }
     assert gallery[0][1] == "octave 1: 4x5" and summary == "4x5, 1 octave(s)"
+    assert own_summary == "4x5, 1 octave(s) (the smaller ones were below the model's minimum size)"
