@@ -147,6 +147,9 @@ def process_group(where: Ranks, timeout_s: float = DEFAULT_TIMEOUT_S, hint: str 
         ) from None
     try:
         yield where
+        # leave together: a process tearing gloo down while a peer still finishes its last
+        # collective can be aborted ("terminate called without an active exception")
+        dist.barrier()
     except RuntimeError as exc:
         if not is_peer_failure(exc):
             raise
