@@ -148,8 +148,9 @@ def process_group(where: Ranks, timeout_s: float = DEFAULT_TIMEOUT_S, hint: str 
     try:
         yield where
         # leave together: a process tearing gloo down while a peer still finishes its last
-        # collective can be aborted ("terminate called without an active exception")
-        dist.barrier()
+        # collective can be aborted ("terminate called without an active exception"). A CPU
+        # all-reduce, not dist.barrier(), which would go through NCCL on a GPU machine.
+        all_sum([0.0])
     except RuntimeError as exc:
         if not is_peer_failure(exc):
             raise
