@@ -350,7 +350,8 @@ class Trainer:
 
     def run(self) -> TrainResult:
         options = self.options
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.where.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
         bar = tqdm(
             total=self.total_steps,
             initial=self.step,
