@@ -25,6 +25,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -32,6 +33,7 @@ import torch.distributed as dist
 from reverie.device import resolve_device
 from reverie.errors import ReverieError, require
 
+T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 600.0  # covers rank 0's evaluation and samples, which the others wait for
 # What gloo, NCCL and the rendezvous store say when a peer is gone or silent (they raise plain
 # RuntimeErrors as well as torch.distributed.DistError).
@@ -231,6 +233,17 @@ def share_from_main(read: Callable[[], bytes]) -> bytes:
     if failed:
         raise ReverieError(payload.decode())
     return payload
+
+
+def local_first(where: Ranks, work: Callable[[], T]) -> T:
+    """`work()` on each machine's first process, then on the others: a download or a cache file
+    that the first one makes, the others find made (a ReverieError in the first stops the others
+    as PeerLost)."""
+    if not active():
+        return work()
+    first = work() if where.local_rank == 0 else None
+    all_sum([0.0])  # the others wait here for the first ones
+    return first if where.local_rank == 0 else work()  # type: ignore[return-value]
 
 
 def free_port() -> int:

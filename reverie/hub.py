@@ -65,7 +65,8 @@ def fetch(remote: Remote, dest_dir: Path | None = None, offline_hint: str = "") 
     if dest.exists():
         return dest
     dest_dir.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".part")
+    # one partial file per process: several processes (torchrun) may fetch the same file at once
+    partial = dest.with_name(f"{dest.name}.{os.getpid()}.part")
     try:
         _download(remote.url, partial)
     except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException, ValueError) as exc:

@@ -694,17 +694,23 @@ def _train(
     else:
         distributed.share_from_main(lambda: _check_new_run(out, bool(options.get("overwrite"))))
     resolved = resolve_options(options, saved["options"] if saved else None)
-    if saved is None:
-        tokens = load_corpus(
-            sources, resolved.level, resolved.lower, resolved.max_vocab, resolved.encoding, resolved.errors
-        )
-    else:
-        tokens = load_corpus(
-            sources,
-            encoding=resolved.encoding,
-            errors=resolved.errors,
-            tokenizer=Tokenizer.from_json(saved["tokenizer"]),
-        )
+    tokenizer = Tokenizer.from_json(saved["tokenizer"]) if saved is not None else None
+
+    def read_corpus() -> TokenizedCorpus:
+        if tokenizer is None:
+            return load_corpus(
+                sources,
+                resolved.level,
+                resolved.lower,
+                resolved.max_vocab,
+                resolved.encoding,
+                resolved.errors,
+            )
+        return load_corpus(sources, encoding=resolved.encoding, errors=resolved.errors, tokenizer=tokenizer)
+
+    # a named corpus is downloaded, a big one encoded into the cache, once per machine
+    tokens = distributed.local_first(where, read_corpus)
+    if saved is not None:
         trained_on = saved.get("corpus", {}).get("fingerprint")
         require(
             tokens.fingerprint == trained_on,
