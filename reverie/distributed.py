@@ -126,10 +126,10 @@ def process_group(where: Ranks, timeout_s: float = DEFAULT_TIMEOUT_S, hint: str 
         return
     require(timeout_s > 0, f"the process timeout must be positive, got {timeout_s}")
     missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    verb = "is" if len(missing) == 1 else "are"
     require(
         not missing,
-        f"WORLD_SIZE is {where.world_size} but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
-        "not set; launch with torchrun "
+        f"WORLD_SIZE is {where.world_size} but {' and '.join(missing)} {verb} not set; launch with torchrun "
         "(torchrun --standalone --nproc_per_node N -m reverie ...)",
     )
     suffix = f"; {hint}" if hint else ""
