@@ -26,6 +26,8 @@ _LAZY = {
     "TextModel": "reverie.text.generator",
     "dream": "reverie.dream.dream",
     "dream_octaves": "reverie.dream.dream",
+    "DreamOptions": "reverie.dream.dream",
+    "dream_folder": "reverie.dream.folder",
     "available_models": "reverie.dream.backbone",
     "list_layers": "reverie.dream.backbone",
 }

@@ -312,6 +312,10 @@ def default_layers(backbone: Backbone) -> dict[str, float]:
     return {stages[len(stages) // 2]: 1.0}
 
 
+# (backbone class, layers) -> smallest usable input side; see Engine.min_input_size
+_MIN_INPUT_SIZES: dict[tuple[type, tuple[str, ...]], int] = {}
+
+
 class Engine:
     """A backbone on a device and dtype: features, gradients (whole or tiled), input-space bounds."""
 
@@ -411,11 +415,14 @@ class Engine:
         return self._meta
 
     def min_input_size(self, layers: Sequence[str]) -> int:
-        """The smallest square input the model accepts for `layers` (see Backbone.min_input_size)."""
-        key = ("min", *layers)
-        if key not in self._shapes:
-            self._shapes[key] = self._meta_twin().min_input_size(list(layers))
-        return self._shapes[key]
+        """The smallest square input the model accepts for `layers` (see Backbone.min_input_size).
+
+        It depends only on the architecture, so it is remembered across dreams in this process
+        (finding it costs a shape-only copy of the model, up to seconds for InceptionV3)."""
+        key = (type(self.backbone), tuple(layers))
+        if key not in _MIN_INPUT_SIZES:
+            _MIN_INPUT_SIZES[key] = self._meta_twin().min_input_size(list(layers))
+        return _MIN_INPUT_SIZES[key]
 
     def activation_shapes(self, layers: Sequence[str], size: tuple[int, int]) -> dict[str, tuple[int, int]]:
         """(height, width) of each layer's activation for an input of `size`, found on the meta device."""
