@@ -69,16 +69,9 @@ def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    """Tiny convolutions only lose time to thread hand-offs; restore the count afterwards.
-
-    Also makes dtype `auto` mean float32 here, so exact comparisons hold on AMX machines too.
-    """
+def float32_auto(monkeypatch):
+    """Make dtype `auto` mean float32 here, so exact comparisons hold on AMX machines too."""
     monkeypatch.setattr("reverie.device.has_fast_bfloat16", lambda device: False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

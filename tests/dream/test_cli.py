@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 import torch
+from helpers import run_cli
 from PIL import Image
 
-from reverie.cli import main
 from reverie.dream import images
 
 from .conftest import smooth_image
@@ -18,18 +18,8 @@ from .conftest import smooth_image
 FAST = ["--model", "tiny", "--octaves", "2", "--iterations", "2", "--quiet"]
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_dream_writes_the_default_output(tiny_model, photo, capsys):
-    code, out, err = run(["dream", str(photo), *FAST], capsys)
+    code, out, err = run_cli(["dream", str(photo), *FAST], capsys)
     assert code == 0, err
     written = photo.with_name("photo-dream.png")
     assert out.strip() == str(written)
@@ -39,7 +29,7 @@ def test_dream_writes_the_default_output(tiny_model, photo, capsys):
 
 def test_save_octaves_and_format_from_extension(tiny_model, photo, tmp_path, capsys):
     output = tmp_path / "out.jpg"
-    code, out, err = run(
+    code, out, err = run_cli(
         ["dream", str(photo), str(output), *FAST, "--save-octaves", "--layers", "b:1,c:0.5"], capsys
     )
     assert code == 0, err
@@ -50,7 +40,7 @@ def test_save_octaves_and_format_from_extension(tiny_model, photo, tmp_path, cap
 
 
 def test_zoom_frames_write_pngs_and_a_gif(tiny_model, photo, tmp_path, capsys):
-    code, _out, err = run(
+    code, _out, err = run_cli(
         ["dream", str(photo), str(tmp_path / "z.png"), *FAST, "--zoom-frames", "3", "--zoom", "0.1"], capsys
     )
     assert code == 0, err
@@ -61,7 +51,7 @@ def test_zoom_frames_write_pngs_and_a_gif(tiny_model, photo, tmp_path, capsys):
 
 
 def test_layers_lists_names_channels_and_strides(tiny_model, capsys):
-    code, out, _ = run(["layers", "tiny"], capsys)
+    code, out, _ = run_cli(["layers", "tiny"], capsys)
     assert code == 0
     rows = [line.split() for line in out.strip().splitlines()]
     assert rows[0] == ["layer", "aliases", "channels", "stride"]
@@ -76,7 +66,7 @@ def test_layers_lists_names_channels_and_strides(tiny_model, capsys):
 def test_a_dropped_octave_is_one_warning_line(tiny_model, tmp_path, capsys):
     small = tmp_path / "small.png"
     Image.fromarray(smooth_image(12, 14)).save(small)
-    code, _, err = run(["dream", str(small), *FAST, "--layers", "d", "--octaves", "3"], capsys)
+    code, _, err = run_cli(["dream", str(small), *FAST, "--layers", "d", "--octaves", "3"], capsys)
     assert code == 0
     assert err.count("\n") == 1 and err.startswith("reverie: warning: dropping octave")
 
@@ -130,7 +120,7 @@ def test_bad_input_is_one_line_exit_2(tiny_model, photo, tmp_path, capsys, args,
     if "--model" not in argv:
         argv += ["--model", "tiny"]
     before = photo.read_bytes()
-    code, _out, err = run([*argv, "--quiet"], capsys)
+    code, _out, err = run_cli([*argv, "--quiet"], capsys)
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert re.search(message, err), err
@@ -140,16 +130,16 @@ def test_bad_input_is_one_line_exit_2(tiny_model, photo, tmp_path, capsys, args,
 
 def test_pixel_cap_and_wrong_weights(photo, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(images, "MAX_PIXELS", 1000)
-    code, _, err = run(["dream", str(photo), "--model", "efficientnet_lite0"], capsys)
+    code, _, err = run_cli(["dream", str(photo), "--model", "efficientnet_lite0"], capsys)
     assert code == 2 and "over the cap" in err and "--max-size" in err and err.count("\n") == 1
     monkeypatch.undo()
     bad = _bad_files(tmp_path)["weights"]
-    code, _, err = run(
+    code, _, err = run_cli(
         ["dream", str(photo), "--model", "efficientnet_lite0", "--weights", str(bad), "--quiet"], capsys
     )
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
 
 
 def test_layers_refuses_an_unknown_model(capsys):
-    code, _, err = run(["layers", "alexnet"], capsys)
+    code, _, err = run_cli(["layers", "alexnet"], capsys)
     assert code == 2 and "unknown model 'alexnet'" in err and err.count("\n") == 1

@@ -3,14 +3,12 @@ bad folders refused in one line; and the real thing on two processes with effici
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import run_cli, run_ranks
 from PIL import Image
 
-from reverie import distributed
-from reverie.cli import main
 from reverie.distributed import Ranks
 from reverie.dream.folder import dream_folder, image_inputs, is_many
 
@@ -66,16 +64,6 @@ def test_glob_patterns_and_single_files(tmp_path: Path):
     assert is_many(tmp_path / "in") and is_many(str(tmp_path / "in" / "*.png")) and not is_many(inputs[0])
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -94,7 +82,7 @@ def test_bad_folders_are_refused_in_one_line(tiny_model, tmp_path: Path, capsys,
     frames(tmp_path / "in", 2)
     (tmp_path / "empty").mkdir()
     names = {"in": tmp_path / "in", "empty": tmp_path / "empty", "out": tmp_path / "out"}
-    code, _out, err = run(["dream", *(a.format(**names) for a in argv), "--model", "tiny", "--quiet"], capsys)
+    code, _out, err = run_cli(["dream", *(a.format(**names) for a in argv), "--model", "tiny", "--quiet"], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
@@ -104,28 +92,14 @@ def test_two_processes_split_a_folder_and_a_rerun_skips_it(tmp_path: Path, capsy
     out = tmp_path / "out"
     command = ["dream", str(tmp_path / "in"), "--out", str(out), "--model", "efficientnet_lite0"]
     command += ["--octaves", "1", "--iterations", "1", "--device", "cpu", "--dtype", "float32", "--quiet"]
-    processes = distributed.launch(
-        ["-m", "reverie", *command],
-        2,
-        env={"OMP_NUM_THREADS": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        outputs = [process.communicate(timeout=TIMEOUT_S) for process in processes]
-    finally:
-        for process in processes:
-            process.kill()
-    for process, (_, err) in zip(processes, outputs):
-        assert process.returncode == 0, err[-3000:]
-    by_rank = [out_text.split() for out_text, _ in outputs]
+    outputs = run_ranks(["-m", "reverie", *command], 2, TIMEOUT_S)
+    by_rank = [out_text.split() for out_text in outputs]
     assert by_rank == [
         [str(out / "frame000.png"), str(out / "frame002.png")],
         [str(out / "frame001.png"), str(out / "frame003.png")],
     ]
     assert sorted(p.name for p in out.iterdir()) == [p.name for p in inputs]  # 4 outputs, no temporary file
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    code, printed, err = run(command, capsys)  # the re-run, here in one process: nothing left to do
+    code, printed, err = run_cli(command, capsys)  # the re-run, here in one process: nothing left to do
     assert (code, printed, err.strip()) == (0, "", f"reverie: skipped 4 image(s) already in {out}")
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from conftest import shakespeare_slice
+from helpers import run_cli
 
-from reverie import cli
 from reverie.hub import Remote
 from reverie.text import corpus as corpus_module
 
@@ -36,15 +36,7 @@ TINY_FLAGS = [
 ]
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `reverie ARGV`."""
-    code = 0
-    try:
-        cli.main(argv)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+run = run_cli
 
 
 def refused(argv: list[str], capsys: pytest.CaptureFixture, *needles: str) -> str:

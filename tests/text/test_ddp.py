@@ -4,7 +4,6 @@ process trained on the same global batch step by step, and a run resumes across 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY, shakespeare_slice
+from helpers import run_ranks
 from safetensors.torch import load_file
 
-from reverie import distributed
 from reverie.errors import ReverieError
 from reverie.text import rundir
 from reverie.text.batches import StreamBatches, WindowBatches
@@ -46,21 +45,7 @@ save_file({"params": torch.stack(snapshots)}, f"{prefix}{ranks().rank}.safetenso
 
 def run_two(corpus: Path, out: Path, options: dict, prefix: Path) -> list[torch.Tensor]:
     """Train on two spawned processes; the parameters after each step, for each rank."""
-    processes = distributed.launch(
-        ["-c", WORKER, str(corpus), str(out), json.dumps(options), str(prefix)],
-        2,
-        env={"OMP_NUM_THREADS": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        outputs = [process.communicate(timeout=TIMEOUT_S) for process in processes]
-    finally:
-        for process in processes:
-            process.kill()
-    for process, (_, err) in zip(processes, outputs):
-        assert process.returncode == 0, err[-3000:]
+    run_ranks(["-c", WORKER, str(corpus), str(out), json.dumps(options), str(prefix)], 2, TIMEOUT_S)
     return [load_file(f"{prefix}{rank}.safetensors")["params"] for rank in range(2)]
 
 

@@ -15,16 +15,6 @@ VOCAB = 13
 KINDS = ("lstm", "gru", "conv")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one thread: tiny models gain nothing from more, and oneDNN's LSTM with 2 threads on a
-    busy 2-core machine can run hundreds of times slower (its threads wait on each other every step)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(kind: str, seed: int = 0, **overrides) -> torch.nn.Module:
     torch.manual_seed(seed)
     options = {"kind": kind, "vocab_size": VOCAB, "embed": 8, "hidden": 24, "layers": 3, "dropout": 0.2}

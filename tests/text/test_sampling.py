@@ -31,16 +31,6 @@ PROBS = [0.5, 0.3, 0.15, 0.05]
 NO_HISTORY = torch.zeros(1, 0, dtype=torch.long)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one thread: tiny models gain nothing from more, and oneDNN's LSTM with 2 threads on a
-    busy 2-core machine can run hundreds of times slower (its threads wait on each other every step)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(kind: str) -> torch.nn.Module:
     torch.manual_seed(0)
     return build_model(ModelConfig(kind=kind, vocab_size=VOCAB, embed=8, hidden=24, layers=2, dropout=0.3))

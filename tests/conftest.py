@@ -1,0 +1,22 @@
+"""Settings for the whole test suite."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for `from helpers import ...`
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Run on one thread: tiny models gain nothing from more, and oneDNN's LSTM with 2 threads on a
+    busy 2-core machine can run hundreds of times slower (its threads wait on each other every step)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

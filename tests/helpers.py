@@ -1,0 +1,40 @@
+"""Helpers shared by the test files: running the CLI in-process, and waiting on spawned ranks.
+
+Importable from every test file as `from helpers import ...` (tests/conftest.py puts tests/ on the path).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+
+import pytest
+
+from reverie import distributed
+from reverie.cli import main
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `reverie ARGV`, run in this process."""
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_ranks(args: Sequence[str], nproc: int, timeout_s: float) -> list[str]:
+    """Run `python ARGS` as `nproc` local ranks (one thread each); their stdouts, once all succeeded."""
+    processes = distributed.launch(
+        list(args), nproc, env={"OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        outputs = [process.communicate(timeout=timeout_s) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, (_, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+    return [out for out, _ in outputs]
