@@ -35,7 +35,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from reverie.device import autocast, resolve_device, resolve_dtype
-from reverie.dream.backbone import Backbone, load_backbone
+from reverie.dream.backbone import Backbone, build_backbone, load_backbone
 from reverie.dream.images import ImageSource, load_image, resize, to_pil
 from reverie.dream.objectives import (
     REDUCTIONS,
@@ -277,6 +277,10 @@ def setup(model: str | Backbone | None, opts: DreamOptions) -> tuple[Engine, Obj
     """The model on its device (loaded unless `model` is a Backbone already) and the objective."""
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
+    if not isinstance(model, Backbone):
+        # unknown layers or channels are refused before any weights are read or downloaded
+        with torch.device("meta"):
+            checked_objective(build_backbone(opts.model), opts)
     backbone = model if isinstance(model, Backbone) else load_backbone(opts.model, opts.weights, device)
     engine = Engine(backbone, device, dtype)
     return engine, objective_for(engine, opts)
@@ -284,20 +288,31 @@ def setup(model: str | Backbone | None, opts: DreamOptions) -> tuple[Engine, Obj
 
 def objective_for(engine: Engine, opts: DreamOptions) -> Objective:
     """The objective `opts` describes, checked against the model (unknown layers, channel ranges)."""
-    layers = dict(opts.layers) if opts.layers is not None else default_layers(engine.backbone)
     guide_features = None
     if opts.guide is not None:
+        layers = list(dream_layers(engine.backbone, opts))
         guide = load_image(opts.guide, GUIDE_MAX_SIZE)
-        need = engine.min_input_size(list(layers))
+        need = engine.min_input_size(layers)
         require(
             min(guide.shape[-2:]) >= need,
             f"the guide image is {guide.shape[2]}x{guide.shape[1]}; "
             f"it needs at least {need} pixels on its shorter side for these layers",
         )
-        guide_features = engine.features(engine.to_input(guide[None]), list(layers))
+        guide_features = engine.features(engine.to_input(guide[None]), layers)
+    return checked_objective(engine.backbone, opts, guide_features)
+
+
+def checked_objective(backbone: Backbone, opts: DreamOptions, guide_features: Any = None) -> Objective:
+    """The objective for `backbone`; ReverieError naming the valid layers or channel range if it does not fit."""
+    layers = dream_layers(backbone, opts)
     objective = build_objective(layers, opts.channels, opts.border, opts.reduction, guide_features)
-    objective.check(engine.backbone)
+    objective.check(backbone)
     return objective
+
+
+def dream_layers(backbone: Backbone, opts: DreamOptions) -> dict[str, float]:
+    """The layers to dream with their weights: as given, else the model's defaults."""
+    return dict(opts.layers) if opts.layers is not None else default_layers(backbone)
 
 
 def default_layers(backbone: Backbone) -> dict[str, float]:

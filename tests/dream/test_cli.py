@@ -143,3 +143,14 @@ def test_pixel_cap_and_wrong_weights(photo, tmp_path, capsys, monkeypatch):
 def test_layers_refuses_an_unknown_model(capsys):
     code, _, err = run_cli(["layers", "alexnet"], capsys)
     assert code == 2 and "unknown model 'alexnet'" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("option, message", [("--layers=mixed99", "unknown layer 'mixed99'"),
+                                             ("--channels=mixed4:768", "channels 0..767")])
+def test_unknown_layer_or_channel_is_refused_before_weights_are_fetched(photo, tmp_path, capsys, monkeypatch,
+                                                                        option, message):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no-keras"))
+    code, _, err = run_cli(["dream", str(photo), "--model", "inception_v3", option, "--quiet"], capsys)
+    assert code == 2 and message in err and "download" not in err and err.count("\n") == 1, err
+    assert not (tmp_path / "no-weights").exists()
