@@ -62,9 +62,9 @@ def run_flops(backbone, opts, height: int, width: int) -> float:
     objective = objective_for(engine, opts)
     total = 0.0
     for shape in octave_shapes(height, width, opts.octaves, opts.octave_scale):
-        x = torch.zeros(1, 3, *shape)
-        with FlopCounterMode(display=False) as counter:
-            engine.loss_and_gradient(objective, x)
+        x = torch.zeros(1, 3, *shape, requires_grad=True)
+        with FlopCounterMode(display=False) as counter:  # (autograd.grad is not countable; backward is)
+            objective(engine.features(x, objective.layers)).backward()
         total += counter.get_total_flops() * opts.iterations
     return total
 

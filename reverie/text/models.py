@@ -187,15 +187,14 @@ class RecurrentLM(LanguageModel):
             state = (zeros, zeros)
         hs, cs = [], []
         for layer, (h, c) in enumerate(zip(*state)):
-            gates = F.linear(
-                x, getattr(self.rnn, f"weight_ih_l{layer}"), getattr(self.rnn, f"bias_ih_l{layer}")
+            x, c = torch.lstm_cell(  # nn.LSTMCell's fused kernel: the same equations in one call
+                x,
+                (h, c),
+                getattr(self.rnn, f"weight_ih_l{layer}"),
+                getattr(self.rnn, f"weight_hh_l{layer}"),
+                getattr(self.rnn, f"bias_ih_l{layer}"),
+                getattr(self.rnn, f"bias_hh_l{layer}"),
             )
-            gates = gates + F.linear(
-                h, getattr(self.rnn, f"weight_hh_l{layer}"), getattr(self.rnn, f"bias_hh_l{layer}")
-            )
-            i, f, g, o = gates.chunk(4, dim=1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            x = torch.sigmoid(o) * torch.tanh(c)
             hs.append(x)
             cs.append(c)
         return x.unsqueeze(1), (torch.stack(hs), torch.stack(cs))
