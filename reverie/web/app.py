@@ -20,6 +20,7 @@ import os
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no telemetry calls
 
 import sys
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -282,8 +283,12 @@ def dream_image(
     tile: float | None,
     preset: str | None,
     progress: gr.Progress = DREAM_PROGRESS,
-) -> tuple[Image.Image, list[tuple[Image.Image, str]], str]:
-    """The dreamed image, the image after each octave (captioned), and a one-line summary."""
+) -> tuple[str, list[tuple[str, str]], str]:
+    """The dreamed image, the image after each octave (captioned), and a one-line summary.
+
+    Images go back as PNG files of this job's own, not PIL images: Gradio caches a PIL image under
+    its content hash by rewriting the file in place, so two jobs with the same result would truncate
+    the file while a client downloads it; files are copied into its cache atomically."""
     if not image:
         raise refusal("upload an image or pick the sample photo first")
     check_upload(image, settings)
@@ -305,8 +310,10 @@ def dream_image(
         result = reverie.dream_octaves(image, max_size=settings.max_size, **options)
     except ReverieError as exc:
         raise refusal(str(exc)) from None
+    job_dir = Path(tempfile.mkdtemp(prefix="reverie-dream-"))
     gallery = [
-        (octave, f"octave {i + 1}: {octave.width}x{octave.height}") for i, octave in enumerate(result.octaves)
+        (_saved(octave, job_dir / f"octave{i + 1}.png"), f"octave {i + 1}: {octave.width}x{octave.height}")
+        for i, octave in enumerate(result.octaves)
     ]
     losses = [loss for octave in result.losses for loss in octave]
     summary = f"{result.image.width}x{result.image.height}, {len(result.octaves)} octave(s)"
@@ -314,7 +321,12 @@ def dream_image(
         summary += " (the smaller ones were below the model's minimum size)"
     if losses:
         summary += f", loss {losses[0]:.4g} → {losses[-1]:.4g}"
-    return result.image, gallery, summary
+    return _saved(result.image, job_dir / "dream.png"), gallery, summary
+
+
+def _saved(image: Image.Image, path: Path) -> str:
+    image.save(path)
+    return str(path)
 
 
 def refuse_non_images(component: gr.Image) -> gr.Image:
