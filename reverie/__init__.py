@@ -32,7 +32,7 @@ _LAZY = {
     "list_layers": "reverie.dream.backbone",
 }
 
-__all__ = ["ReverieError", "__version__", *_LAZY]
+__all__ = ["ReverieError", "__version__", *_LAZY]  # noqa: PLE0604 (the lazy names are strings)
 
 
 def __getattr__(name: str) -> Any:

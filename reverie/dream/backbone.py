@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -53,7 +54,7 @@ class Backbone(nn.Module):
 
     name: str = "backbone"
     # other accepted names -> stage name (e.g. Keras's "mixed3" -> "Mixed_6a")
-    aliases: dict[str, str] = {}
+    aliases: ClassVar[dict[str, str]] = {}
 
     def named_stages(self) -> list[tuple[str, nn.Module]]:
         """The chain of stages in order; the output of each named stage is a usable layer."""

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import safetensors
-import safetensors.torch
 import torch
+from safetensors.torch import load as tensors_from_safetensors_bytes
 
 from reverie import checkpoint
 from reverie.errors import ReverieError
@@ -108,7 +108,7 @@ def read_checked(run_dir: Path, config: dict[str, Any], name: str) -> bytes:
 def tensors_from_bytes(data: bytes, path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file's bytes (read from `path`, named in the error)."""
     try:
-        return safetensors.torch.load(data)
+        return tensors_from_safetensors_bytes(data)
     except (safetensors.SafetensorError, ValueError) as exc:
         raise ReverieError(
             f"checkpoint {path} is truncated or corrupted ({exc}); retrain or restore it"
