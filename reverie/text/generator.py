@@ -154,22 +154,12 @@ class TextModel:
         seed: int | None = None,
     ) -> str | list[str]:
         """The continuation of `prompt` (`length` new tokens); a list of texts when num_samples > 1."""
-        texts = [""] * num_samples
-        for step in self.stream_ids(
-            self.encode_prompt(prompt),
-            length,
-            SamplingOptions(
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                min_p=min_p,
-                repetition_penalty=repetition_penalty,
-            ),
-            num_samples,
-            seed,
-        ):
-            texts = [text + piece for text, piece in zip(texts, step)]
-        return texts[0] if num_samples == 1 else texts
+        steps = self.stream(
+            prompt, length, temperature, top_k, top_p, min_p, repetition_penalty, num_samples, seed
+        )
+        if num_samples == 1:
+            return "".join(steps)
+        return ["".join(pieces) for pieces in zip(*steps)]
 
 
 def load(run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> TextModel:

@@ -213,6 +213,24 @@ class _EvalMode:
         self.model.train(self.was_training)
 
 
+def _setup(
+    model: nn.Module,
+    prompt_ids: Sequence[int],
+    length: int,
+    options: SamplingOptions,
+    num_samples: int,
+    seed: int | None,
+    device: str | torch.device | None,
+) -> tuple[torch.Generator, torch.Tensor, int, list]:
+    """What both generators start from: the seeded generator, the token history holding the prompt
+    (or a uniform first token), the prompt length, and the processors for `options`."""
+    options.validate()
+    device = torch.device(device) if device is not None else _model_device(model)
+    generator = _make_generator(seed)
+    history, start = _start_history(model, prompt_ids, length, num_samples, generator, device)
+    return generator, history, start, build_processors(options)
+
+
 def generate_tokens(
     model: nn.Module,
     prompt_ids: Sequence[int],
@@ -227,11 +245,7 @@ def generate_tokens(
     The streams run as one batch. The model runs in eval mode under inference_mode; its training
     flag is restored when the iterator ends or is closed. `device` defaults to the model's.
     """
-    options.validate()
-    device = torch.device(device) if device is not None else _model_device(model)
-    generator = _make_generator(seed)
-    history, start = _start_history(model, prompt_ids, length, num_samples, generator, device)
-    processors = build_processors(options)
+    generator, history, start, processors = _setup(model, prompt_ids, length, options, num_samples, seed, device)
     with _EvalMode(model):
         if start == 0:  # empty prompt: the uniform first token is the first output
             yield history[:, 0].cpu().clone()
@@ -260,12 +274,8 @@ def generate_tokens_rerun_window(
 
     Yields LongTensor (1,) per token, like `generate_tokens` with one stream.
     """
-    options.validate()
     require_positive("window", window)
-    device = torch.device(device) if device is not None else _model_device(model)
-    generator = _make_generator(seed)
-    history, start = _start_history(model, prompt_ids, length, 1, generator, device)
-    processors = build_processors(options)
+    generator, history, start, processors = _setup(model, prompt_ids, length, options, 1, seed, device)
     with _EvalMode(model):
         if start == 0:
             yield history[:, 0].cpu().clone()
