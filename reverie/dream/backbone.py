@@ -21,10 +21,11 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from reverie.errors import ReverieError
 
@@ -37,6 +38,8 @@ MODEL_MODULES = {
 
 PROBE_SIZE = 512
 PROBE_STEP = 64  # a multiple of every stride: stride = PROBE_STEP / (growth of the output side)
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,36 @@ class Backbone(nn.Module):
             else:
                 low = mid + 1
         return low
+
+
+def fold_batchnorm(model: ModuleT) -> ModuleT:
+    """A copy of `model` for inference in which each BatchNorm2d is folded into the Conv2d before it.
+
+    In eval mode batch norm is a per-channel affine map, so it folds into that convolution's
+    weights and bias: the same outputs (to float rounding), and a pass over every activation
+    saved, forward and backward. A batch norm is folded when it is declared right after a Conv2d
+    with as many output channels in the same parent module (conv -> bn in every backbone here;
+    the tests check that each one's outputs are unchanged); any other is left as it is.
+    """
+    model = copy.deepcopy(model).eval()
+    for parent in list(model.modules()):
+        previous: nn.Module | None = None
+        for name, child in list(parent.named_children()):
+            if (
+                isinstance(child, nn.BatchNorm2d)
+                and isinstance(previous, nn.Conv2d)
+                and previous.out_channels == child.num_features
+                and child.running_mean is not None
+            ):
+                previous.weight, previous.bias = fuse_conv_bn_weights(
+                    previous.weight, previous.bias, child.running_mean, child.running_var, child.eps,
+                    child.weight, child.bias,
+                )
+                previous.weight.requires_grad_(False)
+                previous.bias.requires_grad_(False)
+                setattr(parent, name, nn.Identity())
+            previous = child
+    return model
 
 
 def available_models() -> list[str]:

@@ -35,7 +35,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from reverie.device import autocast, resolve_device, resolve_dtype
-from reverie.dream.backbone import Backbone, build_backbone, load_backbone
+from reverie.dream.backbone import Backbone, build_backbone, fold_batchnorm, load_backbone
 from reverie.dream.images import ImageSource, load_image, resize, to_pil
 from reverie.dream.objectives import (
     REDUCTIONS,
@@ -332,11 +332,13 @@ _MIN_INPUT_SIZES: dict[tuple[type, tuple[str, ...]], int] = {}
 
 
 class Engine:
-    """A backbone on a device and dtype: features, gradients (whole or tiled), input-space bounds."""
+    """A backbone on a device and dtype: features, gradients (whole or tiled), input-space bounds.
+
+    It works on its own copy of the backbone, with batch norm folded into the convolutions.
+    """
 
     def __init__(self, backbone: Backbone, device: torch.device, dtype: torch.dtype) -> None:
-        backbone.eval().requires_grad_(False)
-        backbone.to(device)
+        backbone = fold_batchnorm(backbone).requires_grad_(False).to(device)
         self.channels_last = dtype == torch.bfloat16
         if self.channels_last:  # oneDNN's fast bfloat16 convolutions want NHWC
             backbone.to(memory_format=torch.channels_last)

@@ -14,7 +14,7 @@ from PIL import Image
 
 import reverie
 from reverie.dream import efficientnet_lite, googlenet, inception_v3
-from reverie.dream.backbone import build_backbone, load_backbone
+from reverie.dream.backbone import build_backbone, fold_batchnorm, load_backbone
 from reverie.errors import ReverieError
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
@@ -231,3 +231,34 @@ def test_channels_last_and_bfloat16_autocast_run_forward_and_backward(model_name
     assert torch.isfinite(low).all()
     cosine = torch.nn.functional.cosine_similarity(low.flatten(), reference.flatten(), dim=0)
     assert cosine > 0.8  # bfloat16 keeps 8 bits: measured 0.91-0.93 here, 0.88-0.92 with real weights
+
+
+@pytest.mark.parametrize("model_name", ["inception_v3", "googlenet", "efficientnet_lite0"])
+def test_folding_batch_norm_keeps_every_stage_and_the_input_gradient(model_name):
+    torch.manual_seed(0)
+    model = build_backbone(model_name)
+    with torch.no_grad():  # batch norms that do something: random scales, shifts and statistics
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    model.eval().requires_grad_(False)
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # a copy: the original keeps them
+    stages = model.stage_names()
+
+    def run(net):
+        x = net.preprocess(torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(1))).requires_grad_(True)
+        features = net.features(x, stages)
+        features[stages[len(stages) // 2]].square().mean().backward()  # deeper, random nets' gradients vanish
+        return features, x.grad
+
+    expected, expected_grad = run(model)
+    got, got_grad = run(folded)
+    for stage in stages:
+        scale = float(expected[stage].detach().abs().max())
+        torch.testing.assert_close(got[stage], expected[stage], rtol=1e-4, atol=1e-5 * scale, msg=stage)
+    torch.testing.assert_close(got_grad, expected_grad, rtol=1e-3, atol=1e-4 * float(expected_grad.abs().max()))
