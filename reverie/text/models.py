@@ -9,11 +9,14 @@ cached receptive field of each layer, so generating one token costs one column p
     model = build_model(ModelConfig(kind="lstm", vocab_size=65))
     logits, state = model(torch.tensor([[1, 2, 3]]))        # (1, 3, 65)
     logits, state = model(torch.tensor([[4]]), state)      # continues after token 3
+    step = model.stepper(state)                            # for generation: one token per call
+    logits = step(torch.tensor([5]))                       # (1, 65), continues after token 4
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +31,8 @@ INITS = ("torch", "keras")
 
 # A model's state: LSTM (h, c), GRU h, conv a tuple of per-layer caches; None means fresh.
 State = Any
+# Continues a sequence one token per call: (B,) ids -> (B, vocab) logits (LanguageModel.stepper).
+Stepper = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -109,6 +114,12 @@ class LanguageModel(nn.Module):
             return self.embedding(tokens)
         return F.one_hot(tokens, self.config.vocab_size).to(torch.get_default_dtype())
 
+    def stepper(self, state: State) -> Stepper:
+        """A function that continues from `state` one token per call: (B,) ids -> (B, vocab)
+        logits, keeping the state itself (inference only: run it under torch.inference_mode).
+        Feeding it tokens gives the logits `forward` gives for the same tokens."""
+        return ForwardStepper(self, state)
+
     def detach_state(self, state: State) -> State:
         """Cut the graph behind `state` (truncated backpropagation through time)."""
         return _map_state(state, torch.Tensor.detach)
@@ -127,6 +138,17 @@ class LanguageModel(nn.Module):
             elif isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
+
+
+class ForwardStepper:
+    """The generic stepper: `forward` on one token, keeping the state it returns."""
+
+    def __init__(self, model: LanguageModel, state: State) -> None:
+        self.model, self.state = model, state
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        logits, self.state = self.model(tokens[:, None], self.state)
+        return logits[:, 0]
 
 
 class RecurrentLM(LanguageModel):
@@ -173,31 +195,95 @@ class RecurrentLM(LanguageModel):
         # bfloat16 autocast makes nn.LSTM return a bfloat16 state; keep the state in the inputs'
         # dtype so it carries over between calls inside and outside autocast
         state = _map_state(state, lambda t: t.to(inputs.dtype))
-        if self.config.kind == "lstm" and tokens.shape[1] == 1 and not self.training and tokens.is_cpu:
-            # oneDNN's CPU LSTM costs about 10x a plain matrix-vector product per one-token call
-            output, state = self._lstm_step(inputs[:, 0], state)
-        else:
-            output, state = self.rnn(inputs, state)
+        output, state = self.rnn(inputs, state)
         return self.head(self.drop(output)), _map_state(state, lambda t: t.to(inputs.dtype))
 
-    def _lstm_step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """One time step of the stacked LSTM with nn.LSTM's weights and equations (no dropout)."""
-        if state is None:
-            zeros = x.new_zeros(self.config.layers, x.shape[0], self.config.hidden)
-            state = (zeros, zeros)
-        hs, cs = [], []
-        for layer, (h, c) in enumerate(zip(*state)):
-            x, c = torch.lstm_cell(  # nn.LSTMCell's fused kernel: the same equations in one call
-                x,
-                (h, c),
-                getattr(self.rnn, f"weight_ih_l{layer}"),
-                getattr(self.rnn, f"weight_hh_l{layer}"),
-                getattr(self.rnn, f"bias_ih_l{layer}"),
-                getattr(self.rnn, f"bias_hh_l{layer}"),
-            )
-            hs.append(x)
-            cs.append(c)
-        return x.unsqueeze(1), (torch.stack(hs), torch.stack(cs))
+    def stepper(self, state: State) -> Stepper:
+        if self.config.kind == "lstm":
+            return LSTMStepper(self, state)
+        return super().stepper(state)
+
+
+class LSTMStepper:
+    """One-token steps of a stacked LSTM (inference only): nn.LSTM's equations with its weights
+    rearranged once, so that a step is one matrix-vector product per layer plus a few pointwise ops
+    into buffers allocated once.
+
+    The first layer's input projection of every token (embedding or one-hot, times W_ih, plus both
+    biases) is precomputed as a (vocab, 4 * hidden) table: that layer costs a row lookup and the
+    recurrent product. Each later layer multiplies [input, h], kept side by side in one buffer, by
+    [W_ih; W_hh] in one product. A one-token call to nn.LSTM costs several times this: at this
+    size a step is mostly per-call overhead, which is what stateful generation spends its time on.
+    """
+
+    def __init__(self, model: RecurrentLM, state: State) -> None:
+        rnn, config = model.rnn, model.config
+
+        def weight(name: str, layer: int) -> torch.Tensor:
+            return getattr(rnn, f"{name}_l{layer}").detach()
+
+        inputs = model.embedding.weight.detach() if model.embedding is not None else None
+        first_bias = weight("bias_ih", 0) + weight("bias_hh", 0)
+        w_ih0 = weight("weight_ih", 0)
+        self.input_gates = first_bias + (inputs @ w_ih0.t() if inputs is not None else w_ih0.t())
+        self.recurrent = weight("weight_hh", 0).t().contiguous()
+        self.stacked = [
+            torch.cat([weight("weight_ih", layer), weight("weight_hh", layer)], dim=1).t().contiguous()
+            for layer in range(1, config.layers)
+        ]
+        self.biases = [weight("bias_ih", layer) + weight("bias_hh", layer) for layer in range(1, config.layers)]
+        self.head_weight = model.head.weight.detach().t().contiguous()
+        self.head_bias = model.head.bias.detach()
+        self.hidden, self.layers = config.hidden, config.layers
+        self.initial = state
+        self.h: list[torch.Tensor] = []  # buffers, made at the first step (when the batch is known)
+
+    @property
+    def state(self) -> State:
+        """(h, c), each (layers, batch, hidden), as nn.LSTM returns them."""
+        return (torch.stack(self.h), torch.stack(self.c)) if self.h else self.initial
+
+    def _allocate(self, batch: int) -> None:
+        hidden, layers = self.hidden, self.layers
+        new = lambda width: self.input_gates.new_zeros(batch, width)
+        # pairs[l] = [h of layer l-1 | h of layer l]: the input of layer l's product (l >= 1)
+        self.pairs = [None] + [new(2 * hidden) for _ in range(1, layers)]
+        self.h = [self.pairs[1][:, :hidden] if layers > 1 else new(hidden)]
+        self.h += [pair[:, hidden:] for pair in self.pairs[1:]]
+        self.c = [new(hidden) for _ in range(layers)]
+        if self.initial is not None:
+            for layer in range(layers):
+                self.h[layer].copy_(self.initial[0][layer])
+                self.c[layer].copy_(self.initial[1][layer])
+                if 1 <= layer < layers - 1:
+                    self.pairs[layer + 1][:, :hidden].copy_(self.h[layer])
+        self.gates = [new(4 * hidden) for _ in range(layers)]
+        self.sigmoids = [new(4 * hidden) for _ in range(layers)]
+        self.scratch = new(hidden)
+        # nn.LSTM's gate order: input, forget, cell (g), output
+        self.views = [
+            (s[:, :hidden], s[:, hidden : 2 * hidden], g[:, 2 * hidden : 3 * hidden], s[:, 3 * hidden :])
+            for s, g in zip(self.sigmoids, self.gates)
+        ]
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B,) ids -> (B, vocab) next-token logits; the state moves on by one token."""
+        if not self.h:
+            self._allocate(tokens.shape[0])
+        scratch = self.scratch
+        for layer in range(self.layers):
+            gates = self.gates[layer]
+            if layer == 0:
+                torch.index_select(self.input_gates, 0, tokens, out=gates).addmm_(self.h[0], self.recurrent)
+            else:
+                torch.addmm(self.biases[layer - 1], self.pairs[layer], self.stacked[layer - 1], out=gates)
+            torch.sigmoid(gates, out=self.sigmoids[layer])  # the g quarter too: one call is cheaper
+            input_gate, forget_gate, cell_gate, output_gate = self.views[layer]
+            c = self.c[layer].mul_(forget_gate).addcmul_(input_gate, torch.tanh(cell_gate, out=scratch))
+            torch.mul(output_gate, torch.tanh(c, out=scratch), out=self.h[layer])
+            if 1 <= layer < self.layers - 1:
+                self.pairs[layer + 1][:, : self.hidden].copy_(self.h[layer])
+        return torch.addmm(self.head_bias, self.h[-1], self.head_weight)
 
 
 class CausalConvBlock(nn.Module):

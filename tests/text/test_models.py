@@ -185,3 +185,20 @@ def test_training_lowers_loss_on_a_repeating_sequence(kind):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.25 * losses[0]  # chance level is log(13) = 2.56
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("embed", [8, 0])
+@pytest.mark.parametrize("layers", [1, 3])
+def test_stepper_continues_like_forward(kind, embed, layers):
+    model = tiny(kind, embed=embed, layers=layers).eval()
+    tokens = torch.randint(VOCAB, (3, 12), generator=torch.Generator().manual_seed(4))
+    whole, _ = model(tokens)
+    with torch.inference_mode():
+        fresh = model.stepper(None)  # from no state: the first token's logits too
+        stepped = torch.stack([fresh(tokens[:, t]) for t in range(12)], dim=1)
+        _, state = model(tokens[:, :5])
+        resumed = model.stepper(state)
+        continued = torch.stack([resumed(tokens[:, t]) for t in range(5, 12)], dim=1)
+    torch.testing.assert_close(stepped, whole, atol=1e-5, rtol=0)
+    torch.testing.assert_close(continued, whole[:, 5:], atol=1e-5, rtol=0)

@@ -18,6 +18,7 @@ from reverie.text.sampling import (
     apply_top_k,
     apply_top_p,
     build_processors,
+    draw,
     generate_tokens,
     generate_tokens_rerun_window,
     reweight_distribution,
@@ -67,6 +68,22 @@ def test_temperature_zero_is_argmax_whatever_the_seed():
             torch.Generator().manual_seed(seed),
         )
         assert torch.equal(token, logits.argmax(-1))
+
+
+def test_draw_follows_the_distribution_and_never_draws_masked_tokens():
+    probs = torch.tensor([0.5, 0.0, 0.3, 0.15, 0.05, 0.0])
+    logits = probs.log().expand(40_000, -1)  # log(0) = -inf: masked
+    tokens = draw(logits, torch.Generator().manual_seed(0))
+    frequencies = torch.bincount(tokens, minlength=len(probs)).double() / len(tokens)
+    torch.testing.assert_close(frequencies, probs.double(), atol=0.01, rtol=0)
+    assert frequencies[1] == 0 and frequencies[5] == 0
+
+
+def test_draw_at_the_top_of_the_range_takes_the_last_possible_token(monkeypatch):
+    # u * total rounding up to the total must not pick the masked tokens after the last possible one
+    monkeypatch.setattr(torch, "rand", lambda *shape, generator=None: torch.ones(*shape))
+    logits = torch.tensor([[0.0, 1.0, -INF, 2.0, -INF, -INF]])
+    assert draw(logits, torch.Generator()).tolist() == [3]
 
 
 def test_top_k_hand_computed():
@@ -170,7 +187,7 @@ def test_seed_reproduces_and_differs():
 
 
 class Recorder(torch.nn.Module):
-    """Wraps a model and keeps the last-position logits of every call."""
+    """Wraps a model and keeps the last-position logits of every call and of every step."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
@@ -180,6 +197,16 @@ class Recorder(torch.nn.Module):
         logits, state = self.model(tokens, state)
         self.calls.append((tokens.shape[1], logits[:, -1].clone()))
         return logits, state
+
+    def stepper(self, state):
+        step = self.model.stepper(state)
+
+        def recorded(tokens):
+            logits = step(tokens)
+            self.calls.append((1, logits.clone()))
+            return logits
+
+        return recorded
 
 
 @pytest.mark.parametrize("kind", KINDS)
