@@ -1,13 +1,15 @@
 """Optimizers and the learning-rate schedule for training text models.
 
 AdamW (weights decayed, embeddings and biases not) with linear warmup then cosine decay, or the
-book's RMSprop exactly as Keras computes it.
+book's RMSprop exactly as Keras computes it. The optimizers stand alone rather than subclass
+torch.optim.Optimizer: its methods import torch._dynamo on first use, which costs a training
+run about 75 MB of memory and a second of start-up for a compiler it never uses.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -17,31 +19,116 @@ from reverie.text.options import TrainOptions
 MIN_LR_FRACTION = 0.1  # the cosine schedule ends at this fraction of --lr
 
 
-class KerasRMSprop(torch.optim.Optimizer):
+class Optimizer:
+    """What training needs of torch.optim.Optimizer, in its layout: `param_groups` (dicts of
+    "params" and hyperparameters; "lr" is set every step), per-parameter `state`, `zero_grad`,
+    and `state_dict` / `load_state_dict` (states keyed by the parameter's position)."""
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        groups = list(params)
+        if groups and not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        self.param_groups = [{**defaults, **group, "params": list(group["params"])} for group in groups]
+        self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+
+    def _params(self) -> list[torch.Tensor]:
+        return [param for group in self.param_groups for param in group["params"]]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for param in self._params():
+            if set_to_none:
+                param.grad = None
+            elif param.grad is not None:
+                param.grad.zero_()
+
+    def state_dict(self) -> dict[str, Any]:
+        position = {id(param): index for index, param in enumerate(self._params())}
+        return {
+            "state": {position[id(param)]: dict(state) for param, state in self.state.items()},
+            "param_groups": [
+                {**{k: v for k, v in group.items() if k != "params"}, "params": [position[id(p)] for p in group["params"]]}
+                for group in self.param_groups
+            ],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        params = self._params()
+        saved_groups = state_dict["param_groups"]
+        if [len(g["params"]) for g in saved_groups] != [len(g["params"]) for g in self.param_groups]:
+            raise ValueError("the optimizer state has other parameter groups than the model")
+        for group, saved in zip(self.param_groups, saved_groups):
+            group.update({k: v for k, v in saved.items() if k != "params"})
+        self.state = {
+            params[int(index)]: {k: v.to(params[int(index)].device) if isinstance(v, torch.Tensor) else v
+                                 for k, v in state.items()}
+            for index, state in state_dict["state"].items()
+        }
+
+    def _state(self, param: torch.Tensor, *names: str) -> dict[str, torch.Tensor]:
+        """The state of `param`, made zero on its first step: "step" a scalar count, any other
+        name a tensor shaped like the parameter."""
+        state = self.state.get(param)
+        if state is None:
+            state = {
+                name: torch.zeros(()) if name == "step" else torch.zeros_like(param, memory_format=torch.preserve_format)
+                for name in names
+            }
+            self.state[param] = state
+        return state
+
+
+class AdamW(Optimizer):
+    """AdamW with torch.optim.AdamW's update (decoupled weight decay, bias correction)."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self._state(param, "step", "exp_avg", "exp_avg_sq")
+                state["step"] += 1
+                step = float(state["step"])
+                param.mul_(1 - lr * decay)
+                state["exp_avg"].lerp_(param.grad, 1 - beta1)
+                state["exp_avg_sq"].mul_(beta2).addcmul_(param.grad, param.grad, value=1 - beta2)
+                denominator = (state["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2**step)).add_(eps)
+                param.addcdiv_(state["exp_avg"], denominator, value=-lr / (1 - beta1**step))
+
+
+class KerasRMSprop(Optimizer):
     """RMSprop as Keras writes it: v = rho*v + (1-rho)*g^2; w -= lr*g / sqrt(v + eps).
 
     torch.optim.RMSprop adds eps outside the square root, which bounds tiny-gradient steps very
     differently (1e-7 against sqrt(1e-7) = 3e-4), so the book preset uses this one.
     """
 
-    def __init__(self, params: Any, lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-7) -> None:
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-7) -> None:
         super().__init__(params, {"lr": lr, "rho": rho, "eps": eps})
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
+    def step(self) -> None:
         for group in self.param_groups:
             for param in group["params"]:
                 if param.grad is None:
                     continue
-                state = self.state[param]
-                if not state:
-                    state["square_avg"] = torch.zeros_like(param)
-                square_avg = state["square_avg"]
+                square_avg = self._state(param, "square_avg")["square_avg"]
                 square_avg.mul_(group["rho"]).addcmul_(param.grad, param.grad, value=1 - group["rho"])
                 param.addcdiv_(param.grad, square_avg.add(group["eps"]).sqrt_(), value=-group["lr"])
 
 
-def build_optimizer(model: torch.nn.Module, options: TrainOptions) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, options: TrainOptions) -> Optimizer:
     if options.optimizer == "rmsprop":
         return KerasRMSprop(model.parameters(), lr=options.lr)
     matrices = [
@@ -50,7 +137,7 @@ def build_optimizer(model: torch.nn.Module, options: TrainOptions) -> torch.opti
     others = [
         p for name, p in model.named_parameters() if not (p.dim() >= 2 and not name.startswith("embedding."))
     ]
-    return torch.optim.AdamW(
+    return AdamW(
         [{"params": matrices, "weight_decay": options.weight_decay}, {"params": others, "weight_decay": 0.0}],
         lr=options.lr,
         betas=(0.9, 0.99),
