@@ -1,4 +1,4 @@
-"""Training speed on several processes: tokens/s of `reverie train` (the default LSTM 2x256 on
+"""Training speed on several processes: tokens/s of `reverie train` (the default model on
 tinyshakespeare) on 1 and 2 processes of this machine (torchrun, gloo), and on the GPU in bfloat16
 (cuDNN LSTM) where there is one. Writes the "Training on several processes" section of
 docs/benchmarks.md.
@@ -71,6 +71,14 @@ def measure(setup: Setup, steps: int, skip: int) -> dict[str, float | str]:
     return {"tokens_per_s": speed, "loss": last["train_loss"], "command": typed}
 
 
+def default_model() -> str:
+    """The default model in words, e.g. "LSTM 2x448, embed 64, 32-token sequences, dropout 0"."""
+    from reverie.text.options import TrainOptions
+
+    o = TrainOptions()
+    return f"{o.model.upper()} {o.layers}x{o.hidden}, embed {o.embed}, {o.seq_len}-token sequences, dropout {o.dropout:g}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=80, help="steps per configuration")
@@ -118,10 +126,10 @@ def main() -> None:
                 ],
                 rows,
             ),
-            f"Default model (LSTM 2x256, embed 64, 32-token sequences), {args.steps} steps, speed over steps "
-            f"{args.skip + 1}-{args.steps}, dropout 0.1 (each rank draws its own masks, so losses differ a "
-            "little at the same global batch); with 2 processes the gradients are averaged by gloo over "
-            "localhost after every step. Two processes on the cores one process already uses add the "
+            f"Default model ({default_model()}), {args.steps} steps, speed over steps "
+            f"{args.skip + 1}-{args.steps}; with 2 processes the gradients are averaged by gloo over "
+            "localhost after every step (with dropout each rank draws its own masks, so losses differ a "
+            "little at the same global batch). Two processes on the cores one process already uses add the "
             "gradient exchange and halve each matmul; the gain of data parallelism comes with more cores, "
             "GPUs or machines than one process can use."
             + (
