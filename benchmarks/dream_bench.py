@@ -80,7 +80,9 @@ def book_run(image: Image.Image, backbone, dtype: str) -> tuple[float, Image.Ima
     return time.perf_counter() - start, result.image, sum(len(losses) for losses in result.losses)
 
 
-def speed(rows: list[list[str]]) -> None:
+def speed(rows: list[list[str]]) -> str:
+    """Time every book run into `rows`; return what the target run would take at this machine's
+    matmul peak (a lower bound: every FLOP at the speed of a large matmul)."""
     from reverie.dream.dream import resolve_options
 
     photo = Image.open(sample_photo()).convert("RGB")
@@ -96,6 +98,14 @@ def speed(rows: list[list[str]]) -> None:
                 achieved = flops / seconds / 1e9
                 rows.append([model, size, dtype, f"{seconds:.1f} s", steps, f"{flops / 1e12:.2f}",
                              f"{achieved:.0f} GFLOP/s", f"{100 * achieved / peaks[dtype]:.0f}%"])
+            if (model, size) == ("inception_v3", "600x512"):
+                target_flops = flops
+    return (
+        f"At this machine's matmul peak the 600x512 inception_v3 run's {target_flops / 1e12:.2f} TFLOPs take at "
+        f"least {target_flops / peaks['float32'] / 1e9:.1f} s in float32 and "
+        f"{target_flops / peaks['bfloat16'] / 1e9:.1f} s in bfloat16: 2 s needs about "
+        f"{target_flops / 2 / 1e9:,.0f} GFLOP/s."
+    )
 
 
 def precision() -> str:
@@ -161,12 +171,12 @@ def main() -> None:
     sections = [f"Machine: {machine_summary()}"]
     if "speed" in parts:
         rows: list[list[str]] = []
-        speed(rows)
+        floor = speed(rows)
         sections.append("### `--preset book`, seconds per run\n\n" + table(
             ["model", "image", "dtype", "time", "steps", "TFLOPs", "achieved", "of matmul peak"], rows)
             + "\n\nTarget: the 600x512 inception_v3 book run in at most 2 s on a CPU with AMX (bfloat16). "
               "For scale (REFERENCE.md, measured on such a CPU): the book's own program on Keras 3 + "
-              "TensorFlow 16 s, on Keras 3 + JAX 33 s.")
+              "TensorFlow 16 s, on Keras 3 + JAX 33 s. " + floor)
     if "precision" in parts:
         sections.append("### bfloat16 against float32\n\n" + precision())
     if "memory" in parts:
