@@ -78,8 +78,9 @@ class DreamOptions:
     - Laplacian normalization off: on these networks it makes bigger, more coherent shapes but
       drowns the photo in saturated color at the same step; turn it on (`lap_norm=4`) for that look.
     - layers: the model's own `dream_layers` (the book's mixed2..mixed5 for InceptionV3).
-    - dtype `auto`: bfloat16 (autocast, channels-last; the input gradient stays float32) where
-      the hardware runs it fast (AMX CPUs, CUDA), float32 elsewhere, where bfloat16 is slower.
+    - dtype `auto`: bfloat16 (autocast; the input gradient stays float32) where the hardware
+      runs it fast (AMX CPUs, CUDA), float32 elsewhere, where bfloat16 is slower. Either way the
+      network runs channels-last (NHWC), which oneDNN's convolutions run 1.3-2x faster.
     """
 
     model: str = "inception_v3"
@@ -338,10 +339,9 @@ class Engine:
     """
 
     def __init__(self, backbone: Backbone, device: torch.device, dtype: torch.dtype) -> None:
-        backbone = fold_batchnorm(backbone).requires_grad_(False).to(device)
-        self.channels_last = dtype == torch.bfloat16
-        if self.channels_last:  # oneDNN's fast bfloat16 convolutions want NHWC
-            backbone.to(memory_format=torch.channels_last)
+        # NHWC: measured 1.3-2x faster per step than NCHW in float32 here, and what oneDNN's
+        # bfloat16 convolutions want
+        backbone = fold_batchnorm(backbone).requires_grad_(False).to(device, memory_format=torch.channels_last)
         self.backbone = backbone
         self.device = device
         self.dtype = dtype
@@ -365,8 +365,7 @@ class Engine:
     def features(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         """Activations for `layers` (aliases allowed, the same stage may be named twice)."""
         stage_of = {layer: self.backbone.resolve_layer(layer) for layer in layers}
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.dtype):
             out = self.backbone.features(x, list(dict.fromkeys(stage_of.values())))
         return {layer: out[stage] for layer, stage in stage_of.items()}
