@@ -37,9 +37,10 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def has_fast_bfloat16(device: torch.device) -> bool:
-    """Whether `device` runs bfloat16 matmuls natively (CUDA with bf16 support, or a CPU with AMX)."""
+    """Whether `device` runs bfloat16 matmuls natively (a CUDA GPU of compute capability 8 or
+    more, or a CPU with AMX); older GPUs only emulate it, like CPUs without AMX."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":
         return "amx_bf16" in _cpu_flags()
     return False

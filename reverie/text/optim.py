@@ -58,9 +58,12 @@ class Optimizer:
             raise ValueError("the optimizer state has other parameter groups than the model")
         for group, saved in zip(self.param_groups, saved_groups):
             group.update({k: v for k, v in saved.items() if k != "params"})
+        # the step count stays a CPU scalar (as _state makes it): reading it is then no device sync
         self.state = {
-            params[int(index)]: {k: v.to(params[int(index)].device) if isinstance(v, torch.Tensor) else v
-                                 for k, v in state.items()}
+            params[int(index)]: {
+                k: v.to(params[int(index)].device) if isinstance(v, torch.Tensor) and k != "step" else v
+                for k, v in state.items()
+            }
             for index, state in state_dict["state"].items()
         }
 
@@ -100,10 +103,11 @@ class AdamW(Optimizer):
                 state = self._state(param, "step", "exp_avg", "exp_avg_sq")
                 state["step"] += 1
                 step = float(state["step"])
-                param.mul_(1 - lr * decay)
+                if decay:
+                    param.mul_(1 - lr * decay)
                 state["exp_avg"].lerp_(param.grad, 1 - beta1)
                 state["exp_avg_sq"].mul_(beta2).addcmul_(param.grad, param.grad, value=1 - beta2)
-                denominator = (state["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2**step)).add_(eps)
+                denominator = state["exp_avg_sq"].sqrt().div_(math.sqrt(1 - beta2**step)).add_(eps)
                 param.addcdiv_(state["exp_avg"], denominator, value=-lr / (1 - beta1**step))
 
 
