@@ -209,10 +209,11 @@ class LSTMStepper:
     rearranged once, so that a step is one matrix-vector product per layer plus a few pointwise ops
     into buffers allocated once.
 
-    The first layer's input projection of every token (embedding or one-hot, times W_ih, plus both
-    biases) is precomputed as a (vocab, 4 * hidden) table: that layer costs a row lookup and the
-    recurrent product. Each later layer multiplies [input, h], kept side by side in one buffer, by
-    [W_ih; W_hh] in one product. A one-token call to nn.LSTM costs several times this: at this
+    The first layer's input product (plus both biases) is looked up in a (vocab, 4 * hidden) table
+    of every token's product when that table is no bigger than W_hh (one-hot input, where it is
+    W_ih itself, or a vocabulary no larger than the hidden size: characters); with a larger
+    vocabulary (words) the token's embedding is multiplied by W_ih at each step instead. Each later
+    layer multiplies [input, h], kept side by side in one buffer, by [W_ih; W_hh] in one product. A one-token call to nn.LSTM costs several times this: at this
     size a step is mostly per-call overhead, which is what stateful generation spends its time on.
     """
 
@@ -223,9 +224,12 @@ class LSTMStepper:
             return getattr(rnn, f"{name}_l{layer}").detach()
 
         inputs = model.embedding.weight.detach() if model.embedding is not None else None
-        first_bias = weight("bias_ih", 0) + weight("bias_hh", 0)
-        w_ih0 = weight("weight_ih", 0)
-        self.input_gates = first_bias + (inputs @ w_ih0.t() if inputs is not None else w_ih0.t())
+        self.first_bias = weight("bias_ih", 0) + weight("bias_hh", 0)
+        self.input_weight = weight("weight_ih", 0).t().contiguous()
+        self.input_table: torch.Tensor | None = None
+        if inputs is None or config.vocab_size <= config.hidden:
+            self.input_table = self.first_bias + (self.input_weight if inputs is None else inputs @ self.input_weight)
+        self.embedding = inputs
         self.recurrent = weight("weight_hh", 0).t().contiguous()
         self.stacked = [
             torch.cat([weight("weight_ih", layer), weight("weight_hh", layer)], dim=1).t().contiguous()
@@ -238,14 +242,9 @@ class LSTMStepper:
         self.initial = state
         self.h: list[torch.Tensor] = []  # buffers, made at the first step (when the batch is known)
 
-    @property
-    def state(self) -> State:
-        """(h, c), each (layers, batch, hidden), as nn.LSTM returns them."""
-        return (torch.stack(self.h), torch.stack(self.c)) if self.h else self.initial
-
     def _allocate(self, batch: int) -> None:
         hidden, layers = self.hidden, self.layers
-        new = lambda width: self.input_gates.new_zeros(batch, width)
+        new = lambda width: self.recurrent.new_zeros(batch, width)
         # pairs[l] = [h of layer l-1 | h of layer l]: the input of layer l's product (l >= 1)
         self.pairs = [None] + [new(2 * hidden) for _ in range(1, layers)]
         self.h = [self.pairs[1][:, :hidden] if layers > 1 else new(hidden)]
@@ -274,7 +273,11 @@ class LSTMStepper:
         for layer in range(self.layers):
             gates = self.gates[layer]
             if layer == 0:
-                torch.index_select(self.input_gates, 0, tokens, out=gates).addmm_(self.h[0], self.recurrent)
+                if self.input_table is not None:
+                    torch.index_select(self.input_table, 0, tokens, out=gates)
+                else:
+                    torch.addmm(self.first_bias, self.embedding[tokens], self.input_weight, out=gates)
+                gates.addmm_(self.h[0], self.recurrent)
             else:
                 torch.addmm(self.biases[layer - 1], self.pairs[layer], self.stacked[layer - 1], out=gates)
             torch.sigmoid(gates, out=self.sigmoids[layer])  # the g quarter too: one call is cheaper
