@@ -17,6 +17,7 @@ from reverie.errors import ReverieError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPE_CHOICES = ("auto", *DTYPES)  # what --dtype accepts: auto picks per device (resolve_dtype)
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from reverie.device import DEVICES, DTYPES
+from reverie.device import DEVICES, DTYPE_CHOICES
 from reverie.dream.backbone import available_models, list_layers
 from reverie.dream.dream import PRESETS, dream_octaves
 from reverie.dream.folder import dream_folder, is_many
@@ -98,8 +98,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dream.add_argument("--device", choices=DEVICES, help="where to run (default auto)")
     dream.add_argument(
         "--dtype",
-        choices=["auto", *DTYPES],
-        help="auto (default): bfloat16 where fast (CUDA, CPUs with AMX), else float32",
+        choices=DTYPE_CHOICES,
+        help="auto (default; float32 with a preset): bfloat16 where fast (CUDA, CPUs with AMX), else float32",
     )
     dream.add_argument(
         "--weights", metavar="FILE", help="a local weight file instead of the default download"

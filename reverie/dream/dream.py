@@ -141,38 +141,32 @@ def _require_int(field_name: str, value: Any, minimum: int) -> None:
     require(value >= minimum, f"{name} must be {word}, got {value}")
 
 
+# Deep Learning with Python, 1st edition, 8.2, exactly (float32, as the book ran: bfloat16 would move
+# where the loss passes max_loss).
+BOOK_PRESET: dict[str, Any] = {
+    "model": "inception_v3",
+    "layers": BOOK_LAYERS,
+    "reduction": "book",
+    "border": 2,
+    "octaves": 3,
+    "octave_scale": 1.4,
+    "iterations": 20,
+    "step": 0.01,
+    "max_loss": 10.0,
+    "jitter": 0,
+    "tile": None,
+    "lap_norm": 0,
+    "clip": False,
+    "dtype": "float32",
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
-    # Deep Learning with Python, 1st edition, 8.2, exactly.
-    "book": {
-        "model": "inception_v3",
-        "layers": BOOK_LAYERS,
-        "reduction": "book",
-        "border": 2,
-        "octaves": 3,
-        "octave_scale": 1.4,
-        "iterations": 20,
-        "step": 0.01,
-        "max_loss": 10.0,
-        "jitter": 0,
-        "tile": None,
-        "lap_norm": 0,
-        "clip": False,
-    },
-    # keras.io's deep_dream example and the 2nd edition's layer choice.
+    "book": BOOK_PRESET,
+    # keras.io's deep_dream example and the 2nd edition's layer choice: the book's run otherwise.
     "keras-io": {
-        "model": "inception_v3",
+        **BOOK_PRESET,
         "layers": {"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5},
-        "reduction": "book",
-        "border": 2,
-        "octaves": 3,
-        "octave_scale": 1.4,
-        "iterations": 20,
-        "step": 0.01,
         "max_loss": 15.0,
-        "jitter": 0,
-        "tile": None,
-        "lap_norm": 0,
-        "clip": False,
     },
     # google/deepdream's notebook: GoogLeNet inception_4c, objective_L2 (gradient = activation).
     "google": {
@@ -189,6 +183,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "tile": None,
         "lap_norm": 0,
         "clip": True,
+        "dtype": "float32",
     },
 }
 

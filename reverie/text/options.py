@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from reverie.device import DEVICES, DTYPES
+from reverie.device import DEVICES, DTYPE_CHOICES
 from reverie.distributed import DEFAULT_TIMEOUT_S
 from reverie.errors import ReverieError, require
 from reverie.text.corpus import check_encoding
@@ -29,7 +29,6 @@ BATCHINGS = ("stream", "windows")
 OPTIMIZERS = ("adamw", "rmsprop")
 SCHEDULES = ("cosine", "constant")
 BUDGETS = ("epochs", "steps", "minutes")
-DTYPE_CHOICES = ("auto", *DTYPES)
 
 
 def _option(default: Any, help: str, **cli: Any) -> Any:

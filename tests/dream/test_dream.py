@@ -202,6 +202,10 @@ def test_presets_resolve_as_specified_and_explicit_options_win():
         10.0,
     )
     assert (book.jitter, book.tile, book.lap_norm, book.clip) == (0, None, 0, False)
+    # reproductions run in float32 whatever the hardware, unless asked otherwise
+    assert {resolve_options(name).dtype for name in ("book", "keras-io", "google")} == {"float32"}
+    assert resolve_options("book", dtype="bfloat16").dtype == "bfloat16"
+    assert resolve_options().dtype == "auto"
     keras = resolve_options("keras-io")
     assert dict(keras.layers) == {"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5}
     assert keras.max_loss == 15.0 and keras.step == 0.01 and keras.iterations == 20
