@@ -58,6 +58,9 @@ class Backbone(nn.Module):
     name: str = "backbone"
     # other accepted names -> stage name (e.g. Keras's "mixed3" -> "Mixed_6a")
     aliases: ClassVar[dict[str, str]] = {}
+    # every BatchNorm2d directly follows the Conv2d declared before it, so `fold_batchnorm` may fold
+    # them (set by the models defined here, whose tests check it; a subclass must opt in)
+    folds_batchnorm: ClassVar[bool] = False
 
     def named_stages(self) -> list[tuple[str, nn.Module]]:
         """The chain of stages in order; the output of each named stage is a usable layer."""
@@ -157,8 +160,8 @@ def fold_batchnorm(model: ModuleT) -> ModuleT:
     In eval mode batch norm is a per-channel affine map, so it folds into that convolution's
     weights and bias: the same outputs (to float rounding), and a pass over every activation
     saved, forward and backward. A batch norm is folded when it is declared right after a Conv2d
-    with as many output channels in the same parent module (conv -> bn in every backbone here;
-    the tests check that each one's outputs are unchanged); any other is left as it is.
+    with as many output channels in the same parent module; any other is left as it is. That is
+    the data flow only where a model says so (`Backbone.folds_batchnorm`).
     """
     model = copy.deepcopy(model).eval()
     for parent in list(model.modules()):
@@ -174,8 +177,6 @@ def fold_batchnorm(model: ModuleT) -> ModuleT:
                     previous.weight, previous.bias, child.running_mean, child.running_var, child.eps,
                     child.weight, child.bias,
                 )
-                previous.weight.requires_grad_(False)
-                previous.bias.requires_grad_(False)
                 setattr(parent, name, nn.Identity())
             previous = child
     return model

@@ -85,6 +85,7 @@ class MBConvBlock(nn.Module):
 class EfficientNetLite0(Backbone):
     """EfficientNet-Lite0: stem, 16 blocks, head, and the ImageNet classifier used by `classify`."""
 
+    folds_batchnorm = True
     name = "efficientnet_lite0"
     # block10 (stride 16, 112 channels) grows the dog faces DeepDream is known for; block8 gives eyes and swirls
     dream_layers: ClassVar[dict[str, float]] = {"block10": 1.0}

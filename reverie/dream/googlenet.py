@@ -48,6 +48,7 @@ class Inception(nn.Module):
 class GoogLeNet(Backbone):
     """GoogLeNet without its classifiers: stem, then inception3a ... inception5b."""
 
+    folds_batchnorm = True
     name = "googlenet"
     dream_layers: ClassVar[dict[str, float]] = {"inception4c": 1.0}  # google/deepdream's default, inception_4c/output
 

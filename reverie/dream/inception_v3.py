@@ -184,6 +184,7 @@ class InceptionE(nn.Module):
 class InceptionV3(Backbone):
     """InceptionV3 without its classifier: stem convolutions, then the Mixed blocks."""
 
+    folds_batchnorm = True
     name = "inception_v3"
     aliases = KERAS_ALIASES
 

@@ -14,7 +14,8 @@ from PIL import Image
 
 import reverie
 from reverie.dream import efficientnet_lite, googlenet, inception_v3
-from reverie.dream.backbone import build_backbone, fold_batchnorm, load_backbone
+from reverie.dream.backbone import Backbone, build_backbone, fold_batchnorm, load_backbone
+from reverie.dream.dream import Engine
 from reverie.errors import ReverieError
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
@@ -245,6 +246,7 @@ def test_folding_batch_norm_keeps_every_stage_and_the_input_gradient(model_name)
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 2.0)
     model.eval().requires_grad_(False)
+    assert model.folds_batchnorm  # so the dream engine folds it
     folded = fold_batchnorm(model)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # a copy: the original keeps them
@@ -262,3 +264,21 @@ def test_folding_batch_norm_keeps_every_stage_and_the_input_gradient(model_name)
         scale = float(expected[stage].detach().abs().max())
         torch.testing.assert_close(got[stage], expected[stage], rtol=1e-4, atol=1e-5 * scale, msg=stage)
     torch.testing.assert_close(got_grad, expected_grad, rtol=1e-3, atol=1e-4 * float(expected_grad.abs().max()))
+
+
+def test_engine_folds_batch_norm_only_where_the_model_says_it_may():
+    class Unvouched(Backbone):
+        name = "unvouched"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.bn = torch.nn.BatchNorm2d(4)
+
+        def named_stages(self):
+            return [("out", torch.nn.Sequential(self.conv, self.bn))]
+
+    kept = Engine(Unvouched(), torch.device("cpu"), torch.float32).backbone
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in kept.modules())
+    folded = Engine(build_backbone("googlenet"), torch.device("cpu"), torch.float32).backbone
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
