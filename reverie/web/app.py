@@ -16,6 +16,7 @@ works with no internet: telemetry is off and the theme uses the system's fonts (
 from __future__ import annotations
 
 import os
+import shutil
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no telemetry calls
 
@@ -45,6 +46,8 @@ QUEUE_SIZE = 100  # waiting jobs beyond this are told the queue is full
 DREAM_PROGRESS = gr.Progress(track_tqdm=True)
 MAX_LENGTH = 100_000  # tokens per generation the page allows
 STREAM_INTERVAL_S = 0.05  # the text box is refreshed at most this often while a generation streams
+CACHE_KEEP_S = 3600  # Gradio's cached result files, and each dream's own folder, are removed after this
+JOB_DIR_PREFIX = "reverie-dream-"
 # Shown when there is no run yet: Python's own library is a corpus that needs no download.
 TRAIN_HINT = "reverie train python-stdlib --out {runs}/python-stdlib --minutes 5"
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
@@ -176,17 +179,17 @@ def generate_text(
             num_samples=count,
             seed=_whole(seed),
         )
-        texts = [""] * count
+        parts: list[list[str]] = [[] for _ in range(count)]  # joined only when shown
         shown = 0.0  # the first piece shows at once
         for step in stream:
-            pieces = [step] if count == 1 else step
-            texts = [text + piece for text, piece in zip(texts, pieces)]
+            for sample, piece in zip(parts, [step] if count == 1 else step):
+                sample.append(piece)
             if time.monotonic() - shown >= STREAM_INTERVAL_S:
                 shown = time.monotonic()
-                yield format_samples(prompt, texts)
+                yield format_samples(prompt, ["".join(sample) for sample in parts])
     except ReverieError as exc:
         raise refusal(str(exc)) from None
-    yield format_samples(prompt, texts)
+    yield format_samples(prompt, ["".join(sample) for sample in parts])
 
 
 # ---- dream ---------------------------------------------------------------------------------------
@@ -310,7 +313,7 @@ def dream_image(
         result = reverie.dream_octaves(image, max_size=settings.max_size, **options)
     except ReverieError as exc:
         raise refusal(str(exc)) from None
-    job_dir = Path(tempfile.mkdtemp(prefix="reverie-dream-"))
+    job_dir = new_job_dir()
     gallery = [
         (_saved(octave, job_dir / f"octave{i + 1}.png"), f"octave {i + 1}: {octave.width}x{octave.height}")
         for i, octave in enumerate(result.octaves)
@@ -322,6 +325,18 @@ def dream_image(
     if losses:
         summary += f", loss {losses[0]:.4g} → {losses[-1]:.4g}"
     return _saved(result.image, job_dir / "dream.png"), gallery, summary
+
+
+def new_job_dir() -> Path:
+    """A new temporary folder for one dream's images; folders of jobs older than CACHE_KEEP_S
+    (Gradio copied their files into its own cache long before) are removed first."""
+    for old in Path(tempfile.gettempdir()).glob(f"{JOB_DIR_PREFIX}*"):
+        try:
+            if time.time() - old.stat().st_mtime > CACHE_KEEP_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:  # removed meanwhile by another server
+            pass
+    return Path(tempfile.mkdtemp(prefix=JOB_DIR_PREFIX))
 
 
 def _saved(image: Image.Image, path: Path) -> str:
@@ -356,7 +371,7 @@ def build_app(settings: WebSettings) -> gr.Blocks:
     defaults = dream_defaults()
     runs = find_runs(settings.runs)
 
-    with gr.Blocks(title="reverie", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
+    with gr.Blocks(title="reverie", analytics_enabled=False, delete_cache=(CACHE_KEEP_S, CACHE_KEEP_S)) as app:
         gr.Markdown("# reverie\nGenerate text with a trained language model, or DeepDream a photo.")
         with gr.Tab("Text", id="text"), gr.Row():
             with gr.Column(scale=1):

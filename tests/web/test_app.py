@@ -211,3 +211,21 @@ def test_a_preset_decides_everything_but_the_image_and_its_size(monkeypatch, ima
     }
     assert gallery[0][1] == "octave 1: 4x5" and summary == "4x5, 1 octave(s)"
     assert own_summary == "4x5, 1 octave(s) (the smaller ones were below the model's minimum size)"
+
+
+def test_each_dream_job_folder_is_removed_once_older_than_the_cache(tmp_path, monkeypatch) -> None:
+    import os
+    import tempfile
+
+    from reverie.web.app import CACHE_KEEP_S, JOB_DIR_PREFIX, new_job_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    old, recent = tmp_path / f"{JOB_DIR_PREFIX}old", tmp_path / f"{JOB_DIR_PREFIX}recent"
+    for folder in (old, recent):
+        folder.mkdir()
+        (folder / "dream.png").write_bytes(b"png")
+    hour_ago = os.stat(recent).st_mtime - CACHE_KEEP_S - 1
+    os.utime(old, (hour_ago, hour_ago))
+    fresh = new_job_dir()
+    assert fresh.is_dir() and fresh.parent == tmp_path and fresh.name.startswith(JOB_DIR_PREFIX)
+    assert not old.exists() and recent.exists()
