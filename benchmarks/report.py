@@ -7,6 +7,7 @@ measurement's allocations never count towards another's; the worker prints one J
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -50,8 +51,10 @@ def run_worker(script: Path, *args: str, timeout_s: float = 3600) -> dict[str, A
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@functools.cache
 def matmul_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 8) -> float:
-    """Measured dense matmul throughput on this CPU for `dtype`, GFLOP/s (best of `repeats`)."""
+    """Measured dense matmul throughput on this CPU for `dtype`, GFLOP/s (best of `repeats`); measured
+    once per process, so the machine line and every "of peak" figure use the same peak."""
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b
     best = float("inf")

@@ -74,14 +74,16 @@ def worker_memory_book(corpus: str) -> None:
     emit({"windows": len(x), "onehot_mb": round((x.nbytes + y.nbytes) / 1e6)})
 
 
-def worker_train(corpus: str, minutes: str, preset: str) -> None:
-    """reverie's training (defaults or a preset) for a number of minutes or MEMORY_STEPS steps."""
+def worker_train(corpus: str, minutes: str, preset: str, out: str = "") -> None:
+    """reverie's training (defaults or a preset) for a number of minutes, or MEMORY_STEPS steps when
+    minutes is 0; the run is kept in `out` if given (for the generation measurement)."""
     import reverie
 
     budget = {"minutes": float(minutes)} if float(minutes) > 0 else {"steps": MEMORY_STEPS}
     extra = {"preset": preset} if preset != "default" else {}
-    with tempfile.TemporaryDirectory() as out:
-        result = reverie.train(corpus, Path(out) / "run", progress=False, sample_length=100, **budget, **extra)
+    with tempfile.TemporaryDirectory() as scratch:
+        run = Path(out) if out else Path(scratch) / "run"
+        result = reverie.train(corpus, run, progress=False, sample_length=100, **budget, **extra)
         emit({"val_loss": result.val_loss, "steps": result.step, "epochs": round(result.epoch, 3)})
 
 
@@ -93,9 +95,8 @@ def worker_generation(run_dir: str) -> None:
     from reverie.text.sampling import SamplingOptions, generate_tokens, generate_tokens_rerun_window
 
     text_model = reverie.load(run_dir, device="cpu")
-    model, tokenizer = text_model.model, text_model.tokenizer
-    prompt = tokenizer.encode(CORPUS.read_text(encoding="utf-8")[:BOOK_WINDOW].lower()
-                              if tokenizer.lower else CORPUS.read_text(encoding="utf-8")[:BOOK_WINDOW])
+    model = text_model.model
+    prompt = text_model.encode_prompt(CORPUS.read_text(encoding="utf-8")[:BOOK_WINDOW])
     options = SamplingOptions(temperature=1.0)
     torch.manual_seed(0)
 
@@ -111,19 +112,9 @@ def worker_generation(run_dir: str) -> None:
     emit({"stateful": stateful, "rerun": rerun, "batch32": batched})
 
 
-def worker_train_keep(corpus: str, minutes: str, preset: str, out: str) -> None:
-    """Like worker_train but keeps the run directory (for the generation measurement)."""
-    import reverie
-
-    extra = {"preset": preset} if preset != "default" else {}
-    result = reverie.train(corpus, out, progress=False, minutes=float(minutes), sample_length=100, **extra)
-    emit({"val_loss": result.val_loss, "steps": result.step, "epochs": round(result.epoch, 3)})
-
-
 WORKERS = {
     "memory-book": worker_memory_book,
     "train": worker_train,
-    "train-keep": worker_train_keep,
     "generation": worker_generation,
 }
 
@@ -176,7 +167,7 @@ def main() -> None:
         if "quality" in parts or "generation" in parts:
             for name in ("default", "book"):
                 print(f"training {name} for {args.minutes} min ...", file=sys.stderr)
-                runs[name] = run_worker(SCRIPT, "train-keep", str(CORPUS), str(args.minutes), name,
+                runs[name] = run_worker(SCRIPT, "train", str(CORPUS), str(args.minutes), name,
                                         str(tmp / name))
         if "quality" in parts:
             sections.append(f"### Validation loss after {args.minutes:g} minutes of training\n\n" + table(

@@ -4,7 +4,6 @@
     reverie generate RUN_DIR --prompt TEXT     sample from it, streaming
     reverie dream INPUT [OUTPUT]               DeepDream an image
     reverie layers MODEL                       list a convnet's layer names
-    reverie serve                              the browser page for both (needs reverie[web])
     reverie serve [--runs DIR] [--port 7860]   the browser page for both (needs reverie[web])
 
 Each feature registers its subcommands from its own `command` module; this file only builds the
