@@ -14,15 +14,17 @@ truncated or corrupted file into a one-line ReverieError.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 
 from reverie.errors import ReverieError
 
@@ -31,27 +33,43 @@ FORMAT_VERSION = 1
 TENSOR_TAG = "__tensor__"
 
 
-def _atomic_target(path: Path) -> tuple[int, str]:
-    """A temporary file beside `path` (same filesystem, so the final rename is atomic), with the
-    permissions a plain new file would get (mkstemp makes it owner-only)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
+def _process_umask() -> int:
+    umask = os.umask(0)  # reading the umask means setting it: done once, at import
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return handle, tmp
+    return umask
+
+
+_UMASK = _process_umask()
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside `path` to write the new file to: when the block ends it replaces
+    `path` in one rename (so readers and an interrupted save never see half a file); if the block
+    raises, it is removed and `path` is untouched. The file gets the permissions a plain new file
+    would (mkstemp makes it owner-only). `suffix` keeps an extension that picks a format."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(handle)
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace the text file at `path` in one step."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="")
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Write tensors to a safetensors file atomically."""
-    path = Path(path)
-    handle, tmp = _atomic_target(path)
-    os.close(handle)
-    try:
+    with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -60,8 +78,18 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ReverieError(f"no checkpoint at {path}; train one first with `reverie train`")
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ReverieError(f"cannot read checkpoint {path} ({exc.strerror}); check its permissions") from None
+    return load_tensor_bytes(data, path)
+
+
+def load_tensor_bytes(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file's bytes (read from `path`, named in the error), refusing
+    corrupted ones in one line."""
+    try:
+        return load(data)
+    except (SafetensorError, ValueError) as exc:
         raise ReverieError(f"checkpoint {path} is truncated or corrupted ({exc}); retrain or restore it") from None
 
 
@@ -69,13 +97,7 @@ def save_json(path: Path, data: dict[str, Any]) -> None:
     """Write `data` with the format header as JSON, atomically."""
     path = Path(path)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **data}
-    handle, tmp = _atomic_target(path)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(payload, out, indent=1)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_text_atomic(path, json.dumps(payload, indent=1))
 
 
 def load_json(path: Path) -> dict[str, Any]:

@@ -65,3 +65,19 @@ def test_missing_files_refused(tmp_path):
         checkpoint.load_tensors(tmp_path / "none.safetensors")
     with pytest.raises(ReverieError, match="no checkpoint"):
         checkpoint.load_json(tmp_path / "none.json")
+
+
+def test_atomic_path_replaces_whole_or_not_at_all(tmp_path):
+    import os
+
+    target = tmp_path / "metrics.csv"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), checkpoint.atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+    checkpoint.write_text_atomic(target, "new")
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # as a plain new file, not mkstemp's 0600

@@ -29,6 +29,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from reverie import distributed
+from reverie.checkpoint import atomic_path
 from reverie.distributed import Ranks
 from reverie.dream.backbone import Backbone
 from reverie.dream.dream import model_name, resolve_options, run_octaves, setup
@@ -125,12 +126,8 @@ def dream_folder(
     for image in tqdm(todo, desc=label, unit="image", file=sys.stderr, disable=not progress):
         dreamed = run_octaves(engine, objective, load_image(image, opts.max_size), opts)
         final = output_for(image, out)
-        partial = out / f".{final.stem}.partial{final.suffix}"
-        try:
+        with atomic_path(final, suffix=final.suffix) as partial:  # the suffix picks the format
             save_image(dreamed.image, partial, image)
-            os.replace(partial, final)
-        finally:
-            partial.unlink(missing_ok=True)
         result.written.append(final)
         if on_written is not None:
             on_written(final)

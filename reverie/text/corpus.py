@@ -24,7 +24,6 @@ import json
 import os
 import sys
 import sysconfig
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from reverie import hub
+from reverie.checkpoint import atomic_path, write_text_atomic
 from reverie.errors import ReverieError, require, require_positive
 from reverie.text.tokenizer import Tokenizer, split_at_whitespace
 
@@ -319,20 +319,16 @@ def _memmapped_ids(
             tokenizer = Tokenizer.build(text_pieces(counting.update), level, lower, max_vocab)
     directory.mkdir(parents=True, exist_ok=True)
     n_tokens = 0
-    handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{key}.", suffix=".tmp")
-    try:
-        with open(handle, "wb") as out, bar("encoding tokens") as encoding_bar:
-            for piece in text_pieces(encoding_bar.update):
-                ids = _encode(tokenizer, piece)
-                ids.tofile(out)
-                n_tokens += len(ids)
-        if n_tokens == 0:
-            return tokenizer, np.zeros(0, dtype=tokenizer.id_dtype)
-        os.replace(tmp, data_path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(data_path) as tmp, open(tmp, "wb") as out, bar("encoding tokens") as encoding_bar:
+        for piece in text_pieces(encoding_bar.update):
+            ids = _encode(tokenizer, piece)
+            ids.tofile(out)
+            n_tokens += len(ids)
+    if n_tokens == 0:
+        data_path.unlink()  # no sidecar: never taken for a cached corpus
+        return tokenizer, np.zeros(0, dtype=tokenizer.id_dtype)
     meta = {"tokenizer": tokenizer.to_json(), "n_tokens": n_tokens, "dtype": tokenizer.id_dtype.name}
-    _write_json_atomic(meta_path, meta)
+    write_text_atomic(meta_path, json.dumps(meta))
     return tokenizer, np.memmap(data_path, dtype=tokenizer.id_dtype, mode="r", shape=(n_tokens,))
 
 
@@ -358,16 +354,6 @@ def _open_cached_ids(data_path: Path, meta_path: Path) -> tuple[Tokenizer, np.nd
     except (OSError, ValueError, KeyError, TypeError, ReverieError):
         return None
     return tokenizer, np.memmap(data_path, dtype=dtype, mode="r", shape=(n_tokens,))
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with open(handle, "w") as out:
-            json.dump(data, out)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _as_list(sources: Sequence[str] | str | os.PathLike) -> list[str]:

@@ -82,12 +82,20 @@ class ModelConfig:
         return config
 
 
-def _map_state(state: State, fn) -> State:
-    if state is None:
-        return None
+def map_state(state: State, fn: Callable[[torch.Tensor], torch.Tensor]) -> State:
+    """`fn` applied to every tensor of a state (nested tuples/lists of tensors; None stays None)."""
     if isinstance(state, torch.Tensor):
         return fn(state)
-    return type(state)(_map_state(item, fn) for item in state)
+    if isinstance(state, (list, tuple)):
+        return type(state)(map_state(item, fn) for item in state)
+    return state
+
+
+def state_tensors(state: State) -> list[torch.Tensor]:
+    """Every tensor of a state, in order."""
+    found: list[torch.Tensor] = []
+    map_state(state, lambda t: found.append(t) or t)
+    return found
 
 
 class LanguageModel(nn.Module):
@@ -122,7 +130,7 @@ class LanguageModel(nn.Module):
 
     def detach_state(self, state: State) -> State:
         """Cut the graph behind `state` (truncated backpropagation through time)."""
-        return _map_state(state, torch.Tensor.detach)
+        return map_state(state, torch.Tensor.detach)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -194,9 +202,9 @@ class RecurrentLM(LanguageModel):
         inputs = self.embed_tokens(tokens)
         # bfloat16 autocast makes nn.LSTM return a bfloat16 state; keep the state in the inputs'
         # dtype so it carries over between calls inside and outside autocast
-        state = _map_state(state, lambda t: t.to(inputs.dtype))
+        state = map_state(state, lambda t: t.to(inputs.dtype))
         output, state = self.rnn(inputs, state)
-        return self.head(self.drop(output)), _map_state(state, lambda t: t.to(inputs.dtype))
+        return self.head(self.drop(output)), map_state(state, lambda t: t.to(inputs.dtype))
 
     def stepper(self, state: State) -> Stepper:
         if self.config.kind == "lstm":

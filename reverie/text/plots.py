@@ -6,14 +6,14 @@ python -m reverie.text.plots RUN_DIR      # redraw RUN_DIR/loss.png from its met
 from __future__ import annotations
 
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from reverie.checkpoint import atomic_path
 
 SMOOTH_STEPS = 50  # the train curve is a running mean over up to this many steps (5% of the run)
 
@@ -53,14 +53,8 @@ def plot_losses(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> 
         if train or val:
             axes.legend()
         figure.tight_layout()
-        path = Path(path)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(handle)
-        try:
+        with atomic_path(path) as tmp:
             figure.savefig(tmp, format="png")
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
     finally:
         plt.close(figure)
 

@@ -23,15 +23,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import safetensors
 import torch
-from safetensors.torch import load as tensors_from_safetensors_bytes
 
 from reverie import checkpoint
 from reverie.errors import ReverieError
@@ -87,7 +83,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 
 def load_checked(run_dir: Path, config: dict[str, Any], name: str) -> dict[str, torch.Tensor]:
     """Tensors of `name` (e.g. model.safetensors), after checking them against config.json's sha256."""
-    return tensors_from_bytes(read_checked(run_dir, config, name), Path(run_dir) / name)
+    return checkpoint.load_tensor_bytes(read_checked(run_dir, config, name), Path(run_dir) / name)
 
 
 def read_checked(run_dir: Path, config: dict[str, Any], name: str) -> bytes:
@@ -103,16 +99,6 @@ def read_checked(run_dir: Path, config: dict[str, Any], name: str) -> bytes:
             "an interrupted save; retrain or restore it"
         )
     return data
-
-
-def tensors_from_bytes(data: bytes, path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file's bytes (read from `path`, named in the error)."""
-    try:
-        return tensors_from_safetensors_bytes(data)
-    except (safetensors.SafetensorError, ValueError) as exc:
-        raise ReverieError(
-            f"checkpoint {path} is truncated or corrupted ({exc}); retrain or restore it"
-        ) from None
 
 
 def save_checkpoint(
@@ -132,19 +118,6 @@ def save_checkpoint(
     checkpoint.save_json(run_dir / CONFIG, config)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace the text file at `path` in one step (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     """metrics.csv from metric rows (missing values are left empty)."""
     buffer = io.StringIO()
@@ -152,7 +125,7 @@ def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({key: _format(row.get(key)) for key in METRIC_COLUMNS})
-    write_text_atomic(path, buffer.getvalue())
+    checkpoint.write_text_atomic(path, buffer.getvalue())
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

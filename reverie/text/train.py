@@ -45,7 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from reverie import distributed
-from reverie.checkpoint import join_tensors, split_tensors
+from reverie.checkpoint import join_tensors, load_tensor_bytes, split_tensors
 from reverie.device import autocast, resolve_dtype
 from reverie.distributed import SINGLE, Ranks
 from reverie.errors import ReverieError, require
@@ -53,7 +53,7 @@ from reverie.text import rundir
 from reverie.text.batches import MAX_EVAL_TOKENS, StreamBatches, WindowBatches, evaluate
 from reverie.text.corpus import TokenizedCorpus, load_corpus, split_ids
 from reverie.text.generator import TextModel, restore_weights
-from reverie.text.models import build_model
+from reverie.text.models import build_model, map_state, state_tensors
 from reverie.text.optim import build_optimizer, learning_rate
 from reverie.text.options import TrainOptions, model_config, resolve_options
 from reverie.text.plots import plot_losses
@@ -196,7 +196,7 @@ class Trainer:
                 f"the training state in {self.out} does not fit this run; it is corrupted or from an "
                 "incompatible version"
             ) from None
-        self.carry = _map_tensors(carry, lambda t: t.to(self.device))
+        self.carry = map_state(carry, lambda t: t.to(self.device))
         for name in (
             "step",
             "epoch",
@@ -219,7 +219,7 @@ class Trainer:
         """Tensors of a checkpoint file that rank 0 reads and hands to every rank (the run
         directory need only be on rank 0's machine)."""
         data = distributed.share_from_main(lambda: rundir.read_checked(self.out, saved, name))
-        return rundir.tensors_from_bytes(data, self.out / name)
+        return load_tensor_bytes(data, self.out / name)
 
     def _share_of(self, carry: Any) -> Any:
         """This rank's streams of a saved (global) carried state; None (a fresh state) when the
@@ -227,10 +227,10 @@ class Trainer:
         if carry is None:
             return None
         streams, dim = getattr(self.batches, "streams", None), self.model.state_batch_dim
-        if any(t.shape[dim] != streams for t in _leaves(carry)):
+        if any(t.shape[dim] != streams for t in state_tensors(carry)):
             return None
         share = streams // self.where.world_size
-        return _map_tensors(carry, lambda t: t.narrow(dim, self.where.rank * share, share))
+        return map_state(carry, lambda t: t.narrow(dim, self.where.rank * share, share))
 
     # -- bookkeeping --
 
@@ -583,7 +583,7 @@ class Trainer:
         if not self.where.distributed or self.carry is None:
             return self.carry
         dim = self.model.state_batch_dim
-        return _map_tensors(self.carry, lambda t: torch.cat(distributed.all_gather(t), dim=dim))
+        return map_state(self.carry, lambda t: torch.cat(distributed.all_gather(t), dim=dim))
 
     def _catch_ctrl_c(self) -> Any:
         """First Ctrl-C: finish the step, save and stop. Second: stop at once (KeyboardInterrupt)."""
@@ -606,21 +606,6 @@ class Trainer:
     def _restore_ctrl_c(previous: Any) -> None:
         if previous is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, previous)
-
-
-def _map_tensors(state: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-    """`fn` applied to every tensor of a nested tuple/list state (None stays None)."""
-    if isinstance(state, torch.Tensor):
-        return fn(state)
-    if isinstance(state, (list, tuple)):
-        return type(state)(_map_tensors(item, fn) for item in state)
-    return state
-
-
-def _leaves(state: Any) -> list[torch.Tensor]:
-    found: list[torch.Tensor] = []
-    _map_tensors(state, lambda t: found.append(t) or t)
-    return found
 
 
 def _rank_seed(seed: int, rank: int, step: int) -> int:
