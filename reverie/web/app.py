@@ -36,9 +36,8 @@ from PIL import Image, UnidentifiedImageError
 
 import reverie
 from reverie.errors import ReverieError, require
+from reverie.text import rundir
 
-# What marks a directory as a trained run: `reverie train` writes it last.
-RUN_MARKER = "config.json"
 DEFAULT_MODEL = "efficientnet_lite0"  # its weights ship with the package, so the page works offline
 NO_PRESET = "(none)"
 QUEUE_SIZE = 100  # waiting jobs beyond this are told the queue is full
@@ -94,8 +93,8 @@ def find_runs(runs: Path) -> list[str]:
     """Names of the trained runs in `runs` (its subfolders holding a run; "." if `runs` is one itself)."""
     if not runs.is_dir():
         return []
-    found = sorted(p.name for p in runs.iterdir() if (p / RUN_MARKER).is_file())
-    return ["."] + found if (runs / RUN_MARKER).is_file() else found
+    found = sorted(p.name for p in runs.iterdir() if rundir.has_run(p))
+    return ["."] + found if rundir.has_run(runs) else found
 
 
 def train_command(runs: Path) -> str:
@@ -121,7 +120,7 @@ class TextModels:
 
     def get(self, run_dir: Path) -> reverie.TextModel:
         try:
-            stamp = (run_dir / RUN_MARKER).stat().st_mtime_ns
+            stamp = (run_dir / rundir.CONFIG).stat().st_mtime_ns  # written last by a save
         except OSError:
             stamp = 0  # reverie.load says what is missing
         key = (run_dir.resolve(), stamp)
@@ -200,16 +199,6 @@ def sample_photo() -> str:
     from matplotlib import cbook
 
     return str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-
-
-# The two names below are not in reverie's public API (yet); they are read as data, never run.
-
-
-def dream_defaults() -> Any:
-    """DreamOptions() for the widgets' starting values, so the page never drifts from the API's defaults."""
-    from reverie.dream.dream import DreamOptions
-
-    return DreamOptions()
 
 
 def preset_names() -> list[str]:
@@ -368,7 +357,7 @@ def build_app(settings: WebSettings) -> gr.Blocks:
     """The page, with its queue set up; `launch` starts serving it."""
     settings.validate()
     models = TextModels()
-    defaults = dream_defaults()
+    defaults = reverie.DreamOptions()  # the widgets start at the API's defaults
     runs = find_runs(settings.runs)
 
     with gr.Blocks(title="reverie", analytics_enabled=False, delete_cache=(CACHE_KEEP_S, CACHE_KEEP_S)) as app:

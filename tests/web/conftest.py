@@ -6,12 +6,13 @@ The server is started once per session on a free port of 127.0.0.1 with small ca
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from reverie.distributed import free_port
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SHAKESPEARE = DATA / "tinyshakespeare.txt"
@@ -48,12 +49,6 @@ TINY_DREAM = {
     "tile": 0,
     "preset": "(none)",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
