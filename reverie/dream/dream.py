@@ -35,7 +35,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from reverie.device import autocast, resolve_device, resolve_dtype
-from reverie.dream.backbone import Backbone, build_backbone, fold_batchnorm, load_backbone
+from reverie.dream.backbone import MODEL_MODULES, Backbone, build_backbone, fold_batchnorm, load_backbone
 from reverie.dream.images import ImageSource, load_image, resize, to_pil
 from reverie.dream.objectives import (
     REDUCTIONS,
@@ -323,7 +323,7 @@ def default_layers(backbone: Backbone) -> dict[str, float]:
     return {stages[len(stages) // 2]: 1.0}
 
 
-# (backbone class, layers) -> smallest usable input side; see Engine.min_input_size
+# (class of a model defined here, layers) -> smallest usable input side; see Engine.min_input_size
 _MIN_INPUT_SIZES: dict[tuple[type, tuple[str, ...]], int] = {}
 
 
@@ -431,9 +431,12 @@ class Engine:
     def min_input_size(self, layers: Sequence[str]) -> int:
         """The smallest square input the model accepts for `layers` (see Backbone.min_input_size).
 
-        It depends only on the architecture, so it is remembered across dreams in this process
-        (finding it costs a shape-only copy of the model, up to seconds for InceptionV3)."""
+        For the models defined here, whose architecture is fixed, it is remembered across dreams in
+        this process (finding it costs a shape-only copy of the model, up to seconds for
+        InceptionV3); another Backbone's shapes may depend on how it was built, so it is found anew."""
         key = (type(self.backbone), tuple(layers))
+        if type(self.backbone).__module__ not in MODEL_MODULES.values():
+            return self._meta_twin().min_input_size(list(layers))
         if key not in _MIN_INPUT_SIZES:
             _MIN_INPUT_SIZES[key] = self._meta_twin().min_input_size(list(layers))
         return _MIN_INPUT_SIZES[key]
