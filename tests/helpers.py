@@ -1,4 +1,5 @@
-"""Helpers shared by the test files: running the CLI in-process, and waiting on spawned ranks.
+"""Helpers shared by the test files: the committed test data, running the CLI in-process, and waiting
+on spawned ranks.
 
 Importable from every test file as `from helpers import ...` (tests/conftest.py puts tests/ on the path).
 """
@@ -7,11 +8,23 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 from reverie import distributed
 from reverie.cli import main
+
+DATA = Path(__file__).resolve().parent / "data"  # committed excerpts; see data/README.md
+SHAKESPEARE = DATA / "tinyshakespeare-100k.txt"
+NIETZSCHE = DATA / "nietzsche-100k.txt"
+
+
+def shakespeare_slice(path: Path, n_chars: int = 30_000) -> Path:
+    """The first `n_chars` characters of the tiny-shakespeare excerpt, written to `path`."""
+    assert n_chars <= len(SHAKESPEARE.read_text(encoding="utf-8")), "the excerpt is shorter than that"
+    path.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:n_chars], encoding="utf-8")
+    return path
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:

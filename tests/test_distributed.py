@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import shakespeare_slice
 
 from reverie import distributed
 from reverie.errors import ReverieError
 from reverie.text import rundir
 
-SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
 TIMEOUT_S = 20  # --dist-timeout of the killed job: the survivor must stop well within it
 
 
@@ -67,8 +67,7 @@ def test_peer_failures_are_told_from_bugs():
 
 
 def test_killing_one_rank_stops_the_other_and_keeps_the_checkpoint(tmp_path: Path):
-    corpus = tmp_path / "s.txt"
-    corpus.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:8_000], encoding="utf-8")
+    corpus = shakespeare_slice(tmp_path / "s.txt", 8_000)
     run = tmp_path / "run"
     tiny = "--hidden 16 --layers 1 --embed 8 --seq-len 16 --batch-size 4 --device cpu --dtype float32"
     args = [

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import DATA
 from matplotlib import cbook
 from PIL import Image
 
@@ -18,7 +19,6 @@ from reverie.dream.backbone import Backbone, build_backbone, fold_batchnorm, loa
 from reverie.dream.dream import Engine
 from reverie.errors import ReverieError
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 MODULES = {"inception_v3": inception_v3, "googlenet": googlenet}
 DROPPED = {"inception_v3": ("AuxLogits.", "fc."), "googlenet": ("aux1.", "aux2.", "fc.")}
 GRACE_HOPPER_CLASS = 652  # ImageNet "military uniform"
@@ -26,7 +26,7 @@ GRACE_HOPPER_CLASS = 652  # ImageNet "military uniform"
 
 def fixture_state(model_name: str) -> dict[str, torch.Tensor]:
     """Zeros with every key, shape and dtype of torchvision's published weight file."""
-    listing = json.loads((FIXTURES / f"torchvision_{model_name}_state_dict.json").read_text())
+    listing = json.loads((DATA / f"torchvision_{model_name}_state_dict.json").read_text())
     assert len(listing["entries"]) == listing["count"]
     return {key: torch.zeros(shape, dtype=getattr(torch, dtype)) for key, shape, dtype in listing["entries"]}
 

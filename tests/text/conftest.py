@@ -1,13 +1,11 @@
-"""Shared fixtures for the text tests: a slice of the shared corpus and one tiny trained run."""
+"""Shared fixtures for the text tests: one tiny trained run on a slice of the committed excerpt."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-SHAKESPEARE = DATA / "tinyshakespeare.txt"
+from helpers import shakespeare_slice
 
 # A model small enough to train in about a second on a 2-core CPU.
 TINY = {
@@ -24,12 +22,6 @@ TINY = {
     "progress": False,
     "sample_temperatures": (),
 }
-
-
-def shakespeare_slice(path: Path, n_chars: int = 30_000) -> Path:
-    """The first `n_chars` characters of tiny-shakespeare, written to `path`."""
-    path.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:n_chars], encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="session")

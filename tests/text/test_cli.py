@@ -9,8 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import shakespeare_slice
-from helpers import run_cli
+from helpers import run_cli, shakespeare_slice
 
 from reverie.hub import Remote
 from reverie.text import corpus as corpus_module

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, shakespeare_slice
+from conftest import TINY
+from helpers import shakespeare_slice
 from helpers import run_ranks
 from safetensors.torch import load_file
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, shakespeare_slice
+from conftest import TINY
+from helpers import shakespeare_slice
 
 import reverie
 from reverie.errors import ReverieError

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, shakespeare_slice
+from conftest import TINY
+from helpers import shakespeare_slice
 
 import reverie
 from reverie.checkpoint import load_tensors

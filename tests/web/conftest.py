@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from reverie.distributed import free_port
+from helpers import shakespeare_slice
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-SHAKESPEARE = DATA / "tinyshakespeare.txt"
+from reverie.distributed import free_port
 
 RUN_NAME = "tiny"
 # A model that trains in well under a second: the page only needs text that comes from a real run.
@@ -57,8 +56,7 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import reverie
 
     root = tmp_path_factory.mktemp("web_runs")
-    corpus = root / "corpus.txt"
-    corpus.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:4000], encoding="utf-8")
+    corpus = shakespeare_slice(root / "corpus.txt", 4000)
     runs = root / "runs"
     reverie.train(str(corpus), runs / RUN_NAME, **TINY_RUN)
     return runs
