@@ -203,6 +203,22 @@ def all_gather(tensor: torch.Tensor) -> list[torch.Tensor]:
     return parts
 
 
+def gather_tensors(local: Mapping[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """Every process's dict of tensors (same keys, shapes and dtypes on all), in rank order."""
+    parts = {key: all_gather(tensor) for key, tensor in local.items()}
+    return [{key: parts[key][rank] for key in local} for rank in range(len(next(iter(parts.values()))))]
+
+
+def agree(loss: float, stop: bool, main_fraction: float) -> tuple[float, bool, float]:
+    """After a training step, on every process: the step's loss averaged over the processes,
+    whether any of them was asked to stop, and rank 0's `main_fraction` (the share of the time
+    budget it measured; the others pass 0), so that all stop at the same step with the same
+    learning-rate schedule. Alone, the values themselves."""
+    world = dist.get_world_size() if active() else 1
+    total, stops, fraction = all_sum([loss, float(stop), main_fraction])
+    return total / world, stops > 0, fraction
+
+
 def broadcast(tensor: torch.Tensor, source: int = 0) -> torch.Tensor:
     """Rank `source`'s `tensor` on every process, on the CPU (shape and dtype alike on all)."""
     local = tensor.detach().cpu().contiguous().clone()

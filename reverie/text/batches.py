@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from reverie.errors import require
-from reverie.text.corpus import WindowSampler, book_starts, gather_windows
+from reverie.text.corpus import book_starts, gather_windows
 from reverie.text.models import LanguageModel
 from reverie.text.options import TrainOptions
 
@@ -96,23 +96,28 @@ class WindowBatches:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        self.ids, self.seq_len, self.rank, self.world_size = ids, seq_len, rank, world_size
-        self.sampler = WindowSampler(book_starts(len(ids), seq_len, window_step), batch_size, seed)
+        self.ids, self.seq_len, self.seed, self.rank, self.world_size = ids, seq_len, seed, rank, world_size
+        self.starts = book_starts(len(ids), seq_len, window_step)
         self.global_batch = batch_size * world_size
-        full, rest = divmod(len(self.sampler.starts), self.global_batch)
+        full, rest = divmod(len(self.starts), self.global_batch)
         # a short last step is kept when every rank gets at least one window of it
         self.steps_per_epoch = full + (rest >= world_size)
         require(
             self.steps_per_epoch > 0,
-            f"the corpus has {len(self.sampler.starts)} training windows, fewer than the {world_size} "
+            f"the corpus has {len(self.starts)} training windows, fewer than the {world_size} "
             "processes; use a longer corpus or fewer processes",
         )
 
     def _step_windows(self, step: int) -> int:
-        return min(self.global_batch, len(self.sampler.starts) - step * self.global_batch)
+        return min(self.global_batch, len(self.starts) - step * self.global_batch)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Every window start in this epoch's order, shuffled afresh from (seed, epoch): the same on every rank."""
+        return self.starts[np.random.default_rng([self.seed, epoch]).permutation(len(self.starts))]
 
     def epoch(self, epoch: int, first_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self.sampler.epoch_order(epoch)
+        """This rank's (inputs, targets) of each step of `epoch`, from `first_step` (a resumed epoch)."""
+        order = self.epoch_order(epoch)
         for step in range(first_step, self.steps_per_epoch):
             chunk = order[step * self.global_batch : (step + 1) * self.global_batch]
             window = gather_windows(self.ids, chunk[self.rank :: self.world_size], self.seq_len + 1)

@@ -1,10 +1,8 @@
-"""Corpora: text files, directories and named corpora turned into token ids, plus training windows.
+"""Corpora: text files, directories and named corpora turned into token ids, and windows of them.
 
     corpus = load_corpus(["shakespeare"], level="char")      # downloaded once into the cache
     train_ids, val_ids = split_ids(corpus.ids, 0.1)         # validation = the tail
-    sampler = WindowSampler(book_starts(len(train_ids)), batch_size=128, seed=0)
-    for starts in sampler.epoch_batches(epoch=0):
-        batch = gather_windows(train_ids, starts, 61)       # (B, 61) LongTensor
+    batch = gather_windows(train_ids, book_starts(len(train_ids))[:128], 61)   # (128, 61) LongTensor
 
 A source is a text file, a directory (its text files, sorted; binary files skipped) or a named
 corpus: `nietzsche` and `shakespeare` are downloaded on first use with a sha256 check (see
@@ -366,24 +364,13 @@ def _as_list(sources: Sequence[str] | str | os.PathLike) -> list[str]:
 
 
 def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation): validation is the last `val_fraction` of the ids (views, no copy)."""
-    require(0.0 <= val_fraction < 1.0, f"val_fraction must be in [0, 1), got {val_fraction}")
+    """(train, validation): validation is the last `val_fraction` (0 <= f < 1) of the ids (views, no copy)."""
     n_val = round(len(ids) * val_fraction)
     return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
 
 
-def contiguous_starts(n_tokens: int, seq_len: int, epoch_offset: int = 0) -> np.ndarray:
-    """Starts of non-overlapping windows of `seq_len` tokens, each with room for one more token
-    (the target of its last input); `epoch_offset` (mod seq_len) shifts the grid between epochs."""
-    require_positive("seq_len", seq_len)
-    offset = epoch_offset % seq_len
-    return np.arange(offset, n_tokens - seq_len, seq_len, dtype=np.int64)
-
-
 def book_starts(n_tokens: int, maxlen: int = 60, step: int = 3) -> np.ndarray:
     """The book's windows: `maxlen` tokens every `step`, each followed by its target token."""
-    require_positive("maxlen", maxlen)
-    require_positive("step", step)
     return np.arange(0, n_tokens - maxlen, step, dtype=np.int64)
 
 
@@ -391,49 +378,3 @@ def gather_windows(ids: np.ndarray, starts: np.ndarray, length: int) -> torch.Te
     """Windows `ids[s : s + length]` for each start, as a (len(starts), length) int64 tensor."""
     index = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(length, dtype=np.int64)
     return torch.from_numpy(np.asarray(ids)[index].astype(np.int64))
-
-
-class WindowSampler:
-    """Batches of window starts, shuffled afresh each epoch from (seed, epoch).
-
-    With `world_size` ranks, each rank takes every world_size-th window of the epoch's order (the
-    last `len(starts) % world_size` windows are left out so every rank has as many steps), then
-    batches of `batch_size`; the last batch is partial unless `drop_last`. `first_step` skips
-    batches already done, so a resumed epoch continues exactly where it stopped.
-    """
-
-    def __init__(self, starts: np.ndarray, batch_size: int, seed: int, drop_last: bool = False) -> None:
-        require_positive("batch size", batch_size)
-        self.starts = np.asarray(starts, dtype=np.int64)
-        require(
-            len(self.starts) > 0,
-            "the corpus is shorter than one training window; use a longer corpus or --seq-len",
-        )
-        self.batch_size = int(batch_size)
-        self.seed = int(seed)
-        self.drop_last = drop_last
-
-    def _per_rank(self, world_size: int) -> int:
-        require_positive("world_size", world_size)
-        return len(self.starts) // world_size
-
-    def steps_per_epoch(self, world_size: int = 1) -> int:
-        per_rank = self._per_rank(world_size)
-        if self.drop_last:
-            return per_rank // self.batch_size
-        return -(-per_rank // self.batch_size)
-
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        """All window starts in this epoch's shuffled order (same for every rank)."""
-        rng = np.random.default_rng([self.seed, epoch])
-        return self.starts[rng.permutation(len(self.starts))]
-
-    def epoch_batches(
-        self, epoch: int, first_step: int = 0, rank: int = 0, world_size: int = 1
-    ) -> Iterator[np.ndarray]:
-        require(0 <= rank < world_size, f"rank must be in [0, {world_size}), got {rank}")
-        require(first_step >= 0, f"first_step must be non-negative, got {first_step}")
-        per_rank = self._per_rank(world_size)
-        share = self.epoch_order(epoch)[rank : per_rank * world_size : world_size]
-        for step in range(first_step, self.steps_per_epoch(world_size)):
-            yield share[step * self.batch_size : (step + 1) * self.batch_size]

@@ -3,33 +3,37 @@
     import reverie
     model = reverie.load("runs/shakespeare")            # best.safetensors (best validation loss)
     print(model.generate("ROMEO:", length=200, temperature=0.8, seed=0))
-    for piece in model.stream("ROMEO:", length=200, top_p=0.9):
+    for piece in model.stream("ROMEO:", length=200, top_p=0.9, stop=["\\n\\n"]):
         print(piece, end="", flush=True)
+    texts = model.generate_batch("JULIET:", num_samples=4, length=100, seed=1)   # a list of 4
 
-`generate` and `stream` take Hugging Face `generate()` parameter names (temperature, top_k, top_p,
-min_p, repetition_penalty, num_return_sequences is `num_samples`); temperature 0 is greedy. The
-returned text is the continuation only, not the prompt. Generation is stateful: the prompt runs
-through the model once, then each new token costs one step. With `num_samples` K > 1 the K streams
-run as one batch and `stream` yields lists of K pieces.
+The options are reverie.text.sampling.SamplingOptions: sampling rules with Hugging Face
+`generate()` names (temperature, top_k, top_p, min_p, repetition_penalty; temperature 0 is greedy),
+`length` (new tokens), `num_samples`, `stop` (a sample ends at the first occurrence of any of these
+strings, which is left out), `seed`, and `processors` (the user's own rules). The
+text returned is the continuation only, not the prompt. An empty prompt starts the text as after a
+newline (or a space, where the vocabulary has no newline). Generation is stateful: the prompt runs
+through the model once, then each new token costs one step; the samples of a batch run together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from reverie.device import resolve_device
 from reverie.errors import ReverieError, require
 from reverie.text import rundir
-from reverie.text.models import LanguageModel, ModelConfig, build_model
+from reverie.text.models import LanguageModel, build_model
 from reverie.text.sampling import SamplingOptions, generate_tokens
+from reverie.text.stops import StopText
 from reverie.text.tokenizer import Tokenizer
 
 CHECKPOINTS = {"best": rundir.BEST, "latest": rundir.MODEL}
-# Context given to the model when the prompt is empty: the first of these in the vocabulary.
-_EMPTY_PROMPT_STARTS = ("\n", " ")
+EMPTY_PROMPT_CONTEXT = ("\n", " ")  # what an empty prompt reads as: the first of these in the vocabulary
 
 
 class TextModel:
@@ -60,8 +64,14 @@ class TextModel:
         )
 
     def encode_prompt(self, prompt: str) -> list[int]:
-        """Token ids of `prompt`, refusing tokens the model has never seen (word level included:
-        a prompt word would otherwise silently become <unk>)."""
+        """Token ids the model reads before writing: those of `prompt`, refusing tokens the model
+        has never seen (word level included: a prompt word would otherwise silently become <unk>),
+        or for an empty prompt the first of EMPTY_PROMPT_CONTEXT in the vocabulary."""
+        if not prompt:
+            for token in EMPTY_PROMPT_CONTEXT:
+                if token in self.tokenizer.vocab:
+                    return [self.tokenizer.vocab.index(token)]
+            raise ReverieError("give a prompt: this model's vocabulary has no newline or space to start from")
         unknown = self.tokenizer.unknown_tokens(prompt)
         if unknown:
             kind = "characters" if self.tokenizer.level == "char" else "words"
@@ -71,95 +81,57 @@ class TextModel:
             )
         return self.tokenizer.encode(prompt)
 
-    def _start_ids(self, prompt_ids: Sequence[int]) -> tuple[list[int], int | None]:
-        """(ids fed to the model first, id the continuation follows for detokenizing)."""
-        if prompt_ids:
-            return list(prompt_ids), int(prompt_ids[-1])
-        for token in _EMPTY_PROMPT_STARTS:
-            if token in self.tokenizer.vocab:
-                return [self.tokenizer.vocab.index(token)], None
-        return [0], None
-
     def stream_ids(
-        self,
-        prompt_ids: Sequence[int],
-        length: int,
-        options: SamplingOptions,
-        num_samples: int = 1,
-        seed: int | None = None,
+        self, prompt_ids: Sequence[int], options: SamplingOptions, follows: int | None = None
     ) -> Iterator[list[str]]:
-        """Text pieces (one per stream, one list per step) continuing `prompt_ids`."""
-        require(isinstance(length, int) and length > 0, f"length must be a positive integer, got {length}")
-        require(
-            isinstance(num_samples, int) and num_samples > 0,
-            f"num_samples must be a positive integer, got {num_samples}",
-        )
-        options.validate()
-        start, previous = self._start_ids(prompt_ids)
-        return self._pieces(start, previous, length, options, num_samples, seed)
+        """Text pieces (one per sample, "" where a sample has nothing new) continuing `prompt_ids`,
+        until `options.length` tokens or until every sample reached a stop string. `follows` is the
+        id the text continues, for word-level spacing (None: the start of a text). Arguments are
+        checked now, before any text is made."""
+        tokens = generate_tokens(self.model, prompt_ids, options)
+        stops = [StopText(options.stop) for _ in range(options.num_samples)]
+        return self._pieces(tokens, stops, [follows] * options.num_samples)
 
     def _pieces(
-        self,
-        start: list[int],
-        previous: int | None,
-        length: int,
-        options: SamplingOptions,
-        num_samples: int,
-        seed: int | None,
+        self, tokens: Iterator[torch.Tensor], stops: list[StopText], last: list[int | None]
     ) -> Iterator[list[str]]:
-        last: list[int | None] = [previous] * num_samples
-        for tokens in generate_tokens(
-            self.model, start, length, options, num_samples=num_samples, seed=seed, device=self.device
-        ):
-            ids = tokens.tolist()
-            yield [self.tokenizer.decode([i], previous=p) for i, p in zip(ids, last)]
+        for step in tokens:
+            ids = step.tolist()
+            yield [stop.feed(self.tokenizer.decode([i], previous=p)) for stop, i, p in zip(stops, ids, last)]
             last = ids
+            if all(stop.done for stop in stops):
+                tokens.close()  # type: ignore[attr-defined]
+                return
+        rest = [stop.flush() for stop in stops]
+        if any(rest):
+            yield rest
 
-    def stream(
-        self,
-        prompt: str = "",
-        length: int = 400,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        min_p: float | None = None,
-        repetition_penalty: float | None = None,
-        num_samples: int = 1,
-        seed: int | None = None,
-    ) -> Iterator[str] | Iterator[list[str]]:
-        """Yield the continuation of `prompt` piece by piece as it is made (a list of pieces, one
-        per sample, when num_samples > 1)."""
-        options = SamplingOptions(
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            min_p=min_p,
-            repetition_penalty=repetition_penalty,
-        )
-        pieces = self.stream_ids(self.encode_prompt(prompt), length, options, num_samples, seed)
-        if num_samples == 1:
-            return (step[0] for step in pieces)
-        return pieces
+    def stream_batch(self, prompt: str = "", **options: Any) -> Iterator[list[str]]:
+        """`num_samples` continuations of `prompt`, made as one batch: a list of pieces (one per
+        sample) as each step is made. Options (reverie.text.sampling.SamplingOptions): temperature,
+        top_k, top_p, min_p, repetition_penalty, length (400), num_samples (1), stop, seed,
+        processors. Bad values are refused now, in one line, before any text."""
+        chosen = SamplingOptions.of(**options)
+        ids = self.encode_prompt(prompt)
+        return self.stream_ids(ids, chosen, follows=ids[-1] if prompt else None)
 
-    def generate(
-        self,
-        prompt: str = "",
-        length: int = 400,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        min_p: float | None = None,
-        repetition_penalty: float | None = None,
-        num_samples: int = 1,
-        seed: int | None = None,
-    ) -> str | list[str]:
-        """The continuation of `prompt` (`length` new tokens); a list of texts when num_samples > 1."""
-        steps = self.stream(
-            prompt, length, temperature, top_k, top_p, min_p, repetition_penalty, num_samples, seed
-        )
-        if num_samples == 1:
-            return "".join(steps)
-        return ["".join(pieces) for pieces in zip(*steps)]
+    def stream(self, prompt: str = "", **options: Any) -> Iterator[str]:
+        """The continuation of `prompt`, piece by piece as it is made (options as `stream_batch`,
+        one sample)."""
+        require(options.get("num_samples", 1) == 1, "stream makes one sample; use stream_batch for several")
+        return (pieces[0] for pieces in self.stream_batch(prompt, **options) if pieces[0])
+
+    def generate(self, prompt: str = "", **options: Any) -> str:
+        """The continuation of `prompt`, at most `length` new tokens (options as `stream_batch`)."""
+        return "".join(self.stream(prompt, **options))
+
+    def generate_batch(self, prompt: str = "", **options: Any) -> list[str]:
+        """`num_samples` continuations of `prompt`, made as one batch (options as `stream_batch`)."""
+        steps = self.stream_batch(prompt, **options)
+        texts = [""] * options.get("num_samples", 1)
+        for pieces in steps:
+            texts = [text + piece for text, piece in zip(texts, pieces)]
+        return texts
 
 
 def load(run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> TextModel:
@@ -167,14 +139,14 @@ def load(run_dir: str | Path, checkpoint: str = "best", device: str = "auto") ->
     the run has no best.safetensors) or `"latest"` (where training stopped)."""
     require(checkpoint in CHECKPOINTS, f"unknown checkpoint {checkpoint!r}; choose best or latest")
     run_dir = Path(run_dir)
-    config = rundir.read_config(run_dir)
+    config = rundir.RunConfig.load(run_dir)
     name = CHECKPOINTS[checkpoint]
-    if name == rundir.BEST and name not in config["files"]:
+    if name == rundir.BEST and name not in config.files:
         name = rundir.MODEL
-    model = build_model(ModelConfig.from_json(config["model"]))
-    restore_weights(model, rundir.load_checked(run_dir, config, name), run_dir / name)
+    model = build_model(config.model)
+    restore_weights(model, config.load_tensors(run_dir, name), run_dir / name)
     target = resolve_device(device)
-    return TextModel(model.to(target).eval(), Tokenizer.from_json(config["tokenizer"]), target, run_dir)
+    return TextModel(model.to(target).eval(), config.tokenizer, target, run_dir)
 
 
 def restore_weights(model: LanguageModel, tensors: dict[str, torch.Tensor], source: Path) -> None:

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reverie.errors import ReverieError, require, require_positive
+from reverie.errors import ReverieError
+from reverie.options import MISSING, check, option
 
 KINDS = ("lstm", "gru", "conv")
 INITS = ("torch", "keras")
@@ -35,30 +36,27 @@ State = Any
 Stepper = Callable[[torch.Tensor], torch.Tensor]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ModelConfig:
-    """Hyperparameters that rebuild a model exactly; stored as JSON beside its weights."""
+    """Hyperparameters that rebuild a model exactly; stored as JSON beside its weights.
 
-    kind: str
-    vocab_size: int
-    embed: int = 64  # 0 = one-hot input, as in the book
-    hidden: int = 512
-    layers: int = 2
-    dropout: float = 0.0
-    kernel_size: int = 3  # conv only; layer i has dilation 2**i
-    init: str = "torch"  # "keras": Keras' default initializers (the book preset)
+    The fields other than `kind` and `vocab_size` are also `reverie train`'s options of the same
+    names (TrainOptions takes them from here with `shape_option`), so their defaults, help and
+    bounds are defined once.
+    """
+
+    kind: str = option("lstm", "model kind", choices=KINDS)
+    vocab_size: int = option(MISSING, "tokens in the vocabulary", low=1, cli=False)
+    embed: int = option(64, "token embedding size; 0 feeds one-hot vectors as the book does", low=0)
+    hidden: int = option(448, "hidden units (conv: channels)", low=1)
+    layers: int = option(2, "layers", low=1)
+    dropout: float = option(0.0, "dropout between layers and before the output", low=0, high=1, high_open=True)
+    kernel_size: int = option(3, "conv model: kernel size (layer i has dilation 2**i)", low=2)
+    init: str = option("torch", "weight initialization: PyTorch's or Keras' defaults", choices=INITS)
 
     def validate(self) -> None:
         """Refuse a configuration that cannot build a model, in one line."""
-        require(self.kind in KINDS, f"unknown model {self.kind!r}; choose one of {', '.join(KINDS)}")
-        require(self.init in INITS, f"unknown init {self.init!r}; choose one of {', '.join(INITS)}")
-        require_positive("vocab_size", self.vocab_size)
-        require(self.embed >= 0, f"embed must be 0 (one-hot input) or positive, got {self.embed}")
-        require_positive("hidden", self.hidden)
-        require_positive("layers", self.layers)
-        require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        if self.kind == "conv":
-            require(self.kernel_size >= 2, f"kernel_size must be at least 2, got {self.kernel_size}")
+        check(self)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -75,11 +73,16 @@ class ModelConfig:
         config = cls(**data)
         try:
             config.validate()
-        except TypeError:
-            raise ReverieError(
-                f"model config {data} has values of the wrong type; the checkpoint is corrupted"
-            ) from None
+        except ReverieError as exc:
+            raise ReverieError(f"the model config is invalid ({exc}); the checkpoint is corrupted") from None
         return config
+
+
+def shape_option(name: str) -> Any:
+    """A new dataclass field declaring ModelConfig's option `name` (its default, help and bounds),
+    for an options class that passes it on to the model."""
+    source = next(field for field in dataclasses.fields(ModelConfig) if field.name == name)
+    return dataclasses.field(default=source.default, metadata=source.metadata)
 
 
 def map_state(state: State, fn: Callable[[torch.Tensor], torch.Tensor]) -> State:

@@ -7,19 +7,22 @@
 
     reverie train shakespeare --out runs/shakespeare --minutes 5
 
-Batches come from reverie.text.batches ("stream" by default, as char-rnn, or the book's "windows"),
-options from reverie.text.options, the optimizer and schedule from reverie.text.optim.
+The Trainer runs the steps and decides when to evaluate, sample and save; around it, batches come
+from reverie.text.batches ("stream" by default, as char-rnn, or the book's "windows"), options from
+reverie.text.options, the optimizer and schedule from reverie.text.optim, the budget from
+reverie.text.budget, Ctrl-C from reverie.interrupt, and the run directory's layout from
+reverie.text.rundir.
 
 Training stops when the epochs, steps or minutes budget is spent or at Ctrl-C (the step in flight
-finishes); then it saves the run (see reverie.text.rundir), evaluates, and writes samples. A
-checkpoint holds the optimizer and RNG states, so `resume=True` continues the same run: N steps,
-then resuming for M more, gives the same weights and losses as N + M steps in one go.
+finishes); then it saves the run, evaluates, and writes samples. A checkpoint holds the optimizer
+and RNG states, so `resume=True` continues the same run: N steps, then resuming for M more, gives
+the same weights and losses as N + M steps in one go.
 
 Under torchrun (see reverie.distributed) each process trains a DistributedDataParallel replica on
-its own share of every step's batch (reverie.text.batches): `--batch-size` is per process and the
-global batch is batch_size x processes. Only rank 0 prints, evaluates, samples and writes the run;
-every rank's RNG state is saved, and a run resumed with another number of processes keeps its
-global batch (each process takes global / processes), so it continues the same run.
+its own share of every step's batch: `--batch-size` is per process and the global batch is
+batch_size x processes. Only rank 0 prints, evaluates, samples and writes the run; every rank's RNG
+state is saved, and a run resumed with another number of processes keeps its global batch (each
+process takes global / processes), so it continues the same run.
 
     torchrun --standalone --nproc_per_node 2 -m reverie train shakespeare --out runs/ddp --batch-size 16
 """
@@ -30,9 +33,7 @@ import dataclasses
 import json
 import math
 import shlex
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -44,23 +45,27 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from reverie import distributed
+from reverie import distributed, rng
 from reverie.checkpoint import join_tensors, load_tensor_bytes, split_tensors
 from reverie.device import autocast, resolve_dtype
 from reverie.distributed import SINGLE, Ranks
 from reverie.errors import ReverieError, require
+from reverie.interrupt import StopRequests
 from reverie.text import rundir
 from reverie.text.batches import MAX_EVAL_TOKENS, StreamBatches, WindowBatches, evaluate
+from reverie.text.budget import Budget
 from reverie.text.corpus import TokenizedCorpus, load_corpus, split_ids
 from reverie.text.generator import TextModel, restore_weights
 from reverie.text.models import build_model, map_state, state_tensors
 from reverie.text.optim import build_optimizer, learning_rate
-from reverie.text.options import TrainOptions, model_config, resolve_options
+from reverie.text.options import TrainOptions, resolve_options
 from reverie.text.plots import plot_losses
+from reverie.text.rundir import CorpusInfo, RunConfig, TrainState
 from reverie.text.sampling import SamplingOptions
 from reverie.text.tokenizer import Tokenizer
 
 SAMPLE_PROMPT_TOKENS = 60  # the book's seed length
+STOP_REASONS = {"epochs": "its --epochs", "steps": "its --steps", "minutes": "its --minutes", "interrupted": "Ctrl-C"}
 
 
 @dataclass
@@ -84,19 +89,36 @@ class TrainResult:
     def val_bits(self) -> float | None:
         return None if self.val_loss is None else self.val_loss / math.log(2)
 
+    def summary(self) -> str:
+        """One line: steps, why it stopped, the losses, and where the run is."""
+        line = f"reverie: {self.step} steps ({self.epoch:.2f} epochs), stopped by {STOP_REASONS[self.stop_reason]}"
+        if self.val_loss is not None:
+            line += (
+                f"; validation loss {self.val_loss:.4f} nats/token ({self.val_bits:.4f} bits), "
+                f"best {self.best_val_loss:.4f}"
+            )
+        return f"{line}; run saved in {self.run_dir}"
 
-# ---- the run ------------------------------------------------------------------------------------------
+
+def make_batches(options: TrainOptions, ids: np.ndarray, where: Ranks) -> StreamBatches | WindowBatches:
+    """The training batches `options.batching` asks for, this rank's share."""
+    if options.batching == "windows":
+        return WindowBatches(
+            ids, options.batch_size, options.seq_len, options.window_step, options.seed, where.rank, where.world_size
+        )
+    return StreamBatches(ids, options.batch_size, options.seq_len, options.seed, where.rank, where.world_size)
 
 
 class Trainer:
-    """One training run: model, optimizer, batches and the counters that a checkpoint saves."""
+    """One training run: model, optimizer, batches and the counters that a checkpoint saves; it
+    runs the steps, and evaluates, samples and saves at the cadence the options ask for."""
 
     def __init__(
         self,
         corpus: TokenizedCorpus,
         out: Path,
         options: TrainOptions,
-        saved: dict[str, Any] | None,
+        saved: RunConfig | None,
         on_step: Callable[[int, float], None] | None = None,
         where: Ranks = SINGLE,
     ) -> None:
@@ -105,46 +127,34 @@ class Trainer:
         self.dtype = resolve_dtype(options.dtype, self.device)
         self.train_ids, self.val_ids = split_ids(corpus.ids, options.val_fraction)
         self._check_lengths()
-        rank, world = where.rank, where.world_size
-        if options.batching == "windows":
-            self.batches: StreamBatches | WindowBatches = WindowBatches(
-                self.train_ids,
-                options.batch_size,
-                options.seq_len,
-                options.window_step,
-                options.seed,
-                rank,
-                world,
-            )
-        else:
-            self.batches = StreamBatches(
-                self.train_ids, options.batch_size, options.seq_len, options.seed, rank, world
-            )
+        self.batches = make_batches(options, self.train_ids, where)
         self.steps_per_epoch = self.batches.steps_per_epoch
         torch.manual_seed(options.seed)
-        self.model_config = model_config(options, corpus.tokenizer.vocab_size)
+        self.model_config = options.model_config(corpus.tokenizer.vocab_size)
         self.model = build_model(self.model_config).to(self.device)
-        if rank > 0:  # rank 0 keeps a single process's random stream; the others draw their own dropout
-            torch.manual_seed(_rank_seed(options.seed, rank, 0))
+        if where.rank > 0:  # rank 0 keeps a single process's random stream; the others draw their own dropout
+            torch.manual_seed(rng.rank_seed(options.seed, where.rank, 0))
         self.optimizer = build_optimizer(self.model, options)
         self.step = 0
         self.epoch = 0
         self.step_in_epoch = 0
         self.tokens = 0  # input tokens trained on, over the whole run
-        self.elapsed_before = 0.0
         self.best_val_loss: float | None = None
         self.best_step: int | None = None
         self.last_val_loss: float | None = None
         self.last_eval_step: int | None = None
-        self.report_seconds: float | None = None
+        self.report_seconds: float | None = None  # how long the last evaluation and samples took
         self.carry: Any = None
         self.history: list[dict[str, Any]] = []
         self.files: dict[str, str] = {}
-        self.stop_requested = False
+        self.stop = StopRequests("stopping after this step and saving" if where.is_main else None)
+        self.agreed_stop = False  # with several ranks: whether any was asked to stop, after the last step
         self.phase = "idle"  # "compute" | "update": where a hard Ctrl-C landed
         self.rng_before_step: dict[str, Any] = {}
+        elapsed_before = 0.0
         if saved is not None:
-            self._restore(saved)
+            elapsed_before = self._restore(saved)
+        self.budget = Budget(options.epochs, options.steps, options.minutes, self.steps_per_epoch, elapsed_before)
         # the module a step runs: DDP averages the gradients over the ranks during backward
         self.network: torch.nn.Module = self.model
         if where.distributed:
@@ -152,8 +162,6 @@ class Trainer:
             self.network = DistributedDataParallel(self.model, device_ids=device_ids)
         self.session_start = time.monotonic()
         self.session_tokens = 0
-        self.agreed_stop = False  # with several ranks: what they agreed on after the last step
-        self.agreed_fraction = 0.0
         if where.distributed:
             self._agree(0.0)
 
@@ -175,50 +183,49 @@ class Trainer:
                 "--val-fraction, use a longer corpus, or pass --val-fraction 0",
             )
 
-    def _restore(self, saved: dict[str, Any]) -> None:
-        state = saved["state"]
+    def _restore(self, saved: RunConfig) -> float:
+        """Weights, optimizer, RNG, carried state and counters of the saved run; returns its elapsed time."""
+        state = saved.state
+        assert state is not None
         tensors = self._load_shared(saved, rundir.STATE)
         restore_weights(self.model, self._load_shared(saved, rundir.MODEL), self.out / rundir.MODEL)
         try:
-            self.optimizer.load_state_dict(join_tensors(state["optimizer"], tensors))
+            self.optimizer.load_state_dict(join_tensors(state.optimizer, tensors))
             if self.where.rank == 0:
-                rng = join_tensors(state["rng"], tensors)
+                saved_rng = join_tensors(state.rng, tensors)
             else:
-                others = join_tensors(state.get("rng_ranks", []), tensors)
-                rng = others[self.where.rank - 1] if self.where.rank <= len(others) else None
-            if rng is None:  # more ranks than the run had: a fresh stream, still set by --seed
-                torch.manual_seed(_rank_seed(self.options.seed, self.where.rank, int(state["step"])))
+                others = join_tensors(state.rng_ranks or [], tensors)
+                saved_rng = others[self.where.rank - 1] if self.where.rank <= len(others) else None
+            if saved_rng is None:  # more ranks than the run had: a fresh stream, still set by --seed
+                torch.manual_seed(rng.rank_seed(self.options.seed, self.where.rank, state.step))
             else:
-                self._set_rng_state(rng)
-            carry = self._share_of(join_tensors(state["carry"], tensors))
+                rng.restore(saved_rng, self.device)
+            carry = self._share_of(join_tensors(state.carry, tensors))
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError):
             raise ReverieError(
                 f"the training state in {self.out} does not fit this run; it is corrupted or from an "
                 "incompatible version"
             ) from None
         self.carry = map_state(carry, lambda t: t.to(self.device))
-        for name in (
-            "step",
-            "epoch",
-            "step_in_epoch",
-            "tokens",
-            "best_val_loss",
-            "best_step",
-            "last_val_loss",
-            "last_eval_step",
-        ):
-            setattr(self, name, state.get(name))
-        self.elapsed_before = float(state.get("elapsed_s", 0.0))
-        self.files = dict(saved["files"])
+        self.step, self.epoch, self.step_in_epoch, self.tokens = (
+            state.step,
+            state.epoch,
+            state.step_in_epoch,
+            state.tokens,
+        )
+        self.best_val_loss, self.best_step = state.best_val_loss, state.best_step
+        self.last_val_loss, self.last_eval_step = state.last_val_loss, state.last_eval_step
+        self.files = dict(saved.files)
         if self.where.is_main:
             self.history = [
                 row for row in rundir.read_metrics(self.out / rundir.METRICS) if row["step"] <= self.step
             ]
+        return float(state.elapsed_s)
 
-    def _load_shared(self, saved: dict[str, Any], name: str) -> dict[str, torch.Tensor]:
+    def _load_shared(self, saved: RunConfig, name: str) -> dict[str, torch.Tensor]:
         """Tensors of a checkpoint file that rank 0 reads and hands to every rank (the run
         directory need only be on rank 0's machine)."""
-        data = distributed.share_from_main(lambda: rundir.read_checked(self.out, saved, name))
+        data = distributed.share_from_main(lambda: saved.read_checked(self.out, name))
         return load_tensor_bytes(data, self.out / name)
 
     def _share_of(self, carry: Any) -> Any:
@@ -232,72 +239,28 @@ class Trainer:
         share = streams // self.where.world_size
         return map_state(carry, lambda t: t.narrow(dim, self.where.rank * share, share))
 
-    # -- bookkeeping --
+    # -- budget and stopping --
 
-    @property
-    def elapsed(self) -> float:
-        return self.elapsed_before + time.monotonic() - self.session_start
-
-    @property
-    def total_steps(self) -> int | None:
-        budgets = [self.options.steps, self.options.epochs and self.options.epochs * self.steps_per_epoch]
-        known = [b for b in budgets if b]
-        return min(known) if known else None
-
-    def progress(self) -> float:
-        """The fraction of the budget spent (the nearest one to its end)."""
-        parts = []
-        if self.total_steps:
-            parts.append(self.step / self.total_steps)
-        if self.options.minutes:
-            parts.append(self._time_fraction())
-        return max(parts)
-
-    def _time_fraction(self) -> float:
-        """The minutes budget spent; with several ranks rank 0's, as agreed after the last step."""
-        if self.where.distributed:
-            return self.agreed_fraction
-        return self.elapsed / self.training_seconds()
+    def reserve_s(self) -> float:
+        """Seconds to keep for the final evaluation and samples: the last report's duration, or
+        before any report an estimate from the training speed."""
+        if self.report_seconds is not None:
+            return self.report_seconds
+        speed = self.session_tokens / max(time.monotonic() - self.session_start, 1e-9)
+        return min(len(self.val_ids), MAX_EVAL_TOKENS) / (2 * speed) if speed > 0 else 0.0
 
     def _agree(self, loss: float) -> float:
-        """All ranks: sum this step's loss, whether any rank was asked to stop, and rank 0's time
-        budget spent, so every rank stops at the same step with the same schedule. Returns the
-        step's loss over the global batch."""
-        fraction = (
-            self.elapsed / self.training_seconds() if self.where.is_main and self.options.minutes else 0.0
-        )
-        total, stops, fraction = distributed.all_sum([loss, float(self.stop_requested), fraction])
-        self.agreed_stop, self.agreed_fraction = stops > 0, fraction
-        return total / self.where.world_size
-
-    def training_seconds(self) -> float:
-        """The minutes budget less the time the final evaluation and samples will take (the last
-        report's duration, or before any report an estimate from the training speed), so that the
-        whole run, final report included, fits the budget."""
-        reserve = self.report_seconds
-        if reserve is None:
-            speed = self.session_tokens / max(time.monotonic() - self.session_start, 1e-9)
-            reserve = min(len(self.val_ids), MAX_EVAL_TOKENS) / (2 * speed) if speed > 0 else 0.0
-        budget = 60.0 * self.options.minutes
-        return max(budget - reserve, 0.5 * budget)
+        """Measure the time budget spent and, with several ranks, agree on it (rank 0's), on a stop
+        and on the step's mean loss, so every rank stops at the same step with the same schedule."""
+        fraction = self.budget.update_time(self.reserve_s()) if self.where.is_main else 0.0
+        if not self.where.distributed:
+            return loss
+        loss, self.agreed_stop, self.budget.time_fraction = distributed.agree(loss, self.stop.requested, fraction)
+        return loss
 
     def stop_reason(self) -> str | None:
-        options = self.options
-        if self.agreed_stop if self.where.distributed else self.stop_requested:
-            return "interrupted"
-        if options.steps is not None and self.step >= options.steps:
-            return "steps"
-        if options.epochs is not None and self.epoch >= options.epochs:
-            return "epochs"
-        if options.minutes is not None:
-            spent = (
-                self.agreed_fraction >= 1.0
-                if self.where.distributed
-                else self.elapsed >= self.training_seconds()
-            )
-            if spent:
-                return "minutes"
-        return None
+        asked = self.agreed_stop if self.where.distributed else self.stop.requested
+        return "interrupted" if asked else self.budget.reason(self.step, self.epoch)
 
     def resume_command(self) -> str:
         return resume_command(self.corpus.sources, self.out, self.where.world_size)
@@ -306,12 +269,10 @@ class Trainer:
 
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
         self.phase = "compute"
-        self.rng_before_step = self._rng_state()
+        self.rng_before_step = rng.capture(self.device)
         inputs, targets = inputs.to(self.device), targets.to(self.device)
-        weight, step_tokens = (
-            self.batches.weight(self.step_in_epoch),
-            self.batches.step_tokens(self.step_in_epoch),
-        )
+        weight = self.batches.weight(self.step_in_epoch)
+        step_tokens = self.batches.step_tokens(self.step_in_epoch)
         with autocast(self.device, self.dtype):
             logits, carry = self.network(inputs, self.carry)
         loss = self.batches.loss(logits.float(), targets)
@@ -321,7 +282,7 @@ class Trainer:
         loss.backward()
         if self.options.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
-        lr = learning_rate(self.options, self.step, self.progress())
+        lr = learning_rate(self.options, self.step, self.budget.progress(self.step))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.phase = "update"
@@ -332,9 +293,7 @@ class Trainer:
         self.step_in_epoch += 1
         self.tokens += step_tokens
         self.session_tokens += step_tokens
-        value = loss.item()
-        if self.where.distributed:
-            value = self._agree(value)
+        value = self._agree(loss.item())
         self.history.append(
             {
                 "step": self.step,
@@ -343,7 +302,7 @@ class Trainer:
                 "lr": lr,
                 "train_loss": value,
                 "tokens_per_s": self.session_tokens / max(time.monotonic() - self.session_start, 1e-9),
-                "elapsed_s": self.elapsed,
+                "elapsed_s": self.budget.elapsed,
             }
         )
         return value
@@ -353,7 +312,7 @@ class Trainer:
         if self.where.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         bar = tqdm(
-            total=self.total_steps,
+            total=self.budget.total_steps,
             initial=self.step,
             unit="step",
             file=sys.stderr,
@@ -361,51 +320,48 @@ class Trainer:
             disable=not options.progress or not self.where.is_main,
             desc="training",
         )
-        previous_handler = self._catch_ctrl_c()
         batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
         reason: str | None = None
-        try:
-            while (reason := self.stop_reason()) is None:
-                if batches is None:
-                    batches = self.batches.epoch(self.epoch, self.step_in_epoch)
-                loss = self.train_step(*next(batches))
-                bar.update(1)
-                postfix = {
-                    "loss": f"{loss:.4f}",
-                    "tok_s": f"{self.history[-1]['tokens_per_s']:,.0f}",
-                    "epoch": f"{self.history[-1]['epoch']:.2f}",
-                }
-                if options.minutes:
-                    postfix["left"] = _clock(self.training_seconds() - self.elapsed)
-                bar.set_postfix(postfix, refresh=False)
-                if self.step_in_epoch == self.steps_per_epoch:
-                    self.epoch, self.step_in_epoch, self.carry, batches = self.epoch + 1, 0, None, None
-                    if options.sample_every is None:
+        with self.stop:
+            try:
+                while (reason := self.stop_reason()) is None:
+                    if batches is None:
+                        batches = self.batches.epoch(self.epoch, self.step_in_epoch)
+                    loss = self.train_step(*next(batches))
+                    bar.update(1)
+                    bar.set_postfix(self._postfix(loss), refresh=False)
+                    if self.step_in_epoch == self.steps_per_epoch:
+                        self.epoch, self.step_in_epoch, self.carry, batches = self.epoch + 1, 0, None, None
+                        if options.sample_every is None:
+                            self.report(bar)
+                    if options.sample_every and self.step % options.sample_every == 0:
                         self.report(bar)
-                if options.sample_every and self.step % options.sample_every == 0:
-                    self.report(bar)
-                if self.on_step is not None:
-                    self.on_step(self.step, loss)
-        except KeyboardInterrupt:
-            reason = "interrupted"
-            # weights half-updated, or one rank alone stopping (the others cannot save with it):
-            # keep the checkpoint already on disk
-            if self.phase == "update" or self.where.distributed:
-                bar.close()
-                self._restore_ctrl_c(previous_handler)
-                where = f"rank {self.where.rank} " if self.where.distributed else ""
-                print(
-                    f"reverie: {where}interrupted during a step; the last checkpoint in {self.out} is "
-                    f"kept. Resume with: {self.resume_command()}",
-                    file=sys.stderr,
-                )
-                raise
-            if self.phase == "compute":  # the step in flight is dropped: resuming redoes it
-                self._set_rng_state(self.rng_before_step)
-        finally:
-            self._restore_ctrl_c(previous_handler)
+                    if self.on_step is not None:
+                        self.on_step(self.step, loss)
+            except KeyboardInterrupt:
+                reason = "interrupted"
+                # weights half-updated, or one rank alone stopping (the others cannot save with it):
+                # keep the checkpoint already on disk
+                if self.phase == "update" or self.where.distributed:
+                    bar.close()
+                    where = f"rank {self.where.rank} " if self.where.distributed else ""
+                    print(
+                        f"reverie: {where}interrupted during a step; the last checkpoint in {self.out} is "
+                        f"kept. Resume with: {self.resume_command()}",
+                        file=sys.stderr,
+                    )
+                    raise
+                if self.phase == "compute":  # the step in flight is dropped: resuming redoes it
+                    rng.restore(self.rng_before_step, self.device)
         bar.close()
         return self.finish(reason)
+
+    def _postfix(self, loss: float) -> dict[str, str]:
+        last = self.history[-1]
+        postfix = {"loss": f"{loss:.4f}", "tok_s": f"{last['tokens_per_s']:,.0f}", "epoch": f"{last['epoch']:.2f}"}
+        if self.options.minutes:
+            postfix["left"] = _clock(self.budget.seconds_left(self.reserve_s()))
+        return postfix
 
     def finish(self, reason: str) -> TrainResult:
         """Save, then evaluate, write samples and the plot: a second Ctrl-C here loses nothing."""
@@ -451,7 +407,7 @@ class Trainer:
                     "epoch": self.step / self.steps_per_epoch,
                     "val_loss": val_loss,
                     "val_bits": val_loss / math.log(2),
-                    "elapsed_s": self.elapsed,
+                    "elapsed_s": self.budget.elapsed,
                 }
             )
             message = (
@@ -467,24 +423,21 @@ class Trainer:
         self.report_seconds = time.monotonic() - started
 
     def write_samples(self, bar: tqdm | None) -> None:
+        """`sample_length` tokens at each sample temperature, from a seed window of the corpus (the book's way)."""
         options = self.options
         if not options.sample_temperatures:
             return
         tokenizer = self.corpus.tokenizer
-        rng = np.random.default_rng([options.seed, self.step])
         prompt_len = min(SAMPLE_PROMPT_TOKENS, options.seq_len, len(self.train_ids) - 1)
-        begin = int(rng.integers(0, len(self.train_ids) - prompt_len))
+        begin = int(np.random.default_rng([options.seed, self.step]).integers(0, len(self.train_ids) - prompt_len))
         prompt_ids = [int(i) for i in self.train_ids[begin : begin + prompt_len]]
         writer = TextModel(self.model, tokenizer, self.device)
         seed_text = tokenizer.decode(prompt_ids)
-        blocks = [
-            (f"=== step {self.step}, epoch {self.step / self.steps_per_epoch:.2f}, seed: {seed_text!r}")
-        ]
+        blocks = [f"=== step {self.step}, epoch {self.step / self.steps_per_epoch:.2f}, seed: {seed_text!r}"]
         for index, temperature in enumerate(options.sample_temperatures):
             seed = int(np.random.default_rng([options.seed, self.step, index]).integers(2**31))
-            pieces = writer.stream_ids(
-                prompt_ids, options.sample_length, SamplingOptions(temperature=temperature), seed=seed
-            )
+            sampling = SamplingOptions(temperature=temperature, length=options.sample_length, seed=seed)
+            pieces = writer.stream_ids(prompt_ids, sampling, follows=prompt_ids[-1])
             blocks.append(f"--- temperature {temperature:g}\n{seed_text}{''.join(p[0] for p in pieces)}")
         text = "\n".join(blocks) + "\n\n"
         with open(self.out / rundir.SAMPLES, "a", encoding="utf-8") as handle:
@@ -496,15 +449,15 @@ class Trainer:
 
         With several ranks every rank calls it: rank 0 gathers their RNG states and carried
         states (all ranks' streams, in global order) and writes alone."""
-        rng = self._gathered_rng()
+        states = distributed.gather_tensors(rng.capture(self.device))
         carry = self._gathered_carry()
         if not self.where.is_main:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         weights = {name: t.detach() for name, t in self.model.state_dict().items()}
         optimizer_json, tensors = split_tensors(self.optimizer.state_dict(), "optimizer")
-        rng_json, rng_tensors = split_tensors(rng[0], "rng")
-        ranks_json, ranks_tensors = split_tensors(rng[1:], "rng_ranks")
+        rng_json, rng_tensors = split_tensors(states[0], "rng")
+        ranks_json, ranks_tensors = split_tensors(states[1:], "rng_ranks")
         carry_json, carry_tensors = split_tensors(carry, "carry")
         groups = {
             rundir.MODEL: weights,
@@ -512,71 +465,41 @@ class Trainer:
         }
         if best:
             groups[rundir.BEST] = weights
-        config = {
-            "model": self.model_config.to_json(),
-            "tokenizer": self.corpus.tokenizer.to_json(),
-            "corpus": {
-                "sources": self.corpus.sources,
-                "fingerprint": self.corpus.fingerprint,
-                "tokens": len(self.corpus.ids),
-                "train_tokens": len(self.train_ids),
-                "val_tokens": len(self.val_ids),
-            },
-            "options": dataclasses.asdict(self.options),
-            "state": {
-                "step": self.step,
-                "epoch": self.epoch,
-                "step_in_epoch": self.step_in_epoch,
-                "tokens": self.tokens,
-                "steps_per_epoch": self.steps_per_epoch,
-                "elapsed_s": self.elapsed,
-                "best_val_loss": self.best_val_loss,
-                "best_step": self.best_step,
-                "last_val_loss": self.last_val_loss,
-                "last_eval_step": self.last_eval_step,
-                "dtype": str(self.dtype).removeprefix("torch."),
-                "world_size": self.where.world_size,
-                "optimizer": optimizer_json,
-                "rng": rng_json,
-                "rng_ranks": ranks_json,
-                "carry": carry_json,
-            },
-            "files": self.files,
-        }
-        rundir.save_checkpoint(self.out, config, groups)
-        self.files = config["files"]
+        corpus = self.corpus
+        config = RunConfig(
+            model=self.model_config,
+            tokenizer=corpus.tokenizer,
+            files=self.files,
+            corpus=CorpusInfo(corpus.sources, corpus.fingerprint, len(corpus.ids), len(self.train_ids), len(self.val_ids)),
+            options=self.options,
+            state=TrainState(
+                step=self.step,
+                epoch=self.epoch,
+                step_in_epoch=self.step_in_epoch,
+                tokens=self.tokens,
+                steps_per_epoch=self.steps_per_epoch,
+                elapsed_s=self.budget.elapsed,
+                best_val_loss=self.best_val_loss,
+                best_step=self.best_step,
+                last_val_loss=self.last_val_loss,
+                last_eval_step=self.last_eval_step,
+                dtype=str(self.dtype).removeprefix("torch."),
+                world_size=self.where.world_size,
+                optimizer=optimizer_json,
+                rng=rng_json,
+                rng_ranks=ranks_json,
+                carry=carry_json,
+            ),
+        )
+        config.save(self.out, groups)
+        self.files = config.files
         rundir.write_metrics(self.out / rundir.METRICS, self.history)
         plot_losses(
             self.history,
             self.out / rundir.PLOT,
             title=f"{self.out.name}: {self.model_config.kind} "
-            f"{self.model_config.layers}x{self.model_config.hidden}, {self.corpus.tokenizer.level} level",
+            f"{self.model_config.layers}x{self.model_config.hidden}, {corpus.tokenizer.level} level",
         )
-
-    # -- RNG and Ctrl-C --
-
-    def _rng_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"cpu": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            state["cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
-
-    def _set_rng_state(self, state: dict[str, Any]) -> None:
-        if "cpu" in state:
-            torch.set_rng_state(state["cpu"])
-        if "cuda" in state and self.device.type == "cuda":
-            if isinstance(state["cuda"], (list, tuple)):  # every GPU's, as older runs saved it
-                torch.cuda.set_rng_state_all(state["cuda"])
-            else:
-                torch.cuda.set_rng_state(state["cuda"], self.device)
-
-    def _gathered_rng(self) -> list[dict[str, Any]]:
-        """Every rank's RNG state, in rank order (collective with several ranks)."""
-        local = self._rng_state()
-        if not self.where.distributed:
-            return [local]
-        parts = {key: distributed.all_gather(tensor) for key, tensor in local.items()}
-        return [{key: parts[key][rank] for key in local} for rank in range(self.where.world_size)]
 
     def _gathered_carry(self) -> Any:
         """The carried state of all ranks' streams, in global order (collective with several ranks)."""
@@ -584,33 +507,6 @@ class Trainer:
             return self.carry
         dim = self.model.state_batch_dim
         return map_state(self.carry, lambda t: torch.cat(distributed.all_gather(t), dim=dim))
-
-    def _catch_ctrl_c(self) -> Any:
-        """First Ctrl-C: finish the step, save and stop. Second: stop at once (KeyboardInterrupt)."""
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def request_stop(signum: int, frame: Any) -> None:
-            if self.stop_requested:
-                raise KeyboardInterrupt
-            self.stop_requested = True
-            if self.where.is_main:
-                print(
-                    "\nreverie: Ctrl-C: stopping after this step and saving (Ctrl-C again quits at once)",
-                    file=sys.stderr,
-                )
-
-        return signal.signal(signal.SIGINT, request_stop)
-
-    @staticmethod
-    def _restore_ctrl_c(previous: Any) -> None:
-        if previous is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, previous)
-
-
-def _rank_seed(seed: int, rank: int, step: int) -> int:
-    """A torch seed for rank `rank` (> 0) drawn from --seed: ranks draw different dropout masks."""
-    return int(np.random.default_rng([seed, rank, step]).integers(2**63))
 
 
 def _nan(value: float | None) -> float:
@@ -655,9 +551,7 @@ def train(
     out = Path(out)
     where = distributed.ranks()
     timeout = options.get("dist_timeout") or distributed.DEFAULT_TIMEOUT_S
-    hint = (
-        f"the last checkpoint in {out} is kept; resume with: {resume_command(sources, out, where.world_size)}"
-    )
+    hint = f"the last checkpoint in {out} is kept; resume with: {resume_command(sources, out, where.world_size)}"
     with distributed.process_group(where, timeout, hint):
         return _train(sources, out, where, on_step, options)
 
@@ -670,33 +564,33 @@ def _train(
     options: dict[str, Any],
 ) -> TrainResult:
     require(not out.exists() or out.is_dir(), f"--out {out} is a file; pass a directory for the run")
-    saved = None
+    saved: RunConfig | None = None
+    saved_options: dict[str, Any] | None = None
     if options.get("resume"):
-        saved = json.loads(distributed.share_from_main(lambda: json.dumps(rundir.read_config(out)).encode()))
-        if not isinstance(saved.get("state"), dict) or not isinstance(saved.get("options"), dict):
+        shared = distributed.share_from_main(lambda: json.dumps(RunConfig.load(out).to_json()).encode())
+        saved = RunConfig.from_json(json.loads(shared), out / rundir.CONFIG)
+        if saved.state is None or saved.options is None:
             raise ReverieError(f"{out} holds no training state to resume; train a new run into another --out")
-        saved["options"] = _per_rank_options(saved, out, where.world_size)
+        saved_options = dataclasses.asdict(saved.options)
+        saved_options["batch_size"] = per_rank_batch_size(
+            saved.options.batch_size, saved.state.world_size, where.world_size, out
+        )
     else:
         distributed.share_from_main(lambda: _check_new_run(out, bool(options.get("overwrite"))))
-    resolved = resolve_options(options, saved["options"] if saved else None)
-    tokenizer = Tokenizer.from_json(saved["tokenizer"]) if saved is not None else None
+    resolved = resolve_options(options, saved_options)
+    tokenizer: Tokenizer | None = saved.tokenizer if saved is not None else None
 
     def read_corpus() -> TokenizedCorpus:
         if tokenizer is None:
             return load_corpus(
-                sources,
-                resolved.level,
-                resolved.lower,
-                resolved.max_vocab,
-                resolved.encoding,
-                resolved.errors,
+                sources, resolved.level, resolved.lower, resolved.max_vocab, resolved.encoding, resolved.errors
             )
         return load_corpus(sources, encoding=resolved.encoding, errors=resolved.errors, tokenizer=tokenizer)
 
     # a named corpus is downloaded, a big one encoded into the cache, once per machine
     tokens = distributed.local_first(where, read_corpus)
     if saved is not None:
-        trained_on = saved.get("corpus", {}).get("fingerprint")
+        trained_on = saved.corpus.fingerprint if saved.corpus is not None else None
         require(
             tokens.fingerprint == trained_on,
             f"--resume with a different corpus: {' '.join(sources)} is not the text the run in {out} was "
@@ -725,18 +619,16 @@ def _check_new_run(out: Path, overwrite: bool) -> bytes:
     return b""
 
 
-def _per_rank_options(saved: dict[str, Any], out: Path, world_size: int) -> dict[str, Any]:
-    """The run's options with --batch-size split for `world_size` processes: a resumed run keeps
-    its global batch (per-process batch x the processes it ran on), whatever the processes now."""
-    options = dict(saved["options"])
-    global_batch = int(options["batch_size"]) * int(saved["state"].get("world_size", 1))
+def per_rank_batch_size(batch_size: int, trained_world_size: int, world_size: int, out: Path) -> int:
+    """--batch-size for each of `world_size` processes resuming a run that trained with `batch_size`
+    on `trained_world_size` processes: a resumed run keeps its global batch, whatever the processes now."""
+    global_batch = int(batch_size) * int(trained_world_size)
     require(
         global_batch % world_size == 0,
         f"the run in {out} trains on a global batch of {global_batch} sequences, which {world_size} "
         f"processes cannot share evenly; resume with a number of processes that divides {global_batch}",
     )
-    options["batch_size"] = global_batch // world_size
-    return options
+    return global_batch // world_size
 
 
 __all__ = ["TrainResult", "Trainer", "resume_command", "train"]

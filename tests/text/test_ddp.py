@@ -7,18 +7,15 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from conftest import TINY
-from helpers import shakespeare_slice
-from helpers import run_ranks
+from helpers import run_ranks, shakespeare_slice
 from safetensors.torch import load_file
 
 from reverie.errors import ReverieError
 from reverie.text import rundir
-from reverie.text.batches import StreamBatches, WindowBatches
-from reverie.text.train import Trainer, _per_rank_options, train
+from reverie.text.train import Trainer, per_rank_batch_size, train
 
 TIMEOUT_S = 120  # a hard bound on the spawned processes; they take a few seconds
 
@@ -133,27 +130,12 @@ def test_two_ranks_equal_one_process_and_resume_across_world_sizes(
     assert len(train_losses(run)) == 8
 
 
-def test_ranks_share_the_batches_of_one_process():
-    ids = np.arange(10_000)
-    whole = next(StreamBatches(ids, 8, 16, seed=1).epoch(0))[0]
-    halves = [next(StreamBatches(ids, 4, 16, seed=1, rank=r, world_size=2).epoch(0))[0] for r in range(2)]
-    assert torch.equal(torch.cat(halves), whole)  # rank r reads the r-th block of the same streams
-    one = WindowBatches(ids[:337], 8, 10, 7, seed=0)  # 47 windows: 5 steps of 8, then 7
-    two = [WindowBatches(ids[:337], 4, 10, 7, seed=0, rank=r, world_size=2) for r in range(2)]
-    assert one.steps_per_epoch == two[0].steps_per_epoch == 6
-    for (x, _), (x0, _), (x1, _) in zip(one.epoch(0), two[0].epoch(0), two[1].epoch(0)):
-        assert sorted(x[:, 0].tolist()) == sorted(x0[:, 0].tolist() + x1[:, 0].tolist())
-    assert (len(x0), len(x1)) == (4, 3) and two[0].step_tokens(5) == 70
-    assert two[0].weight(5) == pytest.approx(8 / 7) and two[1].weight(5) == pytest.approx(6 / 7)
-    assert two[0].weight(0) == two[1].weight(0) == one.weight(5) == 1.0
-
-
 def test_a_resumed_run_keeps_its_global_batch():
-    saved = {"options": {"batch_size": 6}, "state": {"world_size": 2}}
-    assert _per_rank_options(saved, Path("run"), 1)["batch_size"] == 12
-    assert _per_rank_options(saved, Path("run"), 4)["batch_size"] == 3
+    # a run of batch 6 on 2 processes: global batch 12
+    assert per_rank_batch_size(6, 2, 1, Path("run")) == 12
+    assert per_rank_batch_size(6, 2, 4, Path("run")) == 3
     with pytest.raises(ReverieError, match="global batch of 12 sequences, which 5 processes cannot share"):
-        _per_rank_options(saved, Path("run"), 5)
+        per_rank_batch_size(6, 2, 5, Path("run"))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from helpers import shakespeare_slice
 import reverie
 from reverie.errors import ReverieError
 from reverie.text.generator import TextModel
+from reverie.text.sampling import SamplingOptions
 from reverie.text.train import train
 
 
@@ -50,15 +51,47 @@ def test_temperature_zero_is_greedy(tiny_run: Path):
 
 def test_several_samples_run_as_a_batch(tiny_run: Path):
     model = reverie.load(tiny_run)
-    texts = model.generate("A", length=15, num_samples=3, seed=0)
+    texts = model.generate_batch("A", length=15, num_samples=3, seed=0)
     assert isinstance(texts, list) and len(texts) == 3 and all(len(t) == 15 for t in texts)
     assert len(set(texts)) > 1
-    steps = list(model.stream("A", length=15, num_samples=3, seed=0))
+    steps = list(model.stream_batch("A", length=15, num_samples=3, seed=0))
     assert ["".join(column) for column in zip(*steps)] == texts
+    assert isinstance(model.generate("A", length=15, seed=0), str)  # one sample: a string, always
+    assert model.generate_batch("A", length=15, num_samples=1, seed=0) == [model.generate("A", length=15, seed=0)]
+    with pytest.raises(ReverieError, match="use stream_batch for several"):
+        model.stream("A", num_samples=3)
 
 
-def test_empty_prompt(tiny_run: Path):
-    assert len(reverie.load(tiny_run).generate(length=10, seed=0)) == 10
+def test_empty_prompt_reads_as_a_new_line(tiny_run: Path):
+    model = reverie.load(tiny_run)
+    text = model.generate(length=10, seed=0)
+    assert len(text) == 10
+    newline = model.tokenizer.vocab.index("\n")
+    assert model.encode_prompt("") == [newline]
+    assert text == "".join(p[0] for p in model.stream_ids([newline], SamplingOptions.of(length=10, seed=0)))
+
+
+def test_stop_sequences_end_each_sample_at_the_first_occurrence(tiny_run: Path):
+    model = reverie.load(tiny_run)
+    free = model.generate_batch("ROMEO:", length=300, num_samples=3, seed=2)
+    stop = next(ch for ch in "eaot " if all(ch in text for text in free))
+    stopped = model.generate_batch("ROMEO:", length=300, num_samples=3, seed=2, stop=[stop])
+    assert stopped == [text[: text.index(stop)] for text in free]  # the same samples, cut before the stop
+    single = model.generate("ROMEO:", length=300, seed=2)
+    streamed = "".join(model.stream("ROMEO:", length=300, seed=2, stop=[stop, "zzz"]))
+    assert streamed == single[: single.index(stop)]
+    two = single[5:7]  # a stop of two characters, found across two pieces
+    assert model.generate("ROMEO:", length=300, seed=2, stop=two) == single[: single.index(two)]
+
+
+def test_user_processors_change_what_is_written(tiny_run: Path):
+    model = reverie.load(tiny_run)
+    only_e = model.tokenizer.vocab.index("e")
+
+    def always_e(history, logits):
+        return torch.full_like(logits, -float("inf")).index_fill(1, torch.tensor([only_e]), 0.0)
+
+    assert model.generate("A", length=7, seed=0, processors=[always_e]) == "eeeeeee"
 
 
 def test_prompt_characters_not_in_the_vocabulary_are_named(tiny_run: Path):
@@ -72,15 +105,17 @@ def test_prompt_characters_not_in_the_vocabulary_are_named(tiny_run: Path):
     [
         ({"length": 0}, "length must be a positive integer"),
         ({"length": -3}, "length must be a positive integer"),
-        ({"num_samples": 0}, "num_samples must be a positive integer"),
+        ({"num_samples": 0}, "--num-samples must be a positive integer"),
         ({"temperature": -0.5}, "temperature"),
-        ({"top_p": 0.0}, "top_p"),
-        ({"top_p": 1.5}, "top_p"),
+        ({"top_p": 0.0}, "--top-p"),
+        ({"top_p": 1.5}, "--top-p"),
+        ({"stop": [""]}, "stop sequences must be non-empty strings"),
+        ({"colour": "red"}, "unknown generation option colour"),
     ],
 )
 def test_bad_generation_options(tiny_run: Path, kwargs: dict, message: str):
     with pytest.raises(ReverieError, match=message):
-        reverie.load(tiny_run).generate("A", **{"length": 5, **kwargs})
+        reverie.load(tiny_run).generate_batch("A", **{"length": 5, **kwargs})
 
 
 def test_best_and_latest_checkpoints(tiny_run: Path):

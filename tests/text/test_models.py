@@ -38,13 +38,13 @@ def test_config_json_round_trip_rebuilds_same_model():
 @pytest.mark.parametrize(
     "bad, message",
     [
-        ({"kind": "transformer"}, "unknown model"),
-        ({"init": "jax"}, "unknown init"),
-        ({"hidden": 0}, "hidden must be positive"),
-        ({"layers": -1}, "layers must be positive"),
-        ({"embed": -2}, "embed must be"),
-        ({"dropout": 1.0}, "dropout"),
-        ({"kind": "conv", "kernel_size": 1}, "kernel_size"),
+        ({"kind": "transformer"}, "unknown --kind 'transformer'"),
+        ({"init": "jax"}, "unknown --init"),
+        ({"hidden": 0}, "--hidden must be a positive integer"),
+        ({"layers": -1}, "--layers must be a positive integer"),
+        ({"embed": -2}, "--embed must be"),
+        ({"dropout": 1.0}, "--dropout"),
+        ({"kind": "conv", "kernel_size": 1}, "--kernel-size"),
     ],
 )
 def test_bad_config_refused(bad, message):
@@ -58,7 +58,7 @@ def test_config_from_incompatible_json_refused():
         ModelConfig.from_json({"kind": "lstm", "vocab_size": 5, "n_heads": 4})
     with pytest.raises(ReverieError, match="incompatible version"):
         ModelConfig.from_json({"hidden": 5})
-    with pytest.raises(ReverieError, match="wrong type"):
+    with pytest.raises(ReverieError, match="the model config is invalid .* got '512'.* corrupted"):
         ModelConfig.from_json({"kind": "lstm", "vocab_size": 5, "hidden": "512"})
 
 

@@ -1,4 +1,5 @@
-"""Optimizers: AdamW equals torch's, the state survives a checkpoint, and no torch._dynamo import."""
+"""Optimizers and schedule: AdamW equals torch's, Keras's RMSprop update, warmup and decay, the state
+survives a checkpoint, and no torch._dynamo import."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from reverie import checkpoint
-from reverie.text.optim import AdamW
+from reverie.text.optim import AdamW, KerasRMSprop, learning_rate
+from reverie.text.options import TrainOptions
 
 
 def two_groups(seed: int = 0) -> tuple[torch.nn.Module, list[dict]]:
@@ -70,3 +73,25 @@ def test_training_does_not_import_the_compiler(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_keras_rmsprop_matches_the_keras_update():
+    weight = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.0]))
+    optimizer = KerasRMSprop([weight], lr=0.01)
+    velocity, expected = torch.zeros(3), weight.detach().clone()
+    for grad in (torch.tensor([0.5, -1e-4, 0.0]), torch.tensor([0.1, 2.0, 1e-6])):
+        weight.grad = grad.clone()
+        optimizer.step()
+        velocity = 0.9 * velocity + 0.1 * grad**2
+        expected = expected - 0.01 * grad / torch.sqrt(velocity + 1e-7)
+    assert torch.allclose(weight.detach(), expected, rtol=0, atol=1e-7)
+
+
+def test_learning_rate_warms_up_then_decays():
+    options = TrainOptions(lr=1.0, warmup_steps=10)
+    assert learning_rate(options, 0, 0.0) == pytest.approx(0.1)
+    assert learning_rate(options, 9, 0.0) == pytest.approx(1.0)
+    assert learning_rate(options, 100, 0.5) == pytest.approx(0.55)
+    assert learning_rate(options, 200, 1.0) == pytest.approx(0.1)
+    constant = TrainOptions(lr=0.01, warmup_steps=0, schedule="constant")
+    assert learning_rate(constant, 0, 0.0) == learning_rate(constant, 999, 1.0) == 0.01

@@ -11,17 +11,14 @@ import torch
 from reverie.errors import ReverieError
 from reverie.text.models import ModelConfig, build_model
 from reverie.text.sampling import (
+    MinP,
+    RepetitionPenalty,
     SamplingOptions,
-    apply_min_p,
-    apply_repetition_penalty,
-    apply_temperature,
-    apply_top_k,
-    apply_top_p,
-    build_processors,
+    Temperature,
+    TopK,
+    TopP,
     draw,
     generate_tokens,
-    generate_tokens_rerun_window,
-    reweight_distribution,
     sample_next,
 )
 
@@ -45,6 +42,16 @@ def kept(logits: torch.Tensor) -> list[bool]:
     return torch.isfinite(logits[0]).tolist()
 
 
+def reweight_distribution(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """The book's formula, as chapter 8.1 writes it: p' = exp(log(p) / T) / sum(exp(log(p) / T))."""
+    reweighted = np.exp(np.log(probs) / temperature)
+    return reweighted / np.sum(reweighted)
+
+
+def options(**given) -> SamplingOptions:
+    return SamplingOptions.of(**given)
+
+
 def test_book_formula_on_a_hand_made_distribution():
     # T = 0.5 squares the probabilities: [0.25, 0.09, 0.0225, 0.0025] / 0.365
     expected = np.array([0.25, 0.09, 0.0225, 0.0025]) / 0.365
@@ -54,20 +61,17 @@ def test_book_formula_on_a_hand_made_distribution():
 
 @pytest.mark.parametrize("temperature", [0.2, 0.5, 1.0, 1.2])
 def test_temperature_processor_equals_book_formula(temperature):
-    ours = apply_temperature(NO_HISTORY, log_probs(), temperature=temperature).softmax(-1)[0].double().numpy()
+    ours = Temperature(temperature)(NO_HISTORY, log_probs()).softmax(-1)[0].double().numpy()
     np.testing.assert_allclose(ours, reweight_distribution(np.array(PROBS), temperature), rtol=1e-5)
 
 
 def test_temperature_zero_is_argmax_whatever_the_seed():
     logits = torch.randn(6, VOCAB, generator=torch.Generator().manual_seed(0))
-    for seed in range(3):
-        token = sample_next(
-            logits,
-            NO_HISTORY.expand(6, 0),
-            SamplingOptions(temperature=0),
-            torch.Generator().manual_seed(seed),
-        )
-        assert torch.equal(token, logits.argmax(-1))
+    token = sample_next(logits, NO_HISTORY.expand(6, 0), options(temperature=0).rules(), None)
+    assert torch.equal(token, logits.argmax(-1))
+    model = tiny("lstm")
+    runs = [take(generate_tokens(model, [1, 2], options(temperature=0, length=9, seed=seed))) for seed in range(3)]
+    assert runs[0] == runs[1] == runs[2]
 
 
 def test_draw_follows_the_distribution_and_never_draws_masked_tokens():
@@ -88,9 +92,9 @@ def test_draw_at_the_top_of_the_range_takes_the_last_possible_token(monkeypatch)
 
 def test_top_k_hand_computed():
     logits = torch.tensor([[1.0, 3.0, 2.0, 3.0, 0.5]])
-    assert apply_top_k(NO_HISTORY, logits, k=1).tolist() == [[-INF, 3.0, -INF, 3.0, -INF]]  # ties stay
-    assert apply_top_k(NO_HISTORY, logits, k=3).tolist() == [[-INF, 3.0, 2.0, 3.0, -INF]]
-    assert apply_top_k(NO_HISTORY, logits, k=99).tolist() == logits.tolist()
+    assert TopK(1)(NO_HISTORY, logits).tolist() == [[-INF, 3.0, -INF, 3.0, -INF]]  # ties stay
+    assert TopK(3)(NO_HISTORY, logits).tolist() == [[-INF, 3.0, 2.0, 3.0, -INF]]
+    assert TopK(99)(NO_HISTORY, logits).tolist() == logits.tolist()
 
 
 @pytest.mark.parametrize(
@@ -104,7 +108,7 @@ def test_top_k_hand_computed():
     ],
 )
 def test_top_p_hand_computed(top_p, expected):
-    filtered = apply_top_p(NO_HISTORY, log_probs(), p=top_p)
+    filtered = TopP(top_p)(NO_HISTORY, log_probs())
     assert kept(filtered) == expected
     mask = torch.tensor(expected)
     torch.testing.assert_close(filtered[0, mask], log_probs()[0, mask])  # kept logits unchanged
@@ -120,57 +124,84 @@ def test_top_p_hand_computed(top_p, expected):
     ],
 )
 def test_min_p_hand_computed(min_p, expected):
-    assert kept(apply_min_p(NO_HISTORY, log_probs(), p=min_p)) == expected
+    assert kept(MinP(min_p)(NO_HISTORY, log_probs())) == expected
 
 
 def test_repetition_penalty_hand_computed():
     logits = torch.tensor([[2.0, -1.0, 0.5, 3.0], [2.0, -1.0, 0.5, 3.0]])
     history = torch.tensor([[1, 3, 1], [0, 0, 0]])
-    penalized = apply_repetition_penalty(history, logits, penalty=2.0)
+    penalized = RepetitionPenalty(2.0)(history, logits)
     # seen positive logits are divided by 2, seen negative ones multiplied by 2, once however often seen
     assert penalized.tolist() == [[2.0, -2.0, 0.5, 1.5], [1.0, -1.0, 0.5, 3.0]]
-    assert apply_repetition_penalty(history[:, :0], logits, penalty=2.0).tolist() == logits.tolist()
+    assert RepetitionPenalty(2.0)(history[:, :0], logits).tolist() == logits.tolist()
 
 
 def test_processors_in_hugging_face_order_and_no_ops_skipped():
-    full = SamplingOptions(temperature=0.7, top_k=5, top_p=0.9, min_p=0.05, repetition_penalty=1.3)
-    names = [p.func.__name__ for p in build_processors(full)]
-    assert names == [
-        "apply_repetition_penalty",
-        "apply_temperature",
-        "apply_top_k",
-        "apply_top_p",
-        "apply_min_p",
-    ]
-    neutral = SamplingOptions(temperature=1.0, top_p=1.0, min_p=0.0, repetition_penalty=1.0)
-    assert build_processors(neutral) == []
-    greedy = SamplingOptions(temperature=0, top_k=3, repetition_penalty=1.3)
-    assert [p.func.__name__ for p in build_processors(greedy)] == ["apply_repetition_penalty"]
+    full = options(temperature=0.7, top_k=5, top_p=0.9, min_p=0.05, repetition_penalty=1.3)
+    names = [type(p).__name__ for p in full.rules()]
+    assert names == ["RepetitionPenalty", "Temperature", "TopK", "TopP", "MinP"]
+    neutral = options(temperature=1.0, top_p=1.0, min_p=0.0, repetition_penalty=1.0)
+    assert neutral.rules() == []
+    greedy = options(temperature=0, top_k=3, repetition_penalty=1.3)
+    assert [type(p).__name__ for p in greedy.rules()] == ["RepetitionPenalty"]
+    assert [type(p).__name__ for p in options(top_k=1).rules()] == ["TopK"]  # k = 1 is a rule, not a no-op
+
+
+def test_user_processors_run_after_the_rules():
+    seen = []
+
+    def only_token_3(history, logits):
+        seen.append(logits.clone())
+        return torch.full_like(logits, -INF).index_fill(1, torch.tensor([3]), 0.0)
+
+    chosen = options(temperature=0.5, processors=[only_token_3])
+    assert [type(p).__name__ for p in chosen.rules()] == ["Temperature", "function"]
+    tokens = take(generate_tokens(tiny("gru"), [1], options(temperature=0.5, length=6, seed=0, processors=[only_token_3])))
+    assert tokens == [[3] * 6]
+    logits = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0]])
+    sample_next(logits, NO_HISTORY, chosen.rules(), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(seen[-1], logits / 0.5)  # it saw the logits after the temperature
 
 
 @pytest.mark.parametrize(
-    "options, message",
+    "given, message",
     [
+        ({"colour": 1}, "unknown generation option colour"),
         ({"temperature": -0.1}, "temperature"),
         ({"temperature": float("nan")}, "temperature"),
-        ({"top_p": 0.0}, "top_p"),
-        ({"top_p": 1.5}, "top_p"),
-        ({"top_k": 0}, "top_k"),
-        ({"top_k": 2.5}, "top_k"),
-        ({"min_p": -0.1}, "min_p"),
-        ({"min_p": 1.1}, "min_p"),
-        ({"repetition_penalty": 0.0}, "repetition_penalty"),
-        ({"repetition_penalty": -1.0}, "repetition_penalty"),
+        ({"top_p": 0.0}, "--top-p"),
+        ({"top_p": 1.5}, "--top-p"),
+        ({"top_k": 0}, "--top-k"),
+        ({"top_k": 2.5}, "--top-k"),
+        ({"min_p": -0.1}, "--min-p"),
+        ({"min_p": 1.1}, "--min-p"),
+        ({"repetition_penalty": 0.0}, "--repetition-penalty"),
+        ({"repetition_penalty": -1.0}, "--repetition-penalty"),
     ],
 )
-def test_validate_refuses_out_of_range(options, message):
+def test_validate_refuses_out_of_range(given, message):
     with pytest.raises(ReverieError, match=message):
-        SamplingOptions(**options).validate()
+        SamplingOptions.of(**given)
+
+
+@pytest.mark.parametrize(
+    "rule, value, message",
+    [
+        (Temperature, 0.0, "--temperature must be positive"),
+        (TopK, 0, "--top-k must be a positive integer"),
+        (TopP, 1.5, r"--top-p must be in \(0, 1\]"),
+        (MinP, -0.1, r"--min-p must be in \[0, 1\]"),
+        (RepetitionPenalty, 0.0, r"--repetition-penalty must be positive \(1 = none\)"),
+    ],
+)
+def test_each_rule_checks_its_argument_when_built(rule, value, message):
+    with pytest.raises(ReverieError, match=message):
+        rule(value)
 
 
 def test_validate_accepts_edges():
-    SamplingOptions(temperature=0, top_k=1, top_p=1.0, min_p=0.0, repetition_penalty=1.0).validate()
-    SamplingOptions(min_p=1.0, top_p=1e-6).validate()
+    options(temperature=0, top_k=1, top_p=1.0, min_p=0.0, repetition_penalty=1.0)
+    options(min_p=1.0, top_p=1e-6)
 
 
 def take(iterator) -> list[list[int]]:
@@ -179,10 +210,9 @@ def take(iterator) -> list[list[int]]:
 
 def test_seed_reproduces_and_differs():
     model = tiny("lstm")
-    options = SamplingOptions(temperature=1.0, top_k=8)
-    first = take(generate_tokens(model, [1, 2, 3], 40, options, seed=7))
-    assert first == take(generate_tokens(model, [1, 2, 3], 40, options, seed=7))
-    assert first != take(generate_tokens(model, [1, 2, 3], 40, options, seed=8))
+    first = take(generate_tokens(model, [1, 2, 3], options(top_k=8, length=40, seed=7)))
+    assert first == take(generate_tokens(model, [1, 2, 3], options(top_k=8, length=40, seed=7)))
+    assert first != take(generate_tokens(model, [1, 2, 3], options(top_k=8, length=40, seed=8)))
     assert len(first[0]) == 40
 
 
@@ -215,7 +245,7 @@ def test_stateful_generation_matches_full_recompute_for_each_stream(kind):
     recorder = Recorder(model)
     prompt, length, streams = [3, 1, 4, 1, 5], 12, 3
     tokens = take(
-        generate_tokens(recorder, prompt, length, SamplingOptions(temperature=1.5), streams, seed=0)
+        generate_tokens(recorder, prompt, options(temperature=1.5, length=length, num_samples=streams, seed=0))
     )
     # the prompt runs once, then one token per step
     assert [n for n, _ in recorder.calls] == [len(prompt)] + [1] * (length - 1)
@@ -232,54 +262,30 @@ def test_stateful_generation_matches_full_recompute_for_each_stream(kind):
 
 def test_batch_of_streams_is_reproducible():
     model = tiny("gru")
-    run = lambda: take(generate_tokens(model, [2, 7], 25, SamplingOptions(top_p=0.9), num_samples=4, seed=3))
+    run = lambda: take(generate_tokens(model, [2, 7], options(top_p=0.9, length=25, num_samples=4, seed=3)))
     first = run()
     assert len(first) == 4 and all(len(row) == 25 for row in first)
     assert first == run()
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_stateful_and_rerun_window_agree_when_greedy(kind):
-    model = tiny(kind)
-    for options in (SamplingOptions(temperature=0), SamplingOptions(temperature=0, repetition_penalty=1.5)):
-        stateful = take(generate_tokens(model, [5, 6, 7, 8], 30, options))
-        rerun = take(generate_tokens_rerun_window(model, [5, 6, 7, 8], 30, options, window=64))
-        assert stateful == rerun
-
-
-def test_rerun_window_sees_only_the_window():
-    model = tiny("lstm")
-    options = SamplingOptions(temperature=0)
-    prompt = [1, 2, 3, 4, 5, 6, 7, 8]
-    short = take(generate_tokens_rerun_window(model, prompt, 5, options, window=3))
-    same_tail = take(generate_tokens_rerun_window(model, [9, 9, 9, 9, 9, 6, 7, 8], 5, options, window=3))
-    assert short == same_tail
-
-
-def test_empty_prompt_starts_from_a_seeded_uniform_token():
-    model = tiny("conv")
-    options = SamplingOptions(temperature=0.8)
-    first = take(generate_tokens(model, [], 10, options, num_samples=2, seed=5))
-    assert first == take(generate_tokens(model, [], 10, options, num_samples=2, seed=5))
-    assert all(len(row) == 10 for row in first)
-    expected_start = torch.randint(VOCAB, (2,), generator=torch.Generator().manual_seed(5)).tolist()
-    assert [row[0] for row in first] == expected_start
-    assert take(generate_tokens(model, [], 1, options, seed=5)) == [[expected_start[0]]]
-
-
 def test_generation_restores_training_mode_and_makes_plain_tensors():
     model = tiny("gru").train()
-    tokens = list(generate_tokens(model, [1], 3, SamplingOptions()))
+    tokens = list(generate_tokens(model, [1], options(length=3)))
     assert model.training
     assert not any(t.is_inference() for t in tokens)
 
 
 @pytest.mark.parametrize(
-    "prompt, length, message",
-    [([1, VOCAB], 5, "outside the vocabulary"), ([-1], 5, "outside the vocabulary"), ([1], 0, "length")],
+    "prompt, given, message",
+    [
+        ([1, VOCAB], {}, "outside the vocabulary"),
+        ([-1], {}, "outside the vocabulary"),
+        ([], {}, "the prompt has no tokens"),
+        ([1], {"length": 0}, "--length must be a positive integer"),
+        ([1], {"num_samples": 0}, "--num-samples must be a positive integer"),
+        ([1], {"temperature": -1}, "temperature"),
+    ],
 )
-def test_bad_generation_arguments_refused(prompt, length, message):
+def test_bad_generation_arguments_refused_before_the_first_token(prompt, given, message):
     with pytest.raises(ReverieError, match=message):
-        next(generate_tokens(tiny("lstm"), prompt, length, SamplingOptions()))
-    with pytest.raises(ReverieError, match="temperature"):
-        next(generate_tokens(tiny("lstm"), [1], 5, SamplingOptions(temperature=-1)))
+        generate_tokens(tiny("lstm"), prompt, options(**{"length": 5, **given}))

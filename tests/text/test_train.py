@@ -8,7 +8,6 @@ import os
 import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from conftest import TINY
@@ -18,9 +17,6 @@ import reverie
 from reverie.checkpoint import load_tensors
 from reverie.errors import ReverieError
 from reverie.text import rundir
-from reverie.text.batches import StreamBatches, WindowBatches
-from reverie.text.optim import KerasRMSprop, learning_rate
-from reverie.text.options import TrainOptions, resolve_options
 from reverie.text.train import train
 
 
@@ -153,81 +149,6 @@ def test_resume_without_a_run(tmp_path: Path):
     corpus = str(shakespeare_slice(tmp_path / "s.txt", 8_000))
     with pytest.raises(ReverieError, match="holds no checkpoint"):
         train(corpus, tmp_path, resume=True)
-
-
-def test_book_preset_is_the_books_run():
-    options = resolve_options({"preset": "book"})
-    assert (options.lower, options.embed, options.model, options.layers, options.hidden) == (
-        True,
-        0,
-        "lstm",
-        1,
-        128,
-    )
-    assert (options.batching, options.seq_len, options.window_step, options.batch_size) == (
-        "windows",
-        60,
-        3,
-        128,
-    )
-    assert (options.optimizer, options.lr, options.schedule, options.grad_clip) == (
-        "rmsprop",
-        0.01,
-        "constant",
-        0,
-    )
-    assert (options.epochs, options.init, options.sample_temperatures) == (60, "keras", (0.2, 0.5, 1.0, 1.2))
-    # explicit options win; a budget given replaces the preset's 60 epochs
-    options = resolve_options({"preset": "book", "hidden": 64, "minutes": 5.0})
-    assert (options.hidden, options.epochs, options.minutes, options.lower) == (64, None, 5.0, True)
-    assert resolve_options({}).epochs == 10 and resolve_options({"steps": 5}).epochs is None
-
-
-def test_book_windows_and_targets():
-    ids = np.arange(1000)  # token i at position i: a window's tokens are its positions
-    batches = WindowBatches(ids, batch_size=128, seq_len=60, window_step=3, seed=0)
-    assert batches.steps_per_epoch == math.ceil(len(range(0, 1000 - 60, 3)) / 128)
-    inputs, targets = next(batches.epoch(0))
-    assert inputs.shape == (128, 60) and targets.shape == (128,)
-    starts = inputs[:, 0]
-    assert torch.all(starts % 3 == 0) and torch.equal(inputs, starts[:, None] + torch.arange(60))
-    assert torch.equal(targets, starts + 60)  # only char N+1 is the target
-    logits = torch.zeros(128, 60, 1000)
-    logits[:, -1, :] = torch.nn.functional.one_hot(targets, 1000) * 100.0
-    assert batches.loss(logits, targets).item() < 1e-6  # the loss reads only the last position
-
-
-def test_stream_batches_continue_each_stream():
-    ids = np.arange(10_000)
-    batches = StreamBatches(ids, batch_size=4, seq_len=16, seed=0)
-    steps = list(batches.epoch(0))
-    assert len(steps) == batches.steps_per_epoch
-    (x0, y0), (x1, _) = steps[0], steps[1]
-    assert x0.shape == (4, 16) and torch.equal(y0, x0 + 1)  # every token is a target
-    assert torch.equal(x1[:, 0], x0[:, -1] + 1)  # the next batch continues where this one ended
-    assert next(iter(batches.epoch(0, first_step=1)))[0].equal(x1)
-
-
-def test_keras_rmsprop_matches_the_keras_update():
-    weight = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.0]))
-    optimizer = KerasRMSprop([weight], lr=0.01)
-    velocity, expected = torch.zeros(3), weight.detach().clone()
-    for grad in (torch.tensor([0.5, -1e-4, 0.0]), torch.tensor([0.1, 2.0, 1e-6])):
-        weight.grad = grad.clone()
-        optimizer.step()
-        velocity = 0.9 * velocity + 0.1 * grad**2
-        expected = expected - 0.01 * grad / torch.sqrt(velocity + 1e-7)
-    assert torch.allclose(weight.detach(), expected, rtol=0, atol=1e-7)
-
-
-def test_learning_rate_warms_up_then_decays():
-    options = TrainOptions(lr=1.0, warmup_steps=10)
-    assert learning_rate(options, 0, 0.0) == pytest.approx(0.1)
-    assert learning_rate(options, 9, 0.0) == pytest.approx(1.0)
-    assert learning_rate(options, 100, 0.5) == pytest.approx(0.55)
-    assert learning_rate(options, 200, 1.0) == pytest.approx(0.1)
-    constant = TrainOptions(lr=0.01, warmup_steps=0, schedule="constant")
-    assert learning_rate(constant, 0, 0.0) == learning_rate(constant, 999, 1.0) == 0.01
 
 
 def test_book_preset_trains(tmp_path: Path):
