@@ -25,11 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
-from report import SHARED_DATA, machine_summary, table, write_section
+from report import add_corpus_argument, checked_corpus, machine_summary, table, write_section
 
 from reverie.text import rundir
-
-CORPUS = SHARED_DATA / "tinyshakespeare.txt"
 
 
 @dataclass
@@ -44,23 +42,23 @@ class Setup:
     dtype: str = "auto"
 
 
-def command(setup: Setup, out: Path, steps: int) -> tuple[list[str], str]:
+def command(setup: Setup, corpus: Path, out: Path, steps: int) -> tuple[list[str], str]:
     """The argv that runs `setup`, and the same command as a user types it."""
-    train = ["train", str(CORPUS), "--out", str(out), "--steps", str(steps), "--batch-size", str(setup.batch)]
+    train = ["train", str(corpus), "--out", str(out), "--steps", str(steps), "--batch-size", str(setup.batch)]
     train += ["--device", setup.device, "--dtype", setup.dtype, "--sample-temperatures", "--no-progress"]
     train += ["--val-fraction", "0"]
     launcher = ["torchrun", "--standalone", f"--nproc_per_node={setup.processes}", "-m"]
     typed = " ".join([*(launcher if setup.processes > 1 else []), "reverie", *train])
-    typed = typed.replace(str(CORPUS), CORPUS.name).replace(str(out), "RUN_DIR")
+    typed = typed.replace(str(corpus), corpus.name).replace(str(out), "RUN_DIR")
     if setup.processes == 1:
         return [sys.executable, "-m", "reverie", *train], typed
     return [sys.executable, "-m", "torch.distributed.run", *launcher[1:], "reverie", *train], typed
 
 
-def measure(setup: Setup, steps: int, skip: int) -> dict[str, float | str]:
+def measure(setup: Setup, corpus: Path, steps: int, skip: int) -> dict[str, float | str]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        argv, typed = command(setup, out, steps)
+        argv, typed = command(setup, corpus, out, steps)
         env = {**os.environ, "OMP_NUM_THREADS": str(setup.threads), "PYTHONUNBUFFERED": "1"}
         done = subprocess.run(argv, check=False, capture_output=True, text=True, env=env, timeout=3600)
         if done.returncode != 0:
@@ -76,14 +74,17 @@ def default_model() -> str:
     from reverie.text.options import TrainOptions
 
     o = TrainOptions()
-    return f"{o.model.upper()} {o.layers}x{o.hidden}, embed {o.embed}, {o.seq_len}-token sequences, dropout {o.dropout:g}"
+    shape = f"{o.model.upper()} {o.layers}x{o.hidden}, embed {o.embed}"
+    return f"{shape}, {o.seq_len}-token sequences, dropout {o.dropout:g}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=80, help="steps per configuration")
     parser.add_argument("--skip", type=int, default=10, help="first steps left out of the speed")
+    add_corpus_argument(parser)
     args = parser.parse_args()
+    corpus, corpus_note = checked_corpus(args.corpus)
     cores = os.cpu_count() or 1
     half = max(cores // 2, 1)  # threads per process when two processes share the cores
     setups = [
@@ -102,7 +103,7 @@ def main() -> None:
     rows, baseline = [], None
     for setup in setups:
         print(f"{setup.label} ...", file=sys.stderr)
-        result = measure(setup, args.steps, args.skip)
+        result = measure(setup, corpus, args.steps, args.skip)
         baseline = baseline or result["tokens_per_s"]
         rows.append(
             [
@@ -116,6 +117,7 @@ def main() -> None:
     body = "\n\n".join(
         [
             f"Machine: {machine_summary()}",
+            corpus_note,
             table(
                 [
                     "configuration",

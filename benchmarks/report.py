@@ -7,6 +7,7 @@ measurement's allocations never count towards another's; the worker prints one J
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
@@ -23,7 +24,34 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "benchmarks.md"
-SHARED_DATA = REPO.parent / "shared" / "data"
+# the project's local copy of tiny-shakespeare, beside the repository, where there is one
+LOCAL_CORPUS = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
+
+
+def add_corpus_argument(parser: argparse.ArgumentParser) -> None:
+    """--corpus: the tiny-shakespeare file the text benchmarks train on."""
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=LOCAL_CORPUS if LOCAL_CORPUS.is_file() else None,
+        help="tiny-shakespeare as a local file (default: ../shared/data/tinyshakespeare.txt where it exists; "
+        "`reverie train shakespeare` downloads it into the cache)",
+    )
+
+
+def checked_corpus(path: Path | None) -> tuple[Path, str]:
+    """The corpus to train on, and a sentence for the report saying whether it is the published file."""
+    from reverie import hub
+    from reverie.text.corpus import NAMED_CORPORA
+
+    if path is None or not path.is_file():
+        sys.exit(
+            f"benchmark: no corpus at {path}; pass --corpus PATH to a copy of tiny-shakespeare "
+            f"({NAMED_CORPORA['shakespeare'].url})"
+        )
+    same = hub.matches(path, NAMED_CORPORA["shakespeare"].sha256)
+    note = "the published tiny-shakespeare (sha256 checked)" if same else "not the published tiny-shakespeare"
+    return path, f"Corpus: `{path.name}` ({path.stat().st_size:,} bytes, {note})."
 
 
 def peak_rss_mb() -> float:
@@ -90,12 +118,20 @@ def machine_summary() -> str:
 def write_section(title: str, body: str, command: str) -> None:
     """Replace (or append) the section `title` of docs/benchmarks.md with `body` and its command."""
     DOC.parent.mkdir(parents=True, exist_ok=True)
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nEach section is written by the script named in it.\n"
+    text = (
+        DOC.read_text()
+        if DOC.exists()
+        else "# Benchmarks\n\nEach section is written by the script named in it.\n"
+    )
     begin, end = f"<!-- begin {title} -->", f"<!-- end {title} -->"
     stamp = time.strftime("%Y-%m-%d")
     section = f"{begin}\n## {title}\n\nMeasured {stamp} with `{command}`.\n\n{body.strip()}\n{end}"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
+    text = (
+        pattern.sub(lambda _: section, text)
+        if pattern.search(text)
+        else text.rstrip() + "\n\n" + section + "\n"
+    )
     DOC.write_text(text)
 
 

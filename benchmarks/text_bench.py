@@ -24,17 +24,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from report import SHARED_DATA, emit, machine_summary, run_worker, table, write_section
+from book_way import BOOK_WINDOW, rerun_window_tokens
+from report import (
+    add_corpus_argument,
+    checked_corpus,
+    emit,
+    machine_summary,
+    run_worker,
+    table,
+    write_section,
+)
 
 SCRIPT = Path(__file__).resolve()
-CORPUS = SHARED_DATA / "tinyshakespeare.txt"
 MEMORY_STEPS = 20
 BIG_CORPUS_MB = 100
 GENERATE_CHARS = 400
-BOOK_WINDOW = 60
 STREAM_BOUND = (
     "One stream is bound by memory traffic: each stateful step reads every weight of the model once, while "
-    "the re-run reads them once per 60-character window and is bound by arithmetic, so the speed-up is capped "
+    "the re-run reads them once per 60-character window and is bound by arithmetic, so the speed-up is "
+    "capped "
     "by the machine's balance of the two."
 )
 
@@ -87,17 +95,16 @@ def worker_train(corpus: str, minutes: str, preset: str, out: str = "") -> None:
         emit({"val_loss": result.val_loss, "steps": result.step, "epochs": round(result.epoch, 3)})
 
 
-def worker_generation(run_dir: str) -> None:
+def worker_generation(run_dir: str, corpus: str) -> None:
     """Chars/s: stateful (1 stream, 32 streams) and the book's window re-run (1 stream)."""
     import torch
 
     import reverie
-    from reverie.text.sampling import SamplingOptions, generate_tokens, generate_tokens_rerun_window
+    from reverie.text.sampling import SamplingOptions, generate_tokens
 
     text_model = reverie.load(run_dir, device="cpu")
     model = text_model.model
-    prompt = text_model.encode_prompt(CORPUS.read_text(encoding="utf-8")[:BOOK_WINDOW])
-    options = SamplingOptions(temperature=1.0)
+    prompt = text_model.encode_prompt(Path(corpus).read_text(encoding="utf-8")[:BOOK_WINDOW])
     torch.manual_seed(0)
 
     def rate(tokens_iter, streams: int) -> float:
@@ -105,10 +112,11 @@ def worker_generation(run_dir: str) -> None:
         count = sum(1 for _ in tokens_iter)
         return count * streams / (time.perf_counter() - start)
 
-    stateful = rate(generate_tokens(model, prompt, GENERATE_CHARS, options, seed=0), 1)
-    rerun = rate(generate_tokens_rerun_window(model, prompt, GENERATE_CHARS // 4, options, window=BOOK_WINDOW,
-                                              seed=0), 1)
-    batched = rate(generate_tokens(model, prompt, GENERATE_CHARS, options, num_samples=32, seed=0), 32)
+    stateful = rate(generate_tokens(model, prompt, SamplingOptions(length=GENERATE_CHARS, seed=0)), 1)
+    rerun = rate(rerun_window_tokens(model, prompt, SamplingOptions(length=GENERATE_CHARS // 4, seed=0)), 1)
+    batched = rate(
+        generate_tokens(model, prompt, SamplingOptions(length=GENERATE_CHARS, num_samples=32, seed=0)), 32
+    )
     emit({"stateful": stateful, "rerun": rerun, "batch32": batched})
 
 
@@ -122,10 +130,10 @@ WORKERS = {
 # ---- the benchmark ----------------------------------------------------------------------------
 
 
-def big_corpus(directory: Path) -> Path:
+def big_corpus(corpus: Path, directory: Path) -> Path:
     """A ~100 MB corpus made of tinyshakespeare repeated (the text's content matters little here)."""
     path = directory / "big.txt"
-    chunk = CORPUS.read_text(encoding="utf-8")
+    chunk = corpus.read_text(encoding="utf-8")
     with open(path, "w", encoding="utf-8") as out:
         out.writelines(chunk for _ in range(BIG_CORPUS_MB * 1_000_000 // len(chunk) + 1))
     return path
@@ -135,58 +143,107 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5.0, help="training budget for the quality runs")
     parser.add_argument("--only", default="memory,quality,generation")
+    add_corpus_argument(parser)
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         WORKERS[args.worker[0]](*args.worker[1:])
         return
+    corpus, corpus_note = checked_corpus(args.corpus)
     parts = set(args.only.split(","))
-    command = "python benchmarks/text_bench.py" + (f" --minutes {args.minutes:g}" if args.minutes != 5 else "") + (
-        f" --only {args.only}" if parts != {"memory", "quality", "generation"} else "")
-    sections = [f"Machine: {machine_summary()}", f"Corpus: `{CORPUS.name}` ({CORPUS.stat().st_size:,} bytes)."]
+    command = (
+        "python benchmarks/text_bench.py"
+        + (f" --minutes {args.minutes:g}" if args.minutes != 5 else "")
+        + (f" --only {args.only}" if parts != {"memory", "quality", "generation"} else "")
+    )
+    sections = [f"Machine: {machine_summary()}", corpus_note]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if "memory" in parts:
             print("memory ...", file=sys.stderr)
-            book = run_worker(SCRIPT, "memory-book", str(CORPUS))
-            ours = run_worker(SCRIPT, "train", str(CORPUS), "0", "default")
-            big = run_worker(SCRIPT, "train", str(big_corpus(tmp)), "0", "default")
+            book = run_worker(SCRIPT, "memory-book", str(corpus))
+            ours = run_worker(SCRIPT, "train", str(corpus), "0", "default")
+            big = run_worker(SCRIPT, "train", str(big_corpus(corpus, tmp)), "0", "default")
             ratio = ours["peak_rss_mb"] / book["peak_rss_mb"]
-            sections.append("### Peak memory while training (RSS, whole process)\n\n" + table(
-                ["run", "peak RSS", "notes"],
-                [
-                    ["book's way, tinyshakespeare", f"{book['peak_rss_mb']:,} MB",
-                     f"{book['windows']:,} one-hot windows = {book['onehot_mb']:,} MB of bool arrays"],
-                    ["reverie default, tinyshakespeare", f"{ours['peak_rss_mb']:,} MB",
-                     f"{ratio:.2f}x the book's way (target at most 1/3)"],
-                    [f"reverie default, {BIG_CORPUS_MB} MB corpus", f"{big['peak_rss_mb']:,} MB",
-                     "memory-mapped token file (target under 1.5 GB)"],
-                ],
-            ) + f"\n\nEach run trains {MEMORY_STEPS} steps in its own process.")
+            sections.append(
+                "### Peak memory while training (RSS, whole process)\n\n"
+                + table(
+                    ["run", "peak RSS", "notes"],
+                    [
+                        [
+                            "book's way, tinyshakespeare",
+                            f"{book['peak_rss_mb']:,} MB",
+                            f"{book['windows']:,} one-hot windows = {book['onehot_mb']:,} MB of bool arrays",
+                        ],
+                        [
+                            "reverie default, tinyshakespeare",
+                            f"{ours['peak_rss_mb']:,} MB",
+                            f"{ratio:.2f}x the book's way (target at most 1/3)",
+                        ],
+                        [
+                            f"reverie default, {BIG_CORPUS_MB} MB corpus",
+                            f"{big['peak_rss_mb']:,} MB",
+                            "memory-mapped token file (target under 1.5 GB)",
+                        ],
+                    ],
+                )
+                + f"\n\nEach run trains {MEMORY_STEPS} steps in its own process."
+            )
         runs = {}
         if "quality" in parts or "generation" in parts:
             for name in ("default", "book"):
                 print(f"training {name} for {args.minutes} min ...", file=sys.stderr)
-                runs[name] = run_worker(SCRIPT, "train", str(CORPUS), str(args.minutes), name,
-                                        str(tmp / name))
+                runs[name] = run_worker(
+                    SCRIPT, "train", str(corpus), str(args.minutes), name, str(tmp / name)
+                )
         if "quality" in parts:
-            sections.append(f"### Validation loss after {args.minutes:g} minutes of training\n\n" + table(
-                ["run", "val loss (nats/char)", "bits/char", "steps", "epochs"],
-                [[f"`{'reverie train' if n == 'default' else 'reverie train --preset book'}`",
-                  f"{r['val_loss']:.3f}", f"{r['val_loss'] / np.log(2):.3f}", r["steps"], r["epochs"]]
-                 for n, r in runs.items()],
-            ) + "\n\nTarget for the default: at most 1.40 nats/char. For scale (REFERENCE.md): the book's run "
-                "1.79, nanoGPT's small CPU transformer 1.62 at the same budget.")
+            sections.append(
+                f"### Validation loss after {args.minutes:g} minutes of training\n\n"
+                + table(
+                    ["run", "val loss (nats/char)", "bits/char", "steps", "epochs"],
+                    [
+                        [
+                            f"`{'reverie train' if n == 'default' else 'reverie train --preset book'}`",
+                            f"{r['val_loss']:.3f}",
+                            f"{r['val_loss'] / np.log(2):.3f}",
+                            r["steps"],
+                            r["epochs"],
+                        ]
+                        for n, r in runs.items()
+                    ],
+                )
+                + "\n\nTarget for the default: at most 1.40 nats/char. For scale (REFERENCE.md): "
+                "the book's run "
+                "1.79, nanoGPT's small CPU transformer 1.62 at the same budget."
+            )
         if "generation" in parts:
             rows = []
             for name in runs:
-                g = run_worker(SCRIPT, "generation", str(tmp / name))
-                rows.append([name, f"{g['stateful']:,.0f}", f"{g['rerun']:,.0f}",
-                             f"{g['stateful'] / g['rerun']:.1f}x", f"{g['batch32']:,.0f}"])
-            sections.append("### Generation speed (chars/s, CPU, temperature 1.0)\n\n" + table(
-                ["model", "stateful, 1 stream", "book's window re-run (60), 1 stream", "speed-up",
-                 "stateful, 32 streams (aggregate)"], rows,
-            ) + "\n\nTarget: stateful at least 30x the window re-run for the same model. " + STREAM_BOUND)
+                g = run_worker(SCRIPT, "generation", str(tmp / name), str(corpus))
+                rows.append(
+                    [
+                        name,
+                        f"{g['stateful']:,.0f}",
+                        f"{g['rerun']:,.0f}",
+                        f"{g['stateful'] / g['rerun']:.1f}x",
+                        f"{g['batch32']:,.0f}",
+                    ]
+                )
+            sections.append(
+                "### Generation speed (chars/s, CPU, temperature 1.0)\n\n"
+                + table(
+                    [
+                        "model",
+                        "stateful, 1 stream",
+                        "book's window re-run (60), 1 stream",
+                        "speed-up",
+                        "stateful, 32 streams (aggregate)",
+                    ],
+                    rows,
+                )
+                + "\n\nTarget: stateful at least 30x the window re-run for the same model. "
+                + STREAM_BOUND
+            )
     write_section("Text generation", "\n\n".join(sections), command)
     print(f"wrote {SCRIPT.parent.parent / 'docs' / 'benchmarks.md'}", file=sys.stderr)
 

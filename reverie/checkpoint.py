@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load, save_file
+from safetensors.torch import load, save
 
 from reverie.errors import ReverieError
 
@@ -67,9 +67,11 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Write tensors to a safetensors file atomically."""
+    """Write tensors to a safetensors file atomically, with a plain file's permissions."""
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+        # safetensors writes a new file of its own (owner-only) in place of the one atomic_path made
+        data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+        tmp.write_bytes(data)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -90,7 +92,9 @@ def load_tensor_bytes(data: bytes, path: Path) -> dict[str, torch.Tensor]:
     try:
         return load(data)
     except (SafetensorError, ValueError) as exc:
-        raise ReverieError(f"checkpoint {path} is truncated or corrupted ({exc}); retrain or restore it") from None
+        raise ReverieError(
+            f"checkpoint {path} is truncated or corrupted ({exc}); retrain or restore it"
+        ) from None
 
 
 def save_json(path: Path, data: dict[str, Any]) -> None:
@@ -140,7 +144,8 @@ def split_tensors(obj: Any, prefix: str) -> tuple[Any, dict[str, torch.Tensor]]:
 
 
 def join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    """Inverse of `split_tensors`: the same structure, with tuples, non-string dict keys and tensors restored."""
+    """Inverse of `split_tensors`: the same structure, with tuples, non-string dict keys and tensors
+    restored."""
     if isinstance(obj, dict) and TENSOR_TAG in obj:
         key = obj[TENSOR_TAG]
         if key not in tensors:

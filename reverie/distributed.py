@@ -295,5 +295,6 @@ def launch(
 if __name__ == "__main__":
     here = ranks()
     print(
-        f"rank {here.rank} of {here.world_size} (local rank {here.local_rank}), device {device_for('auto', here)}"
+        f"rank {here.rank} of {here.world_size} (local rank {here.local_rank}), "
+        f"device {device_for('auto', here)}"
     )

@@ -3,8 +3,9 @@
 The cache is `$REVERIE_CACHE`, else `$XDG_CACHE_HOME/reverie`, else `~/.cache/reverie`.
 `fetch()` downloads to a temporary file, checks the sha256 (a full digest or a prefix, as
 torchvision names its weight files), and only then renames it into place, so an interrupted
-or corrupted download never leaves a bad file behind. Offline, it raises a one-line
-ReverieError naming the URL and what to do instead.
+or corrupted download never leaves a bad file behind. A cached file is checked again every time
+it is used, and fetched anew if it no longer matches (a truncated copy, a flipped bit, a file put
+there by hand). Offline, it raises a one-line ReverieError naming the URL and what to do instead.
 
     python -m reverie.hub URL SHA256 DEST   # fetch one file by hand
 """
@@ -63,7 +64,12 @@ def fetch(remote: Remote, dest_dir: Path | None = None, offline_hint: str = "") 
     dest_dir = Path(dest_dir) if dest_dir is not None else cache_dir()
     dest = dest_dir / remote.filename
     if dest.exists():
-        return dest
+        if matches(dest, remote.sha256):
+            return dest
+        print(
+            f"reverie: {dest} does not match its sha256 {remote.sha256}; downloading it again",
+            file=sys.stderr,
+        )
     dest_dir.mkdir(parents=True, exist_ok=True)
     # one partial file per process: several processes (torchrun) may fetch the same file at once
     partial = dest.with_name(f"{dest.name}.{os.getpid()}.part")
@@ -92,11 +98,17 @@ def fetch(remote: Remote, dest_dir: Path | None = None, offline_hint: str = "") 
     return dest
 
 
+def matches(path: Path, sha256: str) -> bool:
+    """Whether the file's sha256 is `sha256` (a full hex digest or a prefix, any case)."""
+    return sha256_of(path).startswith(sha256.lower())
+
+
 def _download(url: str, dest: Path, timeout_s: float = 30.0) -> None:
     with urllib.request.urlopen(url, timeout=timeout_s) as response, open(dest, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=Path(url).name, file=sys.stderr,
-                  leave=False) as bar:
+        with tqdm(
+            total=total, unit="B", unit_scale=True, desc=Path(url).name, file=sys.stderr, leave=False
+        ) as bar:
             for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
                 out.write(chunk)
                 bar.update(len(chunk))

@@ -16,7 +16,10 @@ import signal
 import sys
 import threading
 from types import FrameType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 class StopRequests:
@@ -35,7 +38,7 @@ class StopRequests:
         if self.message:
             print(f"\nreverie: Ctrl-C: {self.message} (Ctrl-C again quits at once)", file=sys.stderr)
 
-    def __enter__(self) -> StopRequests:
+    def __enter__(self) -> Self:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._on_signal)
             self._installed = True

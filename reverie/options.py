@@ -53,8 +53,9 @@ def option(
 
     `choices`, `low`/`high` (inclusive unless `low_open`/`high_open`) are what `check` enforces;
     `rule` replaces the generated wording of the bound in the error ("0 (greedy) or positive").
-    `default=MISSING` makes a value that must be given. `cli=False` keeps it off the command line (API-only values such as objects); `switch` makes a
-    bool a plain `--flag` (store_true) instead of `--flag/--no-flag`.
+    `default=MISSING` makes a value that must be given. `cli=False` keeps it off the command line
+    (API-only values such as objects); `switch` makes a bool a plain `--flag` (store_true) instead of
+    `--flag/--no-flag`.
     """
     metadata = {
         "help": help,

@@ -41,7 +41,12 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, s
 def run_ranks(args: Sequence[str], nproc: int, timeout_s: float) -> list[str]:
     """Run `python ARGS` as `nproc` local ranks (one thread each); their stdouts, once all succeeded."""
     processes = distributed.launch(
-        list(args), nproc, env={"OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        list(args),
+        nproc,
+        env={"OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         outputs = [process.communicate(timeout=timeout_s) for process in processes]

@@ -1,6 +1,8 @@
 """Checkpoint files: atomic safetensors + JSON, nested tensor structures, clean refusals."""
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -17,6 +19,18 @@ def test_tensors_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary file left
 
 
+def test_every_file_gets_a_plain_files_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        checkpoint.save_tensors(tmp_path / "m.safetensors", {"w": torch.zeros(2)})
+        checkpoint.save_json(tmp_path / "config.json", {"step": 1})
+        checkpoint.write_text_atomic(tmp_path / "notes.txt", "hi")
+    finally:
+        os.umask(umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"m.safetensors": 0o644, "config.json": 0o644, "notes.txt": 0o644}
+
+
 def test_split_join_optimizer_state():
     model = torch.nn.Linear(3, 2)
     optimizer = torch.optim.AdamW(model.parameters())
@@ -27,7 +41,9 @@ def test_split_join_optimizer_state():
     restored = checkpoint.join_tensors(json.loads(json.dumps(structure)), tensors)
     fresh = torch.optim.AdamW(torch.nn.Linear(3, 2).parameters())
     fresh.load_state_dict(restored)
-    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(
+        fresh.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"]
+    )
     assert fresh.state_dict()["param_groups"] == optimizer.state_dict()["param_groups"]
 
 

@@ -110,3 +110,28 @@ def test_server_down_names_the_url(cache: Path) -> None:
     message = str(error.value)
     assert remote.url in message and "pass a local file instead" in message and "\n" not in message
     assert list(cache.iterdir()) == []
+
+
+def test_a_cached_file_is_checked_on_every_use_and_fetched_again_on_mismatch(
+    server: Server, cache: Path, capsys: pytest.CaptureFixture
+) -> None:
+    remote = hub.Remote(f"{server.url}/corpus.txt", hashlib.sha256(PAYLOAD).hexdigest(), "corpus.txt")
+    path = hub.fetch(remote)
+    path.write_bytes(PAYLOAD[:-1] + b"!")  # one byte changed in the cache
+    assert hub.fetch(remote).read_bytes() == PAYLOAD
+    assert server.requests == 2
+    assert "does not match its sha256" in capsys.readouterr().err
+    assert hub.fetch(remote) == path and server.requests == 2  # intact again: no download
+
+
+def test_a_damaged_cached_file_offline_is_refused_not_used(cache: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    remote = hub.Remote(
+        f"http://127.0.0.1:{port}/corpus.txt", hashlib.sha256(PAYLOAD).hexdigest(), "corpus.txt"
+    )
+    cache.mkdir(parents=True)
+    (cache / "corpus.txt").write_bytes(PAYLOAD[: len(PAYLOAD) // 2])  # an interrupted copy
+    with pytest.raises(ReverieError, match="could not download"):
+        hub.fetch(remote)

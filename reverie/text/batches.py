@@ -112,7 +112,8 @@ class WindowBatches:
         return min(self.global_batch, len(self.starts) - step * self.global_batch)
 
     def epoch_order(self, epoch: int) -> np.ndarray:
-        """Every window start in this epoch's order, shuffled afresh from (seed, epoch): the same on every rank."""
+        """Every window start in this epoch's order, shuffled afresh from (seed, epoch); the same on
+        every rank."""
         return self.starts[np.random.default_rng([self.seed, epoch]).permutation(len(self.starts))]
 
     def epoch(self, epoch: int, first_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

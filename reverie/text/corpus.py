@@ -100,7 +100,8 @@ def resolve_sources(sources: Sequence[str] | str) -> list[Path]:
             paths.append(fetch_named_corpus(source))
         else:
             raise ReverieError(
-                f"no such file, directory or named corpus: {source!r}; named corpora are {', '.join(CORPUS_NAMES)}"
+                f"no such file, directory or named corpus: {source!r}; "
+                f"named corpora are {', '.join(CORPUS_NAMES)}"
             )
     return paths
 

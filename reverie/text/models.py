@@ -50,7 +50,9 @@ class ModelConfig:
     embed: int = option(64, "token embedding size; 0 feeds one-hot vectors as the book does", low=0)
     hidden: int = option(448, "hidden units (conv: channels)", low=1)
     layers: int = option(2, "layers", low=1)
-    dropout: float = option(0.0, "dropout between layers and before the output", low=0, high=1, high_open=True)
+    dropout: float = option(
+        0.0, "dropout between layers and before the output", low=0, high=1, high_open=True
+    )
     kernel_size: int = option(3, "conv model: kernel size (layer i has dilation 2**i)", low=2)
     init: str = option("torch", "weight initialization: PyTorch's or Keras' defaults", choices=INITS)
 
@@ -224,8 +226,9 @@ class LSTMStepper:
     of every token's product when that table is no bigger than W_hh (one-hot input, where it is
     W_ih itself, or a vocabulary no larger than the hidden size: characters); with a larger
     vocabulary (words) the token's embedding is multiplied by W_ih at each step instead. Each later
-    layer multiplies [input, h], kept side by side in one buffer, by [W_ih; W_hh] in one product. A one-token call to nn.LSTM costs several times this: at this
-    size a step is mostly per-call overhead, which is what stateful generation spends its time on.
+    layer multiplies [input, h], kept side by side in one buffer, by [W_ih; W_hh] in one product. A
+    one-token call to nn.LSTM costs several times this: at this size a step is mostly per-call
+    overhead, which is what stateful generation spends its time on.
     """
 
     def __init__(self, model: RecurrentLM, state: State) -> None:
@@ -239,14 +242,18 @@ class LSTMStepper:
         self.input_weight = weight("weight_ih", 0).t().contiguous()
         self.input_table: torch.Tensor | None = None
         if inputs is None or config.vocab_size <= config.hidden:
-            self.input_table = self.first_bias + (self.input_weight if inputs is None else inputs @ self.input_weight)
+            self.input_table = self.first_bias + (
+                self.input_weight if inputs is None else inputs @ self.input_weight
+            )
         self.embedding = inputs
         self.recurrent = weight("weight_hh", 0).t().contiguous()
         self.stacked = [
             torch.cat([weight("weight_ih", layer), weight("weight_hh", layer)], dim=1).t().contiguous()
             for layer in range(1, config.layers)
         ]
-        self.biases = [weight("bias_ih", layer) + weight("bias_hh", layer) for layer in range(1, config.layers)]
+        self.biases = [
+            weight("bias_ih", layer) + weight("bias_hh", layer) for layer in range(1, config.layers)
+        ]
         self.head_weight = model.head.weight.detach().t().contiguous()
         self.head_bias = model.head.bias.detach()
         self.hidden, self.layers = config.hidden, config.layers
@@ -332,7 +339,8 @@ class CausalConvBlock(nn.Module):
 
 
 class ConvLM(LanguageModel):
-    """Causal dilated 1-D convnet: embedding -> Linear -> blocks (dilation 1, 2, 4, ...) -> LayerNorm -> Linear."""
+    """Causal dilated 1-D convnet: embedding -> Linear -> blocks (dilation 1, 2, 4, ...) -> LayerNorm
+    -> Linear."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)

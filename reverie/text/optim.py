@@ -46,7 +46,10 @@ class Optimizer:
         return {
             "state": {position[id(param)]: dict(state) for param, state in self.state.items()},
             "param_groups": [
-                {**{k: v for k, v in group.items() if k != "params"}, "params": [position[id(p)] for p in group["params"]]}
+                {
+                    **{k: v for k, v in group.items() if k != "params"},
+                    "params": [position[id(p)] for p in group["params"]],
+                }
                 for group in self.param_groups
             ],
         }
@@ -73,7 +76,9 @@ class Optimizer:
         state = self.state.get(param)
         if state is None:
             state = {
-                name: torch.zeros(()) if name == "step" else torch.zeros_like(param, memory_format=torch.preserve_format)
+                name: torch.zeros(())
+                if name == "step"
+                else torch.zeros_like(param, memory_format=torch.preserve_format)
                 for name in names
             }
             self.state[param] = state

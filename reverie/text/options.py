@@ -81,7 +81,11 @@ class TrainOptions:
     encoding: str = option("utf-8", "text encoding of the corpus files")
     errors: str = option("strict", "what to do with undecodable bytes: strict, replace or ignore")
     val_fraction: float = option(
-        0.1, "hold out this tail fraction of the corpus for validation (0: none)", low=0, high=1, high_open=True
+        0.1,
+        "hold out this tail fraction of the corpus for validation (0: none)",
+        low=0,
+        high=1,
+        high_open=True,
     )
     # model
     model: str = option("lstm", "model kind", choices=KINDS)
@@ -141,7 +145,9 @@ class TrainOptions:
         (0.2, 0.5, 1.0, 1.2), "temperatures of the samples written while training"
     )
     sample_length: int = option(400, "tokens per sample written while training", low=1)
-    progress: bool = option(True, "show a progress bar (samples and validation losses are printed either way)")
+    progress: bool = option(
+        True, "show a progress bar (samples and validation losses are printed either way)"
+    )
     # run directory
     resume: bool = option(False, "continue the run saved in --out", switch=True)
     overwrite: bool = option(False, "replace a run already saved in --out", switch=True)
@@ -182,7 +188,9 @@ RESUME_OVERRIDABLE = frozenset(
     }
 )
 # Options that decide the model's shape, named in the refusal message.
-SHAPE_OPTIONS = frozenset({"model", "layers", "hidden", "embed", "kernel_size", "level", "max_vocab", "lower"})
+SHAPE_OPTIONS = frozenset(
+    {"model", "layers", "hidden", "embed", "kernel_size", "level", "max_vocab", "lower"}
+)
 
 OPTION_NAMES = tuple(f.name for f in dataclasses.fields(TrainOptions))
 

@@ -145,7 +145,8 @@ class RunConfig:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise ReverieError(
-                f"run directory {run_dir} does not exist; train one with `reverie train CORPUS --out {run_dir}`"
+                f"run directory {run_dir} does not exist; "
+                f"train one with `reverie train CORPUS --out {run_dir}`"
             )
         if not (run_dir / CONFIG).is_file():
             raise ReverieError(

@@ -159,7 +159,8 @@ class SamplingOptions:
         top_p = TopP(self.top_p) if self.top_p is not None else None
         min_p = MinP(self.min_p) if self.min_p is not None else None
         require(
-            all(callable(p) for p in self.processors), "processors must be callables (history, logits) -> logits"
+            all(callable(p) for p in self.processors),
+            "processors must be callables (history, logits) -> logits",
         )
         chosen: list[LogitsProcessor] = [penalty] if penalty is not None and penalty.penalty != 1.0 else []
         if not self.greedy:
@@ -228,7 +229,9 @@ class EvalMode:
         self.model.train(self.was_training)
 
 
-def generate_tokens(model: nn.Module, prompt_ids: Sequence[int], options: SamplingOptions) -> Iterator[torch.Tensor]:
+def generate_tokens(
+    model: nn.Module, prompt_ids: Sequence[int], options: SamplingOptions
+) -> Iterator[torch.Tensor]:
     """`options.length` new tokens after `prompt_ids` (at least one token), each a LongTensor
     (options.num_samples,), one model step per token.
 

@@ -65,7 +65,12 @@ from reverie.text.sampling import SamplingOptions
 from reverie.text.tokenizer import Tokenizer
 
 SAMPLE_PROMPT_TOKENS = 60  # the book's seed length
-STOP_REASONS = {"epochs": "its --epochs", "steps": "its --steps", "minutes": "its --minutes", "interrupted": "Ctrl-C"}
+STOP_REASONS = {
+    "epochs": "its --epochs",
+    "steps": "its --steps",
+    "minutes": "its --minutes",
+    "interrupted": "Ctrl-C",
+}
 
 
 @dataclass
@@ -91,7 +96,8 @@ class TrainResult:
 
     def summary(self) -> str:
         """One line: steps, why it stopped, the losses, and where the run is."""
-        line = f"reverie: {self.step} steps ({self.epoch:.2f} epochs), stopped by {STOP_REASONS[self.stop_reason]}"
+        line = f"reverie: {self.step} steps ({self.epoch:.2f} epochs), "
+        line += f"stopped by {STOP_REASONS[self.stop_reason]}"
         if self.val_loss is not None:
             line += (
                 f"; validation loss {self.val_loss:.4f} nats/token ({self.val_bits:.4f} bits), "
@@ -104,7 +110,13 @@ def make_batches(options: TrainOptions, ids: np.ndarray, where: Ranks) -> Stream
     """The training batches `options.batching` asks for, this rank's share."""
     if options.batching == "windows":
         return WindowBatches(
-            ids, options.batch_size, options.seq_len, options.window_step, options.seed, where.rank, where.world_size
+            ids,
+            options.batch_size,
+            options.seq_len,
+            options.window_step,
+            options.seed,
+            where.rank,
+            where.world_size,
         )
     return StreamBatches(ids, options.batch_size, options.seq_len, options.seed, where.rank, where.world_size)
 
@@ -154,7 +166,9 @@ class Trainer:
         elapsed_before = 0.0
         if saved is not None:
             elapsed_before = self._restore(saved)
-        self.budget = Budget(options.epochs, options.steps, options.minutes, self.steps_per_epoch, elapsed_before)
+        self.budget = Budget(
+            options.epochs, options.steps, options.minutes, self.steps_per_epoch, elapsed_before
+        )
         # the module a step runs: DDP averages the gradients over the ranks during backward
         self.network: torch.nn.Module = self.model
         if where.distributed:
@@ -255,7 +269,9 @@ class Trainer:
         fraction = self.budget.update_time(self.reserve_s()) if self.where.is_main else 0.0
         if not self.where.distributed:
             return loss
-        loss, self.agreed_stop, self.budget.time_fraction = distributed.agree(loss, self.stop.requested, fraction)
+        loss, self.agreed_stop, self.budget.time_fraction = distributed.agree(
+            loss, self.stop.requested, fraction
+        )
         return loss
 
     def stop_reason(self) -> str | None:
@@ -358,7 +374,11 @@ class Trainer:
 
     def _postfix(self, loss: float) -> dict[str, str]:
         last = self.history[-1]
-        postfix = {"loss": f"{loss:.4f}", "tok_s": f"{last['tokens_per_s']:,.0f}", "epoch": f"{last['epoch']:.2f}"}
+        postfix = {
+            "loss": f"{loss:.4f}",
+            "tok_s": f"{last['tokens_per_s']:,.0f}",
+            "epoch": f"{last['epoch']:.2f}",
+        }
         if self.options.minutes:
             postfix["left"] = _clock(self.budget.seconds_left(self.reserve_s()))
         return postfix
@@ -423,13 +443,16 @@ class Trainer:
         self.report_seconds = time.monotonic() - started
 
     def write_samples(self, bar: tqdm | None) -> None:
-        """`sample_length` tokens at each sample temperature, from a seed window of the corpus (the book's way)."""
+        """`sample_length` tokens at each sample temperature, from a seed window of the corpus (the
+        book's way)."""
         options = self.options
         if not options.sample_temperatures:
             return
         tokenizer = self.corpus.tokenizer
         prompt_len = min(SAMPLE_PROMPT_TOKENS, options.seq_len, len(self.train_ids) - 1)
-        begin = int(np.random.default_rng([options.seed, self.step]).integers(0, len(self.train_ids) - prompt_len))
+        begin = int(
+            np.random.default_rng([options.seed, self.step]).integers(0, len(self.train_ids) - prompt_len)
+        )
         prompt_ids = [int(i) for i in self.train_ids[begin : begin + prompt_len]]
         writer = TextModel(self.model, tokenizer, self.device)
         seed_text = tokenizer.decode(prompt_ids)
@@ -470,7 +493,9 @@ class Trainer:
             model=self.model_config,
             tokenizer=corpus.tokenizer,
             files=self.files,
-            corpus=CorpusInfo(corpus.sources, corpus.fingerprint, len(corpus.ids), len(self.train_ids), len(self.val_ids)),
+            corpus=CorpusInfo(
+                corpus.sources, corpus.fingerprint, len(corpus.ids), len(self.train_ids), len(self.val_ids)
+            ),
             options=self.options,
             state=TrainState(
                 step=self.step,
@@ -551,7 +576,9 @@ def train(
     out = Path(out)
     where = distributed.ranks()
     timeout = options.get("dist_timeout") or distributed.DEFAULT_TIMEOUT_S
-    hint = f"the last checkpoint in {out} is kept; resume with: {resume_command(sources, out, where.world_size)}"
+    hint = (
+        f"the last checkpoint in {out} is kept; resume with: {resume_command(sources, out, where.world_size)}"
+    )
     with distributed.process_group(where, timeout, hint):
         return _train(sources, out, where, on_step, options)
 
@@ -583,7 +610,12 @@ def _train(
     def read_corpus() -> TokenizedCorpus:
         if tokenizer is None:
             return load_corpus(
-                sources, resolved.level, resolved.lower, resolved.max_vocab, resolved.encoding, resolved.errors
+                sources,
+                resolved.level,
+                resolved.lower,
+                resolved.max_vocab,
+                resolved.encoding,
+                resolved.errors,
             )
         return load_corpus(sources, encoding=resolved.encoding, errors=resolved.errors, tokenizer=tokenizer)
 

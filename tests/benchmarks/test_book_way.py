@@ -13,7 +13,7 @@ from reverie.text.models import ModelConfig, build_model
 from reverie.text.sampling import SamplingOptions, generate_tokens
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from book_way import rerun_window_tokens  # noqa: E402
+from book_way import rerun_window_tokens
 
 VOCAB = 11
 

@@ -79,13 +79,20 @@ def test_window_ranks_take_distinct_shares_of_every_window() -> None:
         for r in range(4)
     ]
     assert WindowBatches(ids, 8, 1, 1, seed=0, world_size=4).steps_per_epoch == 4
-    assert [len(s) for s in shares] == [26, 25, 25, 25]  # the short step: 2 windows on rank 0, 1 on the others
+    assert [len(s) for s in shares] == [
+        26,
+        25,
+        25,
+        25,
+    ]  # the short step: 2 windows on rank 0, 1 on the others
     union = np.concatenate(shares).tolist()
     assert sorted(union) == list(range(101))  # every window once, on exactly one rank
 
 
 def test_windows_resume_from_a_step_inside_the_epoch() -> None:
-    batches = WindowBatches(np.arange(502), batch_size=16, seq_len=1, window_step=1, seed=1, rank=1, world_size=2)
+    batches = WindowBatches(
+        np.arange(502), batch_size=16, seq_len=1, window_step=1, seed=1, rank=1, world_size=2
+    )
     full = window_starts(batches, 2)
     resumed = window_starts(batches, 2, first_step=5)
     assert len(resumed) == len(full) - 5

@@ -128,6 +128,18 @@ def test_generate_several_samples_and_prompt_file(
     assert out.count("--- temperature 1, sample ") == 2 and out.count("First Citizen:\n") == 2
 
 
+def test_generate_stops_at_a_stop_sequence(tiny_run: Path, capsys: pytest.CaptureFixture):
+    base = ["generate", str(tiny_run), "--prompt", "A", "--length", "200", "--seed", "1"]
+    code, free, err = run(base, capsys)
+    assert code == 0, err
+    text = free[len("A") : -1]  # the continuation, without the prompt and the final newline
+    stop = text[10:12]
+    neutral = ["--min-p", "0", "--repetition-penalty", "1"]  # every rule is a flag; these change nothing
+    code, cut, err = run([*base, "--stop", stop, "--stop", "zzz", *neutral], capsys)
+    assert code == 0, err
+    assert cut == "A" + text[: text.index(stop)] + "\n"
+
+
 def test_bad_corpora(tmp_path: Path, capsys: pytest.CaptureFixture):
     out = str(tmp_path / "run")
     empty = tmp_path / "empty.txt"
@@ -191,10 +203,11 @@ def test_bad_train_options(
         (["--length", "-5"], "length must be a positive integer"),
         (["--temperature", "-0.5"], "temperature must be 0 (greedy) or positive"),
         (["--temperature", "0.5", "-1"], "temperature must be 0 (greedy) or positive"),
-        (["--top-p", "0"], "top_p must be in (0, 1]"),
-        (["--top-p", "1.5"], "top_p must be in (0, 1]"),
-        (["--top-k", "0"], "top_k"),
-        (["--num-samples", "0"], "num_samples"),
+        (["--top-p", "0"], "--top-p must be in (0, 1]"),
+        (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
+        (["--top-k", "0"], "--top-k"),
+        (["--num-samples", "0"], "--num-samples"),
+        (["--stop", ""], "stop sequences must be non-empty strings"),
         (["--prompt", "caf\u00e9 \u20ac"], "not in the model's vocabulary: '\u00e9', '\u20ac'"),
     ],
 )

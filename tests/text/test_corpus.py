@@ -25,6 +25,7 @@ from reverie.text.corpus import (
 )
 from reverie.text.tokenizer import Tokenizer
 
+
 @pytest.fixture(autouse=True)
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("REVERIE_CACHE", str(tmp_path / "cache"))
@@ -126,7 +127,9 @@ def test_named_corpora_checksums_are_the_published_files() -> None:
 def test_cached_named_corpus_gives_the_books_window_count(cache: Path, monkeypatch) -> None:
     # the excerpt stands for the whole file: the cached copy is used when it matches the checksum
     remote = NAMED_CORPORA["nietzsche"]
-    monkeypatch.setitem(NAMED_CORPORA, "nietzsche", hub.Remote(remote.url, hub.sha256_of(NIETZSCHE), remote.filename))
+    monkeypatch.setitem(
+        NAMED_CORPORA, "nietzsche", hub.Remote(remote.url, hub.sha256_of(NIETZSCHE), remote.filename)
+    )
     (cache / "corpora").mkdir(parents=True)
     shutil.copy(NIETZSCHE, cache / "corpora" / "nietzsche.txt")
     corpus = load_corpus("nietzsche", lower=True)  # no download: already cached

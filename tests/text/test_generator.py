@@ -57,7 +57,9 @@ def test_several_samples_run_as_a_batch(tiny_run: Path):
     steps = list(model.stream_batch("A", length=15, num_samples=3, seed=0))
     assert ["".join(column) for column in zip(*steps)] == texts
     assert isinstance(model.generate("A", length=15, seed=0), str)  # one sample: a string, always
-    assert model.generate_batch("A", length=15, num_samples=1, seed=0) == [model.generate("A", length=15, seed=0)]
+    assert model.generate_batch("A", length=15, num_samples=1, seed=0) == [
+        model.generate("A", length=15, seed=0)
+    ]
     with pytest.raises(ReverieError, match="use stream_batch for several"):
         model.stream("A", num_samples=3)
 

@@ -70,7 +70,9 @@ def test_temperature_zero_is_argmax_whatever_the_seed():
     token = sample_next(logits, NO_HISTORY.expand(6, 0), options(temperature=0).rules(), None)
     assert torch.equal(token, logits.argmax(-1))
     model = tiny("lstm")
-    runs = [take(generate_tokens(model, [1, 2], options(temperature=0, length=9, seed=seed))) for seed in range(3)]
+    runs = [
+        take(generate_tokens(model, [1, 2], options(temperature=0, length=9, seed=seed))) for seed in range(3)
+    ]
     assert runs[0] == runs[1] == runs[2]
 
 
@@ -156,7 +158,11 @@ def test_user_processors_run_after_the_rules():
 
     chosen = options(temperature=0.5, processors=[only_token_3])
     assert [type(p).__name__ for p in chosen.rules()] == ["Temperature", "function"]
-    tokens = take(generate_tokens(tiny("gru"), [1], options(temperature=0.5, length=6, seed=0, processors=[only_token_3])))
+    tokens = take(
+        generate_tokens(
+            tiny("gru"), [1], options(temperature=0.5, length=6, seed=0, processors=[only_token_3])
+        )
+    )
     assert tokens == [[3] * 6]
     logits = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0]])
     sample_next(logits, NO_HISTORY, chosen.rules(), torch.Generator().manual_seed(0))
@@ -245,7 +251,9 @@ def test_stateful_generation_matches_full_recompute_for_each_stream(kind):
     recorder = Recorder(model)
     prompt, length, streams = [3, 1, 4, 1, 5], 12, 3
     tokens = take(
-        generate_tokens(recorder, prompt, options(temperature=1.5, length=length, num_samples=streams, seed=0))
+        generate_tokens(
+            recorder, prompt, options(temperature=1.5, length=length, num_samples=streams, seed=0)
+        )
     )
     # the prompt runs once, then one token per step
     assert [n for n, _ in recorder.calls] == [len(prompt)] + [1] * (length - 1)
