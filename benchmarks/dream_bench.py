@@ -21,6 +21,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -28,6 +29,9 @@ import numpy as np
 import torch
 from PIL import Image
 from report import REPO, emit, machine_summary, matmul_gflops, run_worker, table, write_section
+
+if TYPE_CHECKING:
+    from reverie.deepdream.dreamer import Dreamer
 
 SCRIPT = Path(__file__).resolve()
 IMAGES_DIR = REPO / "docs" / "images"
@@ -39,69 +43,62 @@ def sample_photo() -> Path:
     return Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
 
-def random_backbone(name: str):
-    from reverie.dream.backbone import build_backbone
+def random_dreamer(name: str) -> Dreamer:
+    """A dreamer of `name` with seeded random weights (the same arithmetic as the real ones)."""
+    from reverie.deepdream.backbone import build_backbone
+    from reverie.deepdream.dreamer import load_dreamer
 
     torch.manual_seed(0)
-    return build_backbone(name).eval().requires_grad_(False)
+    return load_dreamer(build_backbone(name))
 
 
-def backbone_for(name: str, real_weights: bool):
-    from reverie.dream.backbone import load_backbone
-
-    return load_backbone(name) if real_weights else random_backbone(name)
-
-
-def run_flops(backbone, opts, height: int, width: int) -> float:
+def run_flops(dreamer: Dreamer, height: int, width: int) -> float:
     """FLOPs of a whole book run: one counted gradient step per octave size, times its steps."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from reverie.dream.dream import Engine, objective_for, octave_shapes
+    from reverie.deepdream.octaves import octave_shapes
 
-    engine = Engine(backbone, torch.device("cpu"), torch.float32)
-    objective = objective_for(engine, opts)
+    plan = dreamer.plan(preset="book", dtype="float32")
+    opts, objective = plan.options, plan.objective
     total = 0.0
     for shape in octave_shapes(height, width, opts.octaves, opts.octave_scale):
-        x = torch.zeros(1, 3, *shape, requires_grad=True)
+        x = torch.zeros(1, 3, *shape, device=dreamer.device, requires_grad=True)
         with FlopCounterMode(display=False) as counter:  # (autograd.grad is not countable; backward is)
-            objective(engine.features(x, objective.layers)).backward()
+            objective(dreamer.features(x, objective.layers, plan.dtype)).backward()
         total += counter.get_total_flops() * opts.iterations
     return total
 
 
-def book_run(image: Image.Image, backbone, dtype: str) -> tuple[float, Image.Image, int]:
+def book_run(image: Image.Image, dreamer: Dreamer, dtype: str) -> tuple[float, Image.Image, int]:
     """Seconds of `--preset book` on `image` (after one warm-up step), the result, the steps run."""
-    import reverie
-
-    reverie.dream_octaves(image.resize((64 * 2, 64 * 2)), model=backbone, preset="book", dtype=dtype,
-                          octaves=1, iterations=1, progress=False)
+    dreamer.octaves(image.resize((64 * 2, 64 * 2)), preset="book", dtype=dtype, octaves=1, iterations=1,
+                    progress=False)
     start = time.perf_counter()
-    result = reverie.dream_octaves(image, model=backbone, preset="book", dtype=dtype, progress=False)
+    result = dreamer.octaves(image, preset="book", dtype=dtype, progress=False)
     return time.perf_counter() - start, result.image, sum(len(losses) for losses in result.losses)
 
 
 def speed(rows: list[list[str]]) -> str:
     """Time every book run into `rows`; return what the target run would take at this machine's
     matmul peak (a lower bound: every FLOP at the speed of a large matmul)."""
-    from reverie.dream.dream import resolve_options
-
     photo = Image.open(sample_photo()).convert("RGB")
     images = {"600x512": photo, "1024x768": photo.resize((1024, 768), Image.BICUBIC)}
     peaks = {"float32": matmul_gflops(torch.float32), "bfloat16": matmul_gflops(torch.bfloat16)}
     for model in ("inception_v3", "efficientnet_lite0"):
-        backbone = random_backbone(model)
+        dreamer = random_dreamer(model)  # loaded once for all its runs
         for size, image in images.items():
-            flops = run_flops(backbone, resolve_options("book", model=model), image.height, image.width)
+            flops = run_flops(dreamer, image.height, image.width)
             for dtype in ("float32", "bfloat16"):
                 print(f"speed {model} {size} {dtype} ...", file=sys.stderr)
-                seconds, _, steps = book_run(image, backbone, dtype)
+                seconds, _, steps = book_run(image, dreamer, dtype)
                 achieved = flops / seconds / 1e9
                 rows.append([model, size, dtype, f"{seconds:.1f} s", steps, f"{flops / 1e12:.2f}",
                              f"{achieved:.0f} GFLOP/s", f"{100 * achieved / peaks[dtype]:.0f}%"])
             if (model, size) == ("inception_v3", "600x512"):
                 target_flops = flops
     return (
-        f"At this machine's matmul peak the 600x512 inception_v3 run's {target_flops / 1e12:.2f} TFLOPs take at "
+        f"At this machine's matmul peak the 600x512 inception_v3 run's {target_flops / 1e12:.2f} TFLOPs "
+        "take at "
         f"least {target_flops / peaks['float32'] / 1e9:.1f} s in float32 and "
         f"{target_flops / peaks['bfloat16'] / 1e9:.1f} s in bfloat16: 2 s needs about "
         f"{target_flops / 2 / 1e9:,.0f} GFLOP/s."
@@ -109,12 +106,14 @@ def speed(rows: list[list[str]]) -> str:
 
 
 def precision() -> str:
+    from reverie.deepdream.dreamer import load_dreamer
+
     photo = Image.open(sample_photo()).convert("RGB")
-    backbone = backbone_for("efficientnet_lite0", real_weights=True)
+    dreamer = load_dreamer("efficientnet_lite0")  # the real weights
     outputs = {}
     for dtype in ("float32", "bfloat16"):
         print(f"precision {dtype} ...", file=sys.stderr)
-        _, outputs[dtype], _ = book_run(photo, backbone, dtype)
+        _, outputs[dtype], _ = book_run(photo, dreamer, dtype)
     a, b = (np.asarray(outputs[d], dtype=np.float32) for d in ("float32", "bfloat16"))
     moved = np.abs(a - np.asarray(photo, dtype=np.float32)).mean()
     IMAGES_DIR.mkdir(parents=True, exist_ok=True)
@@ -134,14 +133,12 @@ def precision() -> str:
 
 def worker_memory(size: str, tile: str) -> None:
     """One book step on a size x size image, tiled or not; prints peak RSS."""
-    import reverie
-
     side = int(size)
     image = Image.open(sample_photo()).convert("RGB").resize((side, side), Image.BICUBIC)
-    backbone = random_backbone("inception_v3")
+    dreamer = random_dreamer("inception_v3")
     start = time.perf_counter()
-    reverie.dream_octaves(image, model=backbone, preset="book", octaves=1, iterations=1, progress=False,
-                          dtype="float32", tile=int(tile) if int(tile) > 0 else None)
+    dreamer.octaves(image, preset="book", octaves=1, iterations=1, progress=False, dtype="float32",
+                    tile=int(tile) if int(tile) > 0 else None)
     emit({"seconds": time.perf_counter() - start})
 
 
@@ -153,8 +150,8 @@ def memory() -> str:
         rows.append([f"{size}x{size}", tile if tile != "0" else "none", f"{result['peak_rss_mb']:,} MB",
                      f"{result['seconds']:.0f} s"])
     return table(["image", "--tile", "peak RSS", "time of one step"], rows) + (
-        "\n\ninception_v3, the book's layers (mixed2..mixed5), one octave, one step, float32, each in its own "
-        "process. Target: at most 3 GB at 4096x4096 with --tile 512."
+        "\n\ninception_v3, the book's layers (mixed2..mixed5), one octave, one step, float32, each in its "
+        "own process. Target: at most 3 GB at 4096x4096 with --tile 512."
     )
 
 

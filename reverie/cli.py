@@ -27,11 +27,13 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from reverie.dream import command as dream_command
+    from reverie.deepdream import command as dream_command
     from reverie.text import command as text_command
     from reverie.web import command as web_command  # imports gradio only when `serve` runs
 
-    parser = OneLineParser(prog="reverie", description="Generative deep learning: text generation and DeepDream.")
+    parser = OneLineParser(
+        prog="reverie", description="Generative deep learning: text generation and DeepDream."
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     text_command.register(subparsers)
     dream_command.register(subparsers)

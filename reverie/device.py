@@ -10,14 +10,28 @@ in bfloat16 where asked (weights stay float32).
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import torch
 
 from reverie.errors import ReverieError
+from reverie.options import option
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DTYPE_CHOICES = ("auto", *DTYPES)  # what --dtype accepts: auto picks per device (resolve_dtype)
+
+
+def device_option(help: str = "where to run") -> Any:
+    """The --device option of an options dataclass (auto, or one of DEVICES)."""
+    return option("auto", help, choices=DEVICES)
+
+
+def dtype_option(note: str = "") -> Any:
+    """The --dtype option of an options dataclass; `note` adds what the command does with it."""
+    help = "bfloat16 autocast or float32; auto is bfloat16 where the hardware runs it fast (CUDA GPUs, "
+    help += "CPUs with AMX)"
+    return option("auto", f"{help}{note}", choices=DTYPE_CHOICES)
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from reverie.device import DEVICES, DTYPE_CHOICES
+from reverie.device import device_option, dtype_option
 from reverie.distributed import DEFAULT_TIMEOUT_S
 from reverie.errors import ReverieError, require
 from reverie.options import check, check_value, flag, option
@@ -124,13 +124,8 @@ class TrainOptions:
     minutes: float | None = option(None, "wall-clock minutes", **POSITIVE)
     # machine
     seed: int = option(0, "random seed (weights, batch order, dropout, samples)")
-    device: str = option("auto", "where to train", choices=DEVICES)
-    dtype: str = option(
-        "auto",
-        "bfloat16 autocast, or float32; auto is bfloat16 where the hardware has it (CUDA GPUs, "
-        "CPUs with AMX) and float32 elsewhere",
-        choices=DTYPE_CHOICES,
-    )
+    device: str = device_option("where to train")
+    dtype: str = dtype_option()
     dist_timeout: float = option(
         DEFAULT_TIMEOUT_S,
         "under torchrun: seconds a process waits for the others (rank 0 evaluating, a slow start) "

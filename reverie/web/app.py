@@ -1,11 +1,14 @@
 """The browser page: a Gradio app with a Text tab and a Dream tab, over reverie's public API.
 
-    reverie serve --runs runs/ --port 7860          # the usual way
-    python -m reverie.web.app [RUNS_DIR]            # the same with default settings
+    reverie serve --runs runs/ --port 7860
 
-Text: pick a run trained into RUNS_DIR, write a prompt, and the text streams into the page
-(`reverie.load(run).stream(...)`); Stop ends it. Dream: upload a photo or take the sample, pick
-the model, layers and weights, and `reverie.dream_octaves(...)` runs through Gradio's queue (at
+    from reverie.web.app import launch
+    app, url = launch(WebSettings(runs=Path("runs")))      # serving in the background; app.close() stops
+
+Text: pick a run trained into RUNS_DIR, write a prompt, choose the sampling rules, and the text
+streams into the page (`reverie.load(run).stream_batch(...)`); Stop ends it. Dream: upload a photo
+or take the sample, pick the model, layers and weights, and `dreamer.octaves(...)` (one
+`reverie.load_dreamer` per model, kept loaded) runs through Gradio's queue (at
 most `concurrency` jobs at once, the others see their place in line), with a progress bar per
 octave. Bad input of any kind becomes a message in the page (gr.Error), never a crash.
 
@@ -20,13 +23,11 @@ import shutil
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no telemetry calls
 
-import sys
 import tempfile
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,12 @@ import gradio as gr
 from PIL import Image, UnidentifiedImageError
 
 import reverie
-from reverie.errors import ReverieError, require
+from reverie.deepdream.options import PRESETS
+from reverie.errors import ReverieError
+from reverie.options import bounds
 from reverie.text import rundir
+from reverie.text.sampling import SamplingOptions
+from reverie.web.settings import WebSettings
 
 DEFAULT_MODEL = "efficientnet_lite0"  # its weights ship with the package, so the page works offline
 NO_PRESET = "(none)"
@@ -44,6 +49,9 @@ QUEUE_SIZE = 100  # waiting jobs beyond this are told the queue is full
 # Gradio gives each dream its own tracker in place of this default; tqdm bars (one per octave) drive it.
 DREAM_PROGRESS = gr.Progress(track_tqdm=True)
 MAX_LENGTH = 100_000  # tokens per generation the page allows
+MAX_SAMPLES = 8
+# the dream widgets' upper ends (their lower ends and defaults come from DreamOptions)
+MAX_OCTAVES, MAX_ITERATIONS, MAX_STEP, MAX_JITTER = 8, 50, 0.1, 64
 STREAM_INTERVAL_S = 0.05  # the text box is refreshed at most this often while a generation streams
 CACHE_KEEP_S = 3600  # Gradio's cached result files, and each dream's own folder, are removed after this
 JOB_DIR_PREFIX = "reverie-dream-"
@@ -51,34 +59,6 @@ JOB_DIR_PREFIX = "reverie-dream-"
 TRAIN_HINT = "reverie train python-stdlib --out {runs}/python-stdlib --minutes 5"
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
 SYSTEM_MONO_FONTS = ["ui-monospace", "Consolas", "monospace"]
-
-
-@dataclass(frozen=True)
-class WebSettings:
-    """What `reverie serve` decides for the page: where runs are, and the limits on uploads and jobs."""
-
-    runs: Path = Path("runs")
-    max_size: int = 1024  # longest side of an image after loading; larger uploads are shrunk
-    max_upload_mb: float = 20.0
-    max_pixels: int = 50_000_000  # uploads with more pixels are refused before they are decoded
-    concurrency: int = 1
-
-    def validate(self) -> None:
-        require(
-            not self.runs.exists() or self.runs.is_dir(),
-            f"--runs {self.runs} is a file; give the folder that holds run directories",
-        )
-        for name, value in (("max size", self.max_size), ("max pixels", self.max_pixels)):
-            require(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")
-        require(self.max_upload_mb > 0, f"max upload size must be positive, got {self.max_upload_mb} MB")
-        require(
-            isinstance(self.concurrency, int) and self.concurrency > 0,
-            f"concurrency must be a positive integer, got {self.concurrency!r}",
-        )
-
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 2**20)
 
 
 def refusal(message: str) -> gr.Error:
@@ -145,6 +125,12 @@ def format_samples(prompt: str, texts: Sequence[str]) -> str:
     return "\n\n".join(f"--- sample {i + 1} ---\n{prompt}{text}" for i, text in enumerate(texts))
 
 
+def stop_sequences(box: str | None) -> list[str]:
+    """The stop box's lines as stop sequences; `\\n` and `\\t` in a line stand for a new line and a tab."""
+    lines = (box or "").split("\n")
+    return [line.replace("\\n", "\n").replace("\\t", "\t") for line in lines if line]
+
+
 def generate_text(
     settings: WebSettings,
     models: TextModels,
@@ -153,6 +139,9 @@ def generate_text(
     temperature: float,
     top_k: float | None,
     top_p: float,
+    min_p: float,
+    repetition_penalty: float | None,
+    stop: str | None,
     length: float,
     num_samples: float,
     seed: float | None,
@@ -169,19 +158,22 @@ def generate_text(
     prompt = prompt or ""
     try:
         model = models.get(settings.runs / run)
-        stream = model.stream(
+        stream = model.stream_batch(
             prompt,
             length=_whole(length),
             temperature=float(temperature),
             top_k=_whole(top_k) or None,  # 0 or empty: off
             top_p=None if top_p is None or top_p >= 1 else float(top_p),
+            min_p=float(min_p) if min_p else None,  # 0 or empty: off
+            repetition_penalty=None if repetition_penalty in (None, 1) else float(repetition_penalty),
+            stop=stop_sequences(stop),
             num_samples=count,
             seed=_whole(seed),
         )
         parts: list[list[str]] = [[] for _ in range(count)]  # joined only when shown
         shown = 0.0  # the first piece shows at once
         for step in stream:
-            for sample, piece in zip(parts, [step] if count == 1 else step):
+            for sample, piece in zip(parts, step):
                 sample.append(piece)
             if time.monotonic() - shown >= STREAM_INTERVAL_S:
                 shown = time.monotonic()
@@ -201,11 +193,22 @@ def sample_photo() -> str:
     return str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
 
-def preset_names() -> list[str]:
-    """The names `dream_octaves(preset=...)` accepts."""
-    from reverie.dream.dream import PRESETS
+class Dreamers:
+    """One loaded dreamer per model, the most recently used kept (a dream loads no weights twice)."""
 
-    return list(PRESETS)
+    def __init__(self, keep: int = 2) -> None:
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._dreamers: OrderedDict[str, reverie.Dreamer] = OrderedDict()
+
+    def get(self, model: str) -> reverie.Dreamer:
+        with self._lock:
+            if model not in self._dreamers:
+                self._dreamers[model] = reverie.load_dreamer(model)
+                while len(self._dreamers) > self._keep:
+                    self._dreamers.popitem(last=False)
+            self._dreamers.move_to_end(model)
+            return self._dreamers[model]
 
 
 def layer_choices(model: str) -> list[tuple[str, str]]:
@@ -264,6 +267,7 @@ def check_upload(path: str, settings: WebSettings) -> None:
 
 def dream_image(
     settings: WebSettings,
+    dreamers: Dreamers,
     image: str | None,
     model: str,
     layers: Sequence[str] | None,
@@ -286,11 +290,11 @@ def dream_image(
     check_upload(image, settings)
     progress(0, desc="loading the model")
     if preset and preset != NO_PRESET:
+        model = PRESETS.get(preset, {}).get("model", model)
         options: dict[str, Any] = {"preset": preset}
     else:
         chosen = list(layers or [])
         options = {
-            "model": model,
             "layers": layer_weights(chosen, weights) if chosen else None,  # None: the model's own
             "octaves": _whole(octaves),
             "iterations": _whole(iterations),
@@ -299,7 +303,7 @@ def dream_image(
             "tile": _whole(tile) or None,  # 0 or empty: whole image at once
         }
     try:
-        result = reverie.dream_octaves(image, max_size=settings.max_size, **options)
+        result = dreamers.get(model).octaves(image, max_size=settings.max_size, **options)
     except ReverieError as exc:
         raise refusal(str(exc)) from None
     job_dir = new_job_dir()
@@ -357,10 +361,18 @@ def build_app(settings: WebSettings) -> gr.Blocks:
     """The page, with its queue set up; `launch` starts serving it."""
     settings.validate()
     models = TextModels()
-    defaults = reverie.DreamOptions()  # the widgets start at the API's defaults
+    dreamers = Dreamers()
+    sampling = SamplingOptions()  # the text widgets start at the API's defaults
+    defaults = reverie.DreamOptions()  # the dream widgets start at the API's defaults and bounds
+
+    def low(name: str) -> float:
+        return bounds(reverie.DreamOptions, name)[0] or 0
+
     runs = find_runs(settings.runs)
 
-    with gr.Blocks(title="reverie", analytics_enabled=False, delete_cache=(CACHE_KEEP_S, CACHE_KEEP_S)) as app:
+    with gr.Blocks(
+        title="reverie", analytics_enabled=False, delete_cache=(CACHE_KEEP_S, CACHE_KEEP_S)
+    ) as app:
         gr.Markdown("# reverie\nGenerate text with a trained language model, or DeepDream a photo.")
         with gr.Tab("Text", id="text"), gr.Row():
             with gr.Column(scale=1):
@@ -375,16 +387,28 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                     refresh = gr.Button("Refresh", scale=0, size="sm", min_width=90)
                 hint = gr.Markdown(no_run_message(settings.runs), visible=not runs)
                 prompt = gr.Textbox(label="Prompt", lines=3, placeholder="the text to continue")
-                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature (0: greedy)")
+                temperature = gr.Slider(
+                    0, 2, value=sampling.temperature, step=0.05, label="Temperature (0: greedy)"
+                )
                 with gr.Row():
-                    top_k = gr.Number(0, label="Top-k (0: off)", precision=0, minimum=0)
-                    top_p = gr.Slider(0.01, 1, value=1.0, step=0.01, label="Top-p (1: off)")
+                    top_k = gr.Number(sampling.top_k or 0, label="Top-k (0: off)", precision=0, minimum=0)
+                    top_p = gr.Slider(0.01, 1, value=sampling.top_p or 1.0, step=0.01, label="Top-p (1: off)")
+                with gr.Row():
+                    min_p = gr.Slider(0, 1, value=sampling.min_p or 0.0, step=0.01, label="Min-p (0: off)")
+                    repetition_penalty = gr.Number(
+                        sampling.repetition_penalty or 1.0, minimum=0.01, label="Repetition penalty (1: off)"
+                    )
                 with gr.Row():
                     length = gr.Number(
-                        400, minimum=1, maximum=MAX_LENGTH, precision=0, label="Length (tokens)"
+                        sampling.length, minimum=1, maximum=MAX_LENGTH, precision=0, label="Length (tokens)"
                     )
-                    num_samples = gr.Slider(1, 8, value=1, step=1, label="Samples")
-                seed = gr.Number(0, label="Seed (empty: a new one each time)", precision=0)
+                    num_samples = gr.Slider(
+                        1, MAX_SAMPLES, value=sampling.num_samples, step=1, label="Samples"
+                    )
+                stop_at = gr.Textbox(
+                    label="Stop at (one per line; \\n is a new line)", lines=1, placeholder="e.g. \\n\\n"
+                )
+                seed = gr.Number(sampling.seed, label="Seed (empty: a new one each time)", precision=0)
             with gr.Column(scale=2):
                 text = gr.Textbox(
                     label="Text",
@@ -446,14 +470,29 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                     )
                 with gr.Column():
                     with gr.Row():
-                        octaves = gr.Slider(1, 8, value=defaults.octaves, step=1, label="Octaves")
-                        iterations = gr.Slider(1, 50, value=defaults.iterations, step=1, label="Iterations")
+                        octaves = gr.Slider(
+                            low("octaves"), MAX_OCTAVES, value=defaults.octaves, step=1, label="Octaves"
+                        )
+                        iterations = gr.Slider(
+                            low("iterations"),
+                            MAX_ITERATIONS,
+                            value=defaults.iterations,
+                            step=1,
+                            label="Iterations",
+                        )
                     with gr.Row():
-                        step = gr.Slider(0.001, 0.1, value=defaults.step, step=0.001, label="Step")
-                        jitter = gr.Slider(0, 64, value=defaults.jitter, step=1, label="Jitter (pixels)")
-                    tile = gr.Number(0, label="Tile (pixels; 0: whole image at once)", precision=0, minimum=0)
+                        step = gr.Slider(0.001, MAX_STEP, value=defaults.step, step=0.001, label="Step")
+                        jitter = gr.Slider(
+                            low("jitter"), MAX_JITTER, value=defaults.jitter, step=1, label="Jitter (pixels)"
+                        )
+                    tile = gr.Number(
+                        defaults.tile or 0,
+                        label="Tile (pixels; 0: whole image at once)",
+                        precision=0,
+                        minimum=0,
+                    )
                     preset = gr.Dropdown(
-                        [NO_PRESET, *preset_names()],
+                        [NO_PRESET, *PRESETS],
                         value=NO_PRESET,
                         label="Preset (sets the model, layers and everything above)",
                     )
@@ -471,14 +510,19 @@ def build_app(settings: WebSettings) -> gr.Blocks:
 
         generation = generate.click(
             partial(generate_text, settings, models),
-            inputs=[run, prompt, temperature, top_k, top_p, length, num_samples, seed],
+            inputs=[
+                run,
+                prompt,
+                *[temperature, top_k, top_p, min_p, repetition_penalty, stop_at],
+                *[length, num_samples, seed],
+            ],
             outputs=text,
             api_name="generate",
         )
         stop.click(None, cancels=[generation], api_name=False)
 
         dream.click(
-            partial(dream_image, settings),
+            partial(dream_image, settings, dreamers),
             inputs=[source, model, layers, weights, octaves, iterations, step, jitter, tile, preset],
             outputs=[result, octave_gallery, summary],
             api_name="dream",
@@ -504,13 +548,13 @@ def build_app(settings: WebSettings) -> gr.Blocks:
     return app
 
 
-def launch(settings: WebSettings, host: str = "127.0.0.1", port: int = 7860) -> tuple[gr.Blocks, str]:
-    """Build the page and start serving it on host:port in the background; returns (app, url).
+def launch(settings: WebSettings) -> tuple[gr.Blocks, str]:
+    """Build the page and start serving it on settings.host:port in the background; returns (app, url).
 
     `app.block_thread()` then waits until Ctrl-C; `app.close()` stops the server.
     """
-    require(isinstance(port, int) and 0 < port < 65536, f"port must be in 1..65535, got {port!r}")
     app = build_app(settings)
+    host, port = settings.host, settings.port
     try:
         _, url, _ = app.launch(
             server_name=host,
@@ -528,9 +572,3 @@ def launch(settings: WebSettings, host: str = "127.0.0.1", port: int = 7860) -> 
             f"cannot serve on {host}:{port} ({str(exc).splitlines()[0]}); pass another --port or --host"
         ) from None
     return app, url
-
-
-if __name__ == "__main__":
-    from reverie.cli import main
-
-    main(["serve", *(["--runs", sys.argv[1]] if len(sys.argv) > 1 else [])])

@@ -10,7 +10,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from reverie.dream.backbone import Backbone
+from reverie.deepdream.backbone import Backbone
+from reverie.deepdream.dreamer import load_dreamer
+from reverie.deepdream.octaves import Plan
+from reverie.deepdream.transforms import StepContext
 
 
 class TinyNet(Backbone):
@@ -59,6 +62,16 @@ def _seeded_init(model: nn.Module, seed: int) -> None:
     model.eval().requires_grad_(False)
 
 
+def cpu_plan(net: Backbone, preset: str | None = None, **options) -> Plan:
+    """The plan of a dream with `options` on `net`, on the CPU, without progress bars."""
+    return load_dreamer(net, device="cpu").plan(preset, progress=False, **options)
+
+
+def step_context(plan: Plan, x: torch.Tensor, seed: int = 0) -> StepContext:
+    """A context for stepping `x` (input space) directly with `ascend`; `x` is its original."""
+    return StepContext(torch.Generator().manual_seed(seed), plan.dreamer, x)
+
+
 def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A seeded uint8 RGB image with smooth color gradients and some texture."""
     rng = np.random.default_rng(seed)
@@ -72,6 +85,25 @@ def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
 def float32_auto(monkeypatch):
     """Make dtype `auto` mean float32 here, so exact comparisons hold on AMX machines too."""
     monkeypatch.setattr("reverie.device.has_fast_bfloat16", lambda device: False)
+
+
+TINY_BOOK_LAYERS = {"b": 0.02, "c": 0.3, "d": 0.2}  # the book's weights / 10: losses below max_loss
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    """efficientnet_lite0 with its real ImageNet weights (installed with reverie), loaded once."""
+    return load_dreamer("efficientnet_lite0", device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def hopper() -> torch.Tensor:
+    """matplotlib's grace_hopper.jpg as a (3, H, W) tensor in [0, 1]."""
+    import matplotlib.cbook
+
+    from reverie.deepdream.images import load_image
+
+    return load_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
 
 @pytest.fixture
@@ -99,7 +131,7 @@ def load_weights(model: TinyNet, path) -> None:
 @pytest.fixture
 def tiny_model(monkeypatch) -> str:
     """Register the tiny net as model `tiny`, so `--model tiny` goes through the real loading path."""
-    from reverie.dream import backbone
+    from reverie.deepdream import backbone
 
     monkeypatch.setitem(backbone.MODEL_MODULES, "tiny", TinyNet.__module__)
     return "tiny"

@@ -1,4 +1,5 @@
-"""The dream backbones: torchvision keys and shapes, layer tables, weight files, offline errors, ImageNet check."""
+"""The dream backbones: torchvision keys and shapes, layer tables, weight files, offline errors,
+ImageNet check."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from matplotlib import cbook
 from PIL import Image
 
 import reverie
-from reverie.dream import efficientnet_lite, googlenet, inception_v3
-from reverie.dream.backbone import Backbone, build_backbone, fold_batchnorm, load_backbone
-from reverie.dream.dream import Engine
+from reverie.deepdream import efficientnet_lite, googlenet, inception_v3
+from reverie.deepdream.backbone import Backbone, build_backbone, fold_batchnorm, load_backbone
+from reverie.deepdream.dreamer import load_dreamer
 from reverie.errors import ReverieError
 
 MODULES = {"inception_v3": inception_v3, "googlenet": googlenet}
@@ -78,7 +79,8 @@ def test_unreadable_weight_file_is_refused_in_one_line(tmp_path):
 def test_inception_layer_table_without_weights():
     table = {info.name: info for info in reverie.list_layers("inception_v3")}
     assert list(table)[:7] == [
-        "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3", "maxpool2",
+        "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+        "maxpool2",
     ]
     keras_channels = [256, 288, 288, 768, 768, 768, 768, 768, 1280, 2048, 2048]
     keras_strides = [8, 8, 8, 16, 16, 16, 16, 16, 32, 32, 32]
@@ -246,14 +248,16 @@ def test_folding_batch_norm_keeps_every_stage_and_the_input_gradient(model_name)
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 2.0)
     model.eval().requires_grad_(False)
-    assert model.folds_batchnorm  # so the dream engine folds it
+    assert model.folds_batchnorm  # so a dreamer folds it
     folded = fold_batchnorm(model)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
-    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # a copy: the original keeps them
+    # a copy: the original keeps them
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     stages = model.stage_names()
 
     def run(net):
-        x = net.preprocess(torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(1))).requires_grad_(True)
+        image = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+        x = net.preprocess(image).requires_grad_(True)
         features = net.features(x, stages)
         features[stages[len(stages) // 2]].square().mean().backward()  # deeper, random nets' gradients vanish
         return features, x.grad
@@ -263,10 +267,11 @@ def test_folding_batch_norm_keeps_every_stage_and_the_input_gradient(model_name)
     for stage in stages:
         scale = float(expected[stage].detach().abs().max())
         torch.testing.assert_close(got[stage], expected[stage], rtol=1e-4, atol=1e-5 * scale, msg=stage)
-    torch.testing.assert_close(got_grad, expected_grad, rtol=1e-3, atol=1e-4 * float(expected_grad.abs().max()))
+    scale = float(expected_grad.abs().max())
+    torch.testing.assert_close(got_grad, expected_grad, rtol=1e-3, atol=1e-4 * scale)
 
 
-def test_engine_folds_batch_norm_only_where_the_model_says_it_may():
+def test_a_dreamer_folds_batch_norm_only_where_the_model_says_it_may():
     class Unvouched(Backbone):
         name = "unvouched"
 
@@ -278,7 +283,7 @@ def test_engine_folds_batch_norm_only_where_the_model_says_it_may():
         def named_stages(self):
             return [("out", torch.nn.Sequential(self.conv, self.bn))]
 
-    kept = Engine(Unvouched(), torch.device("cpu"), torch.float32).backbone
+    kept = load_dreamer(Unvouched(), device="cpu").backbone
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in kept.modules())
-    folded = Engine(build_backbone("googlenet"), torch.device("cpu"), torch.float32).backbone
+    folded = load_dreamer(build_backbone("googlenet"), device="cpu").backbone
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())

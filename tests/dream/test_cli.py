@@ -11,7 +11,7 @@ import torch
 from helpers import run_cli
 from PIL import Image
 
-from reverie.dream import images
+from reverie.deepdream import images
 
 from .conftest import smooth_image
 
@@ -48,6 +48,24 @@ def test_zoom_frames_write_pngs_and_a_gif(tiny_model, photo, tmp_path, capsys):
     assert gif.n_frames == 3 and gif.size == (72, 56)
     frames = [np.asarray(Image.open(tmp_path / f"z-{i:04d}.png"), dtype=int) for i in (1, 2, 3)]
     assert np.abs(frames[0] - frames[1]).mean() > 1.0
+
+
+def test_zero_iterations_and_generated_flags(tiny_model, photo, tmp_path, capsys):
+    """0 iterations runs the octaves with no steps (the API's rule, the command's too); every dream
+    option has its flag, generated from DreamOptions."""
+    output = tmp_path / "same.png"
+    code, _out, err = run_cli(["dream", str(photo), str(output), *FAST, "--iterations", "0"], capsys)
+    assert code == 0, err
+    assert np.abs(np.asarray(Image.open(output), dtype=int) - np.asarray(Image.open(photo))).max() <= 1
+    code, out, _ = run_cli(["dream", "--help"], capsys)
+    assert code == 0
+    for name in ("--tile-margin", "--no-clip", "--keep-colors", "--reduction", "--border", "--seed"):
+        assert name in out
+    assert "(default: 5)" in out and "objective" not in out  # API-only options have no flag
+    argv = ["dream", str(photo), str(tmp_path / "b.png"), *FAST, "--preset", "book", "--clip"]
+    argv += ["--border", "1"]
+    code, _out, err = run_cli(argv, capsys)
+    assert code == 0, err
 
 
 def test_layers_lists_names_channels_and_strides(tiny_model, capsys):
@@ -88,27 +106,26 @@ BAD = [
     (["{missing}"], "does not exist"),
     (["{text}"], "not an image"),
     (["{cut}"], "truncated or corrupt"),
-    (["{photo}", "--max-size", "0"], "max size must be positive"),
+    (["{photo}", "--max-size", "0"], "--max-size must be a positive integer, got 0"),
     (["{small}", "--layers", "d"], "needs at least 9 pixels"),
-    (["{photo}", "--model", "nope"], "unknown model 'nope'; choose one of"),
+    (["{photo}", "--model", "nope"], "argument --model: invalid choice: 'nope'"),
     (["{photo}", "--layers", "conv9"], "unknown layer 'conv9' for tiny; valid layers: conv1, conv2"),
     (["{photo}", "--channels", "c:3,16"], "channel 16 is out of range for layer c: it has channels 0..15"),
-    (["{photo}", "--iterations", "0"], "--iterations must be positive"),
-    (["{photo}", "--iterations", "-3"], "--iterations must be positive"),
-    (["{photo}", "--octaves", "0"], "--octaves must be positive"),
+    (["{photo}", "--iterations", "-3"], "--iterations must be zero or a positive integer, got -3"),
+    (["{photo}", "--octaves", "0"], "--octaves must be a positive integer, got 0"),
     (["{photo}", "--step", "0"], "--step must be positive"),
     (["{photo}", "--step", "-0.1"], "--step must be positive"),
-    (["{photo}", "--tile", "0"], "--tile must be positive"),
-    (["{photo}", "--octave-scale", "1"], "octave scale must be above 1"),
-    (["{photo}", "--octave-scale", "0.7"], "octave scale must be above 1"),
-    (["{photo}", "--jitter", "-1"], "jitter must be zero or positive"),
+    (["{photo}", "--tile", "0"], "--tile must be a positive integer, got 0"),
+    (["{photo}", "--octave-scale", "1"], "--octave-scale must be above 1"),
+    (["{photo}", "--octave-scale", "0.7"], "--octave-scale must be above 1"),
+    (["{photo}", "--jitter", "-1"], "--jitter must be zero or a positive integer, got -1"),
     (["{photo}", "{tmp}/missing/out.png"], "output folder .* does not exist"),
     (["{photo}", "{photo}"], "is the input image"),
     (["{photo}", "{tmp}/out.bmpx"], "unknown image format"),
     (["{photo}", "--preset", "dali"], "invalid choice: 'dali'"),
     (["{photo}", "--iterations", "two"], "invalid int value"),
-    (["{photo}", "--zoom-frames", "0"], "--zoom-frames must be positive"),
-    (["{photo}", "--zoom-frames", "2", "--zoom", "1.5"], "--zoom must be between 0 and 1"),
+    (["{photo}", "--zoom-frames", "0"], "--zoom-frames must be a positive integer, got 0"),
+    (["{photo}", "--zoom-frames", "2", "--zoom", "1.5"], r"--zoom must be in \(0, 1\), got 1.5"),
     (["{photo}", "--guide", "{missing}"], "does not exist"),
 ]
 

@@ -9,8 +9,8 @@ import pytest
 from helpers import run_cli, run_ranks
 from PIL import Image
 
+from reverie.deepdream.folder import classify, dream_folder, image_inputs, is_many
 from reverie.distributed import Ranks
-from reverie.dream.folder import dream_folder, image_inputs, is_many
 
 from .conftest import smooth_image
 
@@ -64,6 +64,16 @@ def test_glob_patterns_and_single_files(tmp_path: Path):
     assert is_many(tmp_path / "in") and is_many(str(tmp_path / "in" / "*.png")) and not is_many(inputs[0])
 
 
+def test_one_classification_of_the_input_with_home_expanded(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    inputs = frames(tmp_path / "in", 2)
+    for source in ("~/in", "~/in/*.png"):  # as typed in quotes: the shell left the ~ alone
+        assert classify(source)[0] in ("folder", "pattern") and is_many(source)
+        assert image_inputs(source) == inputs
+    assert classify("~/in/frame000.png") == ("file", inputs[0]) and not is_many("~/in/frame000.png")
+    assert classify("~/nothing.png")[0] == "missing" and not is_many("~/nothing.png")
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -82,7 +92,8 @@ def test_bad_folders_are_refused_in_one_line(tiny_model, tmp_path: Path, capsys,
     frames(tmp_path / "in", 2)
     (tmp_path / "empty").mkdir()
     names = {"in": tmp_path / "in", "empty": tmp_path / "empty", "out": tmp_path / "out"}
-    code, _out, err = run_cli(["dream", *(a.format(**names) for a in argv), "--model", "tiny", "--quiet"], capsys)
+    argv = ["dream", *(a.format(**names) for a in argv), "--model", "tiny", "--quiet"]
+    code, _out, err = run_cli(argv, capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 

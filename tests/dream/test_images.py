@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from reverie.dream import images
-from reverie.dream.images import check_output, default_output, load_image, resize, save_image, to_pil
+from reverie.deepdream import images
+from reverie.deepdream.images import check_output, default_output, load_image, resize, save_image, to_pil
 from reverie.errors import ReverieError
 
 from .conftest import smooth_image

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from reverie.dream.backbone import build_backbone, load_backbone
-from reverie.dream.keras_import import keras_layer_order, read_keras_layers
+from reverie.deepdream.backbone import build_backbone, load_backbone
+from reverie.deepdream.keras_import import keras_layer_order, read_keras_layers
 from reverie.errors import ReverieError
 
 SIZE = 139  # small, and still 15x15 at mixed2: the border of every average pool matters
@@ -44,7 +44,8 @@ def randomize(model, rng: np.random.Generator) -> None:
 
 
 def keras2_renamed_copy(source: Path, dest: Path) -> None:
-    """The legacy file as Keras 2 named the published one: numbered from 1, `:0` suffixes, bytes attributes."""
+    """The legacy file as Keras 2 named the published one: numbered from 1, `:0` suffixes, bytes
+    attributes."""
 
     def keras2(name: str) -> str:
         if not name.startswith(("conv2d", "batch_normalization")):
@@ -136,7 +137,8 @@ def write_legacy_file(path: Path, layers: list[tuple[str, dict[str, tuple[int, .
             group = handle.create_group(name)
             for role, shape in weights.items():
                 group.create_dataset(f"{name}/{role}:0", shape=shape, dtype="float32", fillvalue=0.0)
-            group.attrs["weight_names"] = np.array([f"{name}/{role}:0".encode() for role in weights], dtype="S")
+            names = [f"{name}/{role}:0".encode() for role in weights]
+            group.attrs["weight_names"] = np.array(names, dtype="S")
     return path
 
 

@@ -1,20 +1,28 @@
-"""Objectives: the book's loss by hand, other reductions, channels, guides, composition, views."""
+"""Objectives: the book's loss by hand, other reductions, channels, guides, composition, views, the
+parser of --layers/--channels/--guide, checks against a model, and objectives passed to a dream."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from reverie.dream.objectives import (
+from reverie.deepdream.dreamer import dream_octaves, load_dreamer
+from reverie.deepdream.objectives import (
+    BOOK_LAYERS,
+    GuideMatch,
     View,
-    build_objective,
-    channel_l2,
-    guide_match,
-    layer_l2,
+    book,
+    channel,
+    guide,
+    layer,
     parse_channels,
     parse_layers,
+    parse_objective,
 )
 from reverie.errors import ReverieError
+
+from .conftest import smooth_image
 
 
 def hand_activation() -> torch.Tensor:
@@ -30,33 +38,33 @@ def test_book_loss_equals_hand_computation():
             for j in range(2, 5):  # columns 2..4 of 7
                 total += float(a[0, c, i, j]) ** 2
     expected = 3.0 * total / (1 * 2 * 6 * 7)  # denominator: the FULL shape
-    value = layer_l2("x", weight=3.0)({"x": a})
+    value = (3.0 * layer("x", border=2, reduction="book"))({"x": a})
     assert value.item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_other_reductions():
     a = hand_activation()
     cropped = a[..., 2:-2, 2:-2]
-    assert layer_l2("x", reduction="mean")({"x": a}).item() == pytest.approx(
+    assert layer("x", border=2, reduction="mean")({"x": a}).item() == pytest.approx(
         cropped.square().mean().item(), rel=1e-6
     )
-    half = layer_l2("x", border=0, reduction="half_sum")({"x": a})
+    half = layer("x", border=0, reduction="half_sum")({"x": a})
     assert half.item() == pytest.approx(0.5 * a.square().sum().item(), rel=1e-6)
     x = a.clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(layer_l2("x", border=0, reduction="half_sum")({"x": x}), x)
+    (grad,) = torch.autograd.grad(layer("x", border=0, reduction="half_sum")({"x": x}), x)
     assert torch.allclose(grad, a)  # google/deepdream's objective_L2: the gradient is the activation
 
 
 def test_channels_only_read_their_channels():
     a = hand_activation()
-    value = channel_l2("x", [1], weight=2.0)({"x": a})
+    value = (2.0 * channel("x", [1], border=2, reduction="book"))({"x": a})
     expected = 2.0 * a[:, 1:2, 2:-2, 2:-2].square().sum() / (1 * 1 * 6 * 7)
     assert value.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_objectives_compose_like_numbers():
     features = {"x": hand_activation(), "y": hand_activation().flip(-1) * 2}
-    a, b = layer_l2("x"), channel_l2("y", [0])
+    a, b = layer("x"), channel("y", [0])
     combined = a + 0.5 * b - b
     expected = a(features) + 0.5 * b(features) - b(features)
     assert combined(features).item() == pytest.approx(expected.item(), rel=1e-6)
@@ -67,10 +75,10 @@ def test_objectives_compose_like_numbers():
 def test_guide_match_picks_the_best_guide_vector():
     # two positions, channels 2; guide vectors (1, 0) and (0, 2)
     activation = torch.tensor([[3.0, 0.0], [1.0, 1.0]]).reshape(1, 2, 1, 2)  # p0 = (3, 1), p1 = (0, 1)
-    guide = torch.tensor([[1.0, 0.0], [0.0, 2.0]]).reshape(1, 2, 1, 2)
+    features = torch.tensor([[1.0, 0.0], [0.0, 2.0]]).reshape(1, 2, 1, 2)
     # p0: max(3*1 + 1*0, 3*0 + 1*2) = 3; p1: max(0, 2) = 2; divided by numel 4
     x = activation.clone().requires_grad_(True)
-    value = guide_match("x", guide)({"x": x})
+    value = GuideMatch("x", features)({"x": x})
     assert value.item() == pytest.approx((3 + 2) / 4)
     (grad,) = torch.autograd.grad(value, x)
     assert torch.allclose(grad[0, :, 0, 0], torch.tensor([1.0, 0.0]) / 4)  # p0 pulled toward guide vector 0
@@ -81,21 +89,21 @@ def test_guide_match_picks_the_best_guide_vector():
 def test_views_split_the_sum_exactly(reduction):
     """Evaluating on overlapping windows, each counting its own core, adds up to the whole."""
     a = torch.randn(1, 3, 10, 9, generator=torch.Generator().manual_seed(0))
-    whole = layer_l2("x", reduction=reduction)({"x": a}).item()
+    whole = layer("x", border=2, reduction=reduction)({"x": a}).item()
     pieces = 0.0
     for r0, r1 in ((0, 4), (4, 10)):
         for c0, c1 in ((0, 5), (5, 9)):
             w_r0, w_c0 = max(0, r0 - 2), max(0, c0 - 2)  # windows with 2 positions of context
             window = a[..., w_r0 : min(10, r1 + 2), w_c0 : min(9, c1 + 2)]
             view = View((r0 - w_r0, r1 - w_r0), (c0 - w_c0, c1 - w_c0), (w_r0, w_c0), (10, 9))
-            pieces += layer_l2("x", reduction=reduction)({"x": window}, {"x": view}).item()
+            pieces += layer("x", border=2, reduction=reduction)({"x": window}, {"x": view}).item()
     assert pieces == pytest.approx(whole, rel=1e-5)
 
 
-def test_build_objective_uses_channels_and_weights():
+def test_parse_objective_uses_channels_and_weights(tiny):
     features = {"x": hand_activation(), "y": hand_activation() + 1}
-    objective = build_objective({"x": 0.5, "y": 2.0}, channels={"y": [0]})
-    expected = 0.5 * layer_l2("x")(features) + 2.0 * channel_l2("y", [0])(features)
+    objective = parse_objective(tiny, {"x": 0.5, "y": 2.0}, channels={"y": [0]})
+    expected = 0.5 * layer("x")(features) + 2.0 * channel("y", [0])(features)
     assert objective(features).item() == pytest.approx(expected.item(), rel=1e-6)
     assert objective.channels == {"y": [0]}
 
@@ -114,7 +122,79 @@ def test_parse_layers_and_channels():
 
 def test_check_refuses_unknown_layers_and_channels(tiny):
     with pytest.raises(ReverieError, match="unknown layer 'zz'.*valid layers: conv1"):
-        layer_l2("zz").check(tiny)
+        layer("zz").check(tiny)
     with pytest.raises(ReverieError, match="channel 16 is out of range for layer b: it has channels 0..15"):
-        channel_l2("b", [3, 16]).check(tiny)
-    (layer_l2("b") + channel_l2("conv3", [0, 15])).check(tiny)
+        channel("b", [3, 16]).check(tiny)
+    (layer("b") + channel("conv3", [0, 15])).check(tiny)
+
+
+def test_channels_join_or_replace_the_layers(tiny):
+    alone = parse_objective(tiny, channels="b:1,2")
+    assert alone.layers == ("b",) and alone.channels == {"b": [1, 2]}
+    both = parse_objective(tiny, layers="c:2", channels={"b": [1]})
+    assert both.layers == ("c", "b") and both.channels == {"b": [1]}
+    assert repr(both) == "2 * layer('c') + channel('b', [1])"
+    assert parse_objective(tiny).layers == ("b", "c")  # the model's own dream_layers
+    with pytest.raises(ReverieError, match="no layers given"):
+        parse_objective(tiny, layers={})
+
+
+def test_objectives_read_well_and_know_their_layers_and_channels():
+    objective = layer("mixed4") + 0.5 * channel("mixed5", [12, 97]) - layer("mixed2") / 4
+    assert repr(objective) == "layer('mixed4') + 0.5 * channel('mixed5', [12, 97]) - 0.25 * layer('mixed2')"
+    assert objective.layers == ("mixed4", "mixed5", "mixed2")
+    assert objective.channels == {"mixed5": [12, 97]}
+    assert repr(-(layer("a") + layer("b"))) == "-1 * (layer('a') + layer('b'))"
+    assert repr(channel("a", 3, reduction="book")) == "channel('a', [3], reduction='book')"
+    with pytest.raises(TypeError):
+        layer("a") + 1.0
+
+
+def test_book_is_the_books_loss(tiny):
+    assert repr(book()) == repr(parse_objective(tiny, BOOK_LAYERS, reduction="book", border=2))
+    assert book().layers == tuple(BOOK_LAYERS)
+
+
+def test_an_algebra_objective_dreams_as_the_equivalent_strings(tiny):
+    image = smooth_image(48, 56)
+    common = {"model": tiny, "octaves": 2, "iterations": 3, "progress": False}
+    built = dream_octaves(image, objective=layer("b") + 0.5 * channel("c", [3, 5]), **common)
+    strings = dream_octaves(image, layers="b:1,c:0.5", channels="c:3,5", **common)
+    assert built.losses == strings.losses
+    assert np.array_equal(np.asarray(built.image), np.asarray(strings.image))
+    other = dream_octaves(image, objective=layer("b") - 0.5 * channel("c", [3, 5]), **common)
+    assert other.losses != strings.losses
+
+
+def test_an_objective_is_checked_against_the_model(tiny):
+    with pytest.raises(ReverieError, match="channel 99 is out of range for layer c: it has channels 0..15"):
+        dream_octaves(smooth_image(32, 32), model=tiny, objective=channel("c", 99), progress=False)
+    with pytest.raises(ReverieError, match="unknown layer 'zz' for tiny; valid layers: conv1, conv2"):
+        dream_octaves(smooth_image(32, 32), model=tiny, objective=layer("b") + layer("zz"), progress=False)
+
+
+def test_a_guide_is_bound_to_the_dreamers_net(tiny):
+    dreamer = load_dreamer(tiny, device="cpu")
+    picture = smooth_image(40, 40, seed=7)
+    unbound = guide("c", picture)
+    with pytest.raises(ReverieError, match="bind it first"):
+        unbound({"c": torch.zeros(1, 16, 2, 2)})
+    bound = unbound.bind(dreamer)
+    assert isinstance(bound, GuideMatch) and bound.layers == ("c",)
+    expected = dreamer.features(dreamer.to_input(unbound.image[None]), ["c"])["c"]
+    assert torch.equal(bound.guide, expected.float().flatten(2)[0])
+    weighted = (0.5 * guide({"b": 2.0, "c": 1.0}, picture)).bind(dreamer)
+    assert repr(weighted).startswith("0.5 * (2 * GuideMatch('b'")
+    common = {"octaves": 2, "iterations": 3, "progress": False}
+    by_objective = dreamer.octaves(smooth_image(48, 56), objective=guide("c", picture), **common)
+    by_option = dreamer.octaves(smooth_image(48, 56), guide=picture, layers="c", **common)
+    assert by_objective.losses == by_option.losses
+    assert by_objective.losses[-1][-1] > by_objective.losses[-1][0]
+
+
+def test_a_guide_and_channels_are_refused_together(tiny):
+    with pytest.raises(ReverieError, match="give --guide or --channels, not both"):
+        parse_objective(tiny, channels="c:1", guide=smooth_image(40, 40))
+    with pytest.raises(ReverieError, match="the guide image is 8x8; it needs at least 9 pixels"):
+        too_small = guide("d", smooth_image(8, 8))
+        dream_octaves(smooth_image(32, 32), model=tiny, objective=too_small, progress=False)

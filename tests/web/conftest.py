@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from helpers import shakespeare_slice
+from PIL import Image
 
 from reverie.distributed import free_port
 
@@ -87,12 +86,13 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def server(runs_dir: Path) -> Iterator[str]:
     """The page served on a free port of 127.0.0.1; yields its URL."""
-    from reverie.web.app import WebSettings, launch
+    from reverie.web.app import launch
+    from reverie.web.settings import WebSettings
 
     settings = WebSettings(
-        runs=runs_dir, max_size=MAX_SIZE, max_upload_mb=MAX_UPLOAD_MB, max_pixels=MAX_PIXELS
+        runs=runs_dir, max_size=MAX_SIZE, max_upload_mb=MAX_UPLOAD_MB, max_pixels=MAX_PIXELS, port=free_port()
     )
-    app, url = launch(settings, host="127.0.0.1", port=free_port())
+    app, url = launch(settings)
     yield url
     app.close()
 

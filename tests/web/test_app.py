@@ -14,22 +14,18 @@ from PIL import Image
 
 from .conftest import MAX_SIZE, RUN_NAME, TINY_DREAM
 
-TEXT = {"temperature": 0.8, "top_k": 0, "top_p": 1.0, "num_samples": 1}
+TEXT = {"temperature": 0.8, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "repetition_penalty": 1.0, "stop": ""}
+
+
+def text_args(prompt: str, length: int, seed: int | None, num_samples: int = 1, **overrides) -> list:
+    """The /generate endpoint's inputs, in the page's order."""
+    args = {**TEXT, **overrides}
+    rules = [args[name] for name in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "stop")]
+    return [RUN_NAME, prompt, *rules, length, num_samples, seed]
 
 
 def generate(client, prompt: str, length: int, seed: int | None, **overrides) -> str:
-    args = {**TEXT, **overrides}
-    return client.predict(
-        RUN_NAME,
-        prompt,
-        args["temperature"],
-        args["top_k"],
-        args["top_p"],
-        length,
-        args["num_samples"],
-        seed,
-        api_name="/generate",
-    )
+    return client.predict(*text_args(prompt, length, seed, **overrides), api_name="/generate")
 
 
 def dream(client, image: Path, **overrides):
@@ -44,7 +40,7 @@ def test_generate_returns_prompt_and_length_new_characters(client) -> None:
 
 
 def test_generate_streams_growing_text(client) -> None:
-    job = client.submit(RUN_NAME, "ROMEO:", 0.8, 0, 1.0, 300, 1, 0, api_name="/generate")
+    job = client.submit(*text_args("ROMEO:", 300, 0), api_name="/generate")
     final = job.result()
     outputs = job.outputs()
     assert len(outputs) >= 2 and outputs[-1] == final  # the first piece is sent at once, then more
@@ -86,9 +82,22 @@ def test_generate_shows_a_message_for_bad_input(client, prompt, overrides, messa
         generate(client, prompt, 10, seed=0, **overrides)
 
 
+def test_generate_offers_every_sampling_rule_and_stop_sequences(client) -> None:
+    free = generate(client, "ROMEO:", 200, seed=5)[len("ROMEO:") :]
+    stop = free[20:22]
+    cut = generate(client, "ROMEO:", 200, seed=5, stop=f"zzz\n{stop}")
+    assert cut == "ROMEO:" + free[: free.index(stop)]
+    assert generate(client, "ROMEO:", 200, seed=5, stop="\\n") == "ROMEO:" + free.split("\n")[0]
+    greedy = generate(client, "ROMEO:", 50, seed=5, temperature=0.0)
+    assert generate(client, "ROMEO:", 50, seed=5, min_p=1.0) == greedy  # only the most likely token is left
+    looping = generate(client, "A", 80, seed=0, temperature=0.0)
+    penalized = generate(client, "A", 80, seed=0, temperature=0.0, repetition_penalty=1.8)
+    assert penalized != looping  # greedy text changes once repeated characters are penalized
+
+
 def test_generate_refuses_a_run_that_is_not_in_the_runs_folder(client) -> None:
     with pytest.raises(AppError, match="no run named '../tiny'"):
-        client.predict("../tiny", "a", 0.5, 0, 1.0, 5, 1, 0, api_name="/generate")
+        client.predict("../tiny", *text_args("a", 5, 0)[1:], api_name="/generate")
 
 
 def test_dream_returns_a_dreamed_image_of_the_input_size(client, images) -> None:
@@ -125,7 +134,7 @@ def test_dream_uses_the_layer_weights_table(client, images) -> None:
         ("huge", {}, "700x700 = 0.49 megapixels, over this page's cap of 0.4"),
         ("text", {}, "is not an image"),
         ("small", {"layers": ["nonsense"]}, "unknown layer 'nonsense' for efficientnet_lite0"),
-        ("small", {"iterations": 2.5}, "iterations must be an integer, got 2.5"),
+        ("small", {"iterations": 2.5}, "--iterations must be zero or a positive integer, got 2.5"),
         ("small", {"model": "resnet"}, r"Value: resnet is not in the list of choices: \['inception_v3'"),
         (
             "small",
@@ -151,7 +160,8 @@ def test_dream_refuses_an_upload_over_the_size_cap_and_keeps_serving(client, ima
 def test_check_upload_refuses_a_file_over_the_cap_also_when_gradio_did_not(tmp_path: Path, images) -> None:
     import gradio as gr
 
-    from reverie.web.app import WebSettings, check_upload
+    from reverie.web.app import check_upload
+    from reverie.web.settings import WebSettings
 
     settings = WebSettings(max_upload_mb=0.25, max_pixels=400_000)
     check_upload(str(images["small"]), settings)  # passes
@@ -181,24 +191,29 @@ def test_find_runs_lists_run_folders_and_the_runs_folder_itself_if_it_is_one(
     assert find_runs(tmp_path / "missing") == []
 
 
-def test_a_preset_decides_everything_but_the_image_and_its_size(monkeypatch, images) -> None:
-    import reverie
-    from reverie.web.app import WebSettings, dream_image
+def test_a_preset_decides_everything_but_the_image_and_its_size(images) -> None:
+    from reverie.web.app import dream_image
+    from reverie.web.settings import WebSettings
 
     calls = []
 
-    def fake_dream_octaves(image, **options):
-        calls.append(options)
-        return SimpleNamespace(
-            image=Image.new("RGB", (4, 5)), octaves=[Image.new("RGB", (4, 5))], losses=[[]]
-        )
+    class FakeDreamers:
+        """Records which model's dreamer each dream asks for and what it asks of it."""
 
-    monkeypatch.setattr(reverie, "dream_octaves", fake_dream_octaves)
+        def get(self, model):
+            def octaves(image, **options):
+                calls.append({"model": model, **options})
+                return SimpleNamespace(
+                    image=Image.new("RGB", (4, 5)), octaves=[Image.new("RGB", (4, 5))], losses=[[]]
+                )
+
+            return SimpleNamespace(octaves=octaves)
+
     settings = WebSettings(max_size=64)
     args = [str(images["small"]), "efficientnet_lite0", ["block2"], [], 3, 7, 0.05, 8, 0]
-    _, gallery, summary = dream_image(settings, *args, "book", progress=lambda *a, **k: None)
-    _, _, own_summary = dream_image(settings, *args, "(none)", progress=lambda *a, **k: None)
-    assert calls[0] == {"preset": "book", "max_size": 64}
+    _, gallery, summary = dream_image(settings, FakeDreamers(), *args, "book", progress=lambda *a, **k: None)
+    _, _, own_summary = dream_image(settings, FakeDreamers(), *args, "(none)", progress=lambda *a, **k: None)
+    assert calls[0] == {"model": "inception_v3", "preset": "book", "max_size": 64}  # the preset's model
     assert calls[1] == {
         "model": "efficientnet_lite0",
         "layers": {"block2": 1.0},

@@ -72,7 +72,8 @@ class Page:
         self.tab.wait_for_function(
             "id => !document.querySelector(`#${id} [data-testid=status-tracker]`)"
             ".classList.contains('generating')"
-            " && !document.querySelector(`#${id} [data-testid=status-tracker]`).classList.contains('pending')",
+            " && !document.querySelector(`#${id} [data-testid=status-tracker]`)"
+            ".classList.contains('pending')",
             arg=elem_id,
         )
 
@@ -165,10 +166,11 @@ def test_bad_uploads_show_an_error_and_the_page_keeps_working(page: Page, images
 def test_without_runs_the_text_tab_shows_the_train_command_until_one_appears(
     browser, runs_dir: Path, tmp_path: Path
 ) -> None:
-    from reverie.web.app import WebSettings, launch
+    from reverie.web.app import launch
+    from reverie.web.settings import WebSettings
 
     empty = tmp_path / "runs"
-    app, url = launch(WebSettings(runs=empty), port=free_port())
+    app, url = launch(WebSettings(runs=empty, port=free_port()))
     page = Page(browser, url)
     try:
         command = f"reverie train python-stdlib --out {empty}/python-stdlib --minutes 5"

@@ -41,5 +41,5 @@ def test_twenty_concurrent_dreams_all_complete_and_the_server_still_answers(clie
     ranks = [rank for job in jobs for rank in queue_ranks(job)]
     assert max(ranks) >= 1  # at least one client was told it waited behind another
 
-    text = client.predict(RUN_NAME, "A", 0.8, 0, 1.0, 10, 1, 0, api_name="/generate")
+    text = client.predict(RUN_NAME, "A", 0.8, 0, 1.0, 0.0, 1.0, "", 10, 1, 0, api_name="/generate")
     assert len(text) == 11

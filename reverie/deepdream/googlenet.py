@@ -6,7 +6,7 @@ final classifier are dropped. Like torchvision's port of these (TensorFlow-train
 the 3x3 "5x5" branch and the ceil-mode max pools are kept. Input in [-1, 1] (what torchvision's
 `transform_input` produces). google/deepdream's favourite layer is `inception4c`.
 
-    python -m reverie.dream.googlenet [WEIGHTS]    # load weights (default: download) and list layers
+    python -m reverie.deepdream.googlenet [WEIGHTS]    # load weights (default: download) and list layers
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from reverie.dream.backbone import Backbone
-from reverie.dream.inception_v3 import BasicConv2d
-from reverie.dream.weights import cached_or_download, drop_keys, load_strict, read_state_dict
+from reverie.deepdream.backbone import Backbone
+from reverie.deepdream.inception_v3 import BasicConv2d
+from reverie.deepdream.weights import cached_or_download, drop_keys, load_strict, read_state_dict
 
 WEIGHTS_URL = "https://download.pytorch.org/models/googlenet-1378be20.pth"
 UNUSED_KEY_PREFIXES = ("aux1.", "aux2.", "fc.")
@@ -30,13 +30,24 @@ class Inception(nn.Module):
     """Four parallel branches: 1x1; 1x1 then 3x3; 1x1 then 3x3; 3x3 max pool then 1x1."""
 
     def __init__(
-        self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int, pool_proj: int
+        self,
+        in_channels: int,
+        ch1x1: int,
+        ch3x3red: int,
+        ch3x3: int,
+        ch5x5red: int,
+        ch5x5: int,
+        pool_proj: int,
     ) -> None:
         super().__init__()
         self.branch1 = BasicConv2d(in_channels, ch1x1, 1)
-        self.branch2 = nn.Sequential(BasicConv2d(in_channels, ch3x3red, 1), BasicConv2d(ch3x3red, ch3x3, 3, padding=1))
+        self.branch2 = nn.Sequential(
+            BasicConv2d(in_channels, ch3x3red, 1), BasicConv2d(ch3x3red, ch3x3, 3, padding=1)
+        )
         # a 3x3 where the paper has 5x5: that is what the published weights were trained with
-        self.branch3 = nn.Sequential(BasicConv2d(in_channels, ch5x5red, 1), BasicConv2d(ch5x5red, ch5x5, 3, padding=1))
+        self.branch3 = nn.Sequential(
+            BasicConv2d(in_channels, ch5x5red, 1), BasicConv2d(ch5x5red, ch5x5, 3, padding=1)
+        )
         self.branch4 = nn.Sequential(
             nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True), BasicConv2d(in_channels, pool_proj, 1)
         )
@@ -50,7 +61,8 @@ class GoogLeNet(Backbone):
 
     folds_batchnorm = True
     name = "googlenet"
-    dream_layers: ClassVar[dict[str, float]] = {"inception4c": 1.0}  # google/deepdream's default, inception_4c/output
+    # google/deepdream's default, inception_4c/output
+    dream_layers: ClassVar[dict[str, float]] = {"inception4c": 1.0}
 
     def __init__(self) -> None:
         super().__init__()

@@ -7,7 +7,7 @@ sha256 prefix `reverie.hub.fetch` checks. Every file is read with `torch.load(we
 and loaded with `strict=True`; keys a backbone has no use for (auxiliary classifiers, the final
 classifier) are dropped by name before that, never ignored silently.
 
-    python -m reverie.dream.weights FILE    # list the keys and shapes of a weight file
+    python -m reverie.deepdream.weights FILE    # list the keys and shapes of a weight file
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ def _listed(keys: Sequence[str]) -> str:
     return shown + (f" (+{len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else "")
 
 
-def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str | Path, model_name: str) -> None:
+def load_strict(
+    model: nn.Module, state: Mapping[str, torch.Tensor], source: str | Path, model_name: str
+) -> None:
     """Load `state` into `model` with strict=True, first refusing wrong keys or shapes in one line."""
     expected = model.state_dict()
     missing = [key for key in expected if key not in state]

@@ -1,12 +1,15 @@
 """The `reverie dream` and `reverie layers` subcommands: parse, call the API, write files.
 
-reverie dream photo.jpg                          # -> photo-dream.png
-reverie dream photo.jpg out.jpg --preset book    # the book's run, exactly
-reverie dream photo.jpg --model efficientnet_lite0 --layers _blocks.5:1,_blocks.7:2
-reverie dream photo.jpg --channels mixed4:12,97 --keep-colors --tile 512
-reverie dream photo.jpg --zoom-frames 30 --zoom 0.05     # numbered PNGs + an animated GIF
-reverie layers inception_v3                      # the layer names --layers accepts
-reverie dream frames/ --out dreamed/             # every image of a folder or glob (reverie.dream.folder)
+    reverie dream photo.jpg                          # -> photo-dream.png
+    reverie dream photo.jpg out.jpg --preset book    # the book's run, exactly
+    reverie dream photo.jpg --model efficientnet_lite0 --layers block8:1,block10:2
+    reverie dream photo.jpg --channels mixed4:12,97 --keep-colors --tile 512
+    reverie dream photo.jpg --zoom-frames 30 --zoom 0.05     # numbered PNGs + an animated GIF
+    reverie dream frames/ --out dreamed/             # every image of a folder or glob (deepdream.folder)
+    reverie layers inception_v3                      # the layer names --layers accepts
+
+The dream options' flags are generated from `DreamOptions` (reverie.deepdream.options), so their
+names, help and checks are defined there once; the flags here are the command's own.
 """
 
 from __future__ import annotations
@@ -15,39 +18,16 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from reverie.device import DEVICES, DTYPE_CHOICES
-from reverie.dream.backbone import available_models, list_layers
-from reverie.dream.dream import PRESETS, dream_octaves
-from reverie.dream.folder import dream_folder, is_many
-from reverie.dream.images import check_output, default_output, save_image
-from reverie.dream.objectives import REDUCTIONS
-from reverie.dream.zoom import dream_zoom, frame_paths, save_zoom
-from reverie.errors import require, require_positive
-
-# command-line flag -> DreamOptions field; each is passed to the API only when given
-OPTION_FLAGS = {
-    "model": "model",
-    "layers": "layers",
-    "channels": "channels",
-    "octaves": "octaves",
-    "octave_scale": "octave_scale",
-    "iterations": "iterations",
-    "step": "step",
-    "max_loss": "max_loss",
-    "jitter": "jitter",
-    "tile": "tile",
-    "lap_norm": "lap_norm",
-    "guide": "guide",
-    "keep_colors": "keep_colors",
-    "max_size": "max_size",
-    "seed": "seed",
-    "device": "device",
-    "dtype": "dtype",
-    "weights": "weights",
-    "reduction": "reduction",
-}
+from reverie.deepdream.backbone import available_models, list_layers
+from reverie.deepdream.dreamer import dream_octaves
+from reverie.deepdream.folder import classify, dream_folder
+from reverie.deepdream.images import check_output, default_output, save_image
+from reverie.deepdream.options import PRESETS, DreamOptions
+from reverie.deepdream.zoom import dream_zoom, frame_paths, save_zoom
+from reverie.errors import require
+from reverie.options import add_flags, given
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,44 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dream.add_argument(
         "--preset", choices=list(PRESETS), help="a published setting: the book's, keras.io's, google's"
     )
-    dream.add_argument("--model", help=f"the convnet: {', '.join(available_models())} (default inception_v3)")
-    dream.add_argument("--layers", help="layer:weight pairs, e.g. mixed2:0.2,mixed3:3 (bare name = weight 1)")
-    dream.add_argument(
-        "--channels", action="append", help="maximize channels instead of a whole layer: mixed4:12,97"
-    )
-    dream.add_argument("--octaves", type=int, help="number of scales (default 5; book 3)")
-    dream.add_argument("--octave-scale", type=float, help="size ratio between octaves (default 1.4)")
-    dream.add_argument("--iterations", type=int, help="gradient steps per octave (default 15; book 20)")
-    dream.add_argument(
-        "--step", type=float, help="step size in the model's input units (default 0.02; book 0.01)"
-    )
-    dream.add_argument("--max-loss", type=float, help="stop an octave once the loss exceeds this (book 10)")
-    dream.add_argument(
-        "--jitter", type=int, metavar="PIXELS", help="random roll each step, undone after (default 32)"
-    )
-    dream.add_argument(
-        "--tile", type=int, metavar="PIXELS", help="tiled gradients: any image size in bounded memory"
-    )
-    dream.add_argument(
-        "--lap-norm", type=int, metavar="LEVELS", help="Laplacian-pyramid gradient normalization"
-    )
-    dream.add_argument(
-        "--reduction", choices=REDUCTIONS, help="loss per layer: book, mean (default), half_sum"
-    )
-    dream.add_argument(
-        "--guide", metavar="IMAGE", help="guided dreaming: pull the features toward this image's"
-    )
-    dream.add_argument("--keep-colors", action="store_true", default=None, help="keep the input's colors")
-    dream.add_argument("--max-size", type=int, metavar="PIXELS", help="shrink the longest side to this first")
-    dream.add_argument("--seed", type=int, help="random seed for jitter and tiling (default 0)")
-    dream.add_argument("--device", choices=DEVICES, help="where to run (default auto)")
-    dream.add_argument(
-        "--dtype",
-        choices=DTYPE_CHOICES,
-        help="auto (default; float32 with a preset): bfloat16 where fast (CUDA, CPUs with AMX), else float32",
-    )
-    dream.add_argument(
-        "--weights", metavar="FILE", help="a local weight file instead of the default download"
+    add_flags(
+        dream,
+        DreamOptions,
+        overrides={
+            "model": {"choices": available_models(), "metavar": None},  # the registry as it is now
+            "step": {"type": float},  # a number here; the API also takes a PixelStep
+            "channels": {"action": "append"},  # --channels a:1 --channels b:2,3
+        },
     )
     dream.add_argument(
         "--save-octaves", action="store_true", help="also write OUTPUT-octave{i}.png for each octave"
@@ -127,33 +77,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def dream_options(args: argparse.Namespace) -> dict[str, Any]:
     """The API options the user gave on the command line (the rest come from the preset or defaults)."""
-    options = {
-        field: getattr(args, flag) for flag, field in OPTION_FLAGS.items() if getattr(args, flag) is not None
-    }
+    options = given(args, DreamOptions)
     if "channels" in options:
         options["channels"] = " ".join(options["channels"])
-    for name in (
-        "octaves",
-        "iterations",
-        "step",
-        "tile",
-    ):  # the API allows 0 iterations; a user never wants it
-        if name in options:
-            require_positive(f"--{name}", options[name])
     return options
 
 
 def run_dream(args: argparse.Namespace) -> None:
-    if args.out is not None or is_many(args.input):
+    kind, input_path = classify(args.input)
+    if args.out is not None or kind in ("folder", "pattern"):
         run_dream_folder(args)
         return
-    input_path = Path(args.input)
     output = Path(args.output) if args.output else default_output(input_path)
-    options = dream_options(args)
-    options["progress"] = not args.quiet
+    options = {**dream_options(args), "progress": not args.quiet}
     with _warnings_as_lines():
         if args.zoom_frames is not None:
-            require_positive("--zoom-frames", args.zoom_frames)
             for path in [output, *frame_paths(output, args.zoom_frames)[1][:1]]:
                 check_output(path, input_path)
             frames = dream_zoom(input_path, args.zoom_frames, args.zoom, preset=args.preset, **options)
@@ -210,5 +148,12 @@ class _warnings_as_lines:
         self._catcher.__exit__(*exc)
 
     @staticmethod
-    def _show(message, category, filename, lineno, file=None, line=None) -> None:
+    def _show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
         print(f"reverie: warning: {message}", file=sys.stderr)

@@ -6,8 +6,11 @@ output folder are skipped, so an interrupted batch resumes where it stopped.
     reverie dream "frames/*.jpg" --out dreamed/ --octaves 3
     torchrun --standalone --nproc_per_node 4 -m reverie dream frames/ --out dreamed/
 
-    from reverie.dream.folder import dream_folder
+    from reverie.deepdream.folder import dream_folder
     dream_folder("frames", "dreamed", model="efficientnet_lite0", iterations=10)
+    dream_folder("frames", "dreamed", model=reverie.load_dreamer("googlenet"))   # a dreamer you hold
+
+The model is loaded once for the whole folder (or given as a Dreamer, and not loaded at all).
 
 Rank r of W takes images r, r+W, r+2W, ... of the sorted list (whatever is already done), so the
 split needs no communication between the processes, and each image is dreamed with the same seed
@@ -23,18 +26,21 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image
 from tqdm import tqdm
 
 from reverie import distributed
 from reverie.checkpoint import atomic_path
+from reverie.deepdream.backbone import Backbone
+from reverie.deepdream.dreamer import Dreamer, plan_for, resolve_for
+from reverie.deepdream.images import check_output, load_image, save_image
+from reverie.deepdream.octaves import run_octaves
 from reverie.distributed import Ranks
-from reverie.dream.backbone import Backbone
-from reverie.dream.dream import model_name, resolve_options, run_octaves, setup
-from reverie.dream.images import check_output, load_image, save_image
 from reverie.errors import ReverieError, require
+
+SourceKind = Literal["folder", "file", "pattern", "missing"]
 
 
 @dataclass
@@ -45,27 +51,37 @@ class FolderResult:
     skipped: list[Path] = field(default_factory=list)
 
 
+def classify(source: str | os.PathLike) -> tuple[SourceKind, Path]:
+    """What `source` names (`~` expanded): a folder, a file, a glob pattern (that is not a file), or
+    nothing; and its path."""
+    text = os.path.expanduser(os.fspath(source))
+    path = Path(text)
+    if path.is_dir():
+        return "folder", path
+    if path.is_file():
+        return "file", path
+    return ("pattern" if glob.has_magic(text) else "missing"), path
+
+
 def is_many(source: str | os.PathLike) -> bool:
-    """Whether `source` names several images: a directory, or a glob pattern that is not a file."""
-    path = Path(source)
-    return path.is_dir() or (not path.exists() and glob.has_magic(str(source)))
+    """Whether `source` names several images: a folder, or a glob pattern that is not a file."""
+    return classify(source)[0] in ("folder", "pattern")
 
 
 def image_inputs(source: str | os.PathLike) -> list[Path]:
-    """The images `source` names, sorted: a directory's image files (not its subfolders; hidden
+    """The images `source` names, sorted: a folder's image files (not its subfolders; hidden
     files skipped), the image files a glob pattern matches, or one image file."""
-    text = os.fspath(source)
-    path = Path(text).expanduser()
-    if path.is_dir():
+    kind, path = classify(source)
+    if kind == "file":
+        return [path]
+    if kind == "folder":
         candidates = [entry for entry in path.iterdir() if not entry.name.startswith(".")]
         where = f"folder {path}"
-    elif path.is_file():
-        return [path]
-    elif glob.has_magic(text):
-        candidates = [Path(match) for match in glob.glob(os.path.expanduser(text))]
-        where = f"pattern {text!r}"
+    elif kind == "pattern":
+        candidates = [Path(match) for match in glob.glob(str(path))]
+        where = f"pattern {os.fspath(source)!r}"
     else:
-        raise ReverieError(f"{text} is not an image, a folder or a glob pattern that matches anything")
+        raise ReverieError(f"{source} is not an image, a folder or a glob pattern that matches anything")
     known = Image.registered_extensions()
     found = sorted(entry for entry in candidates if entry.is_file() and entry.suffix.lower() in known)
     require(bool(found), f"{where} holds no image files (PNG, JPEG, ...)")
@@ -80,7 +96,7 @@ def output_for(image: Path, out_dir: Path) -> Path:
 def dream_folder(
     source: str | os.PathLike,
     out_dir: str | os.PathLike,
-    model: str | Backbone | None = None,
+    model: str | Backbone | Dreamer | None = None,
     preset: str | None = None,
     *,
     progress: bool = True,
@@ -89,9 +105,10 @@ def dream_folder(
     **options: Any,
 ) -> FolderResult:
     """Dream every image of `source` (a folder, a glob pattern or one image) into `out_dir` under its
-    own name, skipping those already there. `options` are DreamOptions fields (see
-    reverie.dream.dream); `on_written(path)` is called after each image is saved. Under torchrun
-    (or with `where`), this process does only its share of the images."""
+    own name, skipping those already there. `model` is a name or a Backbone (loaded once, if there
+    is anything to do) or a Dreamer; `options` are DreamOptions fields; `on_written(path)` is called
+    after each image is saved. Under torchrun (or with `where`), this process does only its share of
+    the images."""
     where = where or distributed.ranks()
     out = Path(out_dir).expanduser()
     images = image_inputs(source)
@@ -109,7 +126,8 @@ def dream_folder(
             not any(image.parent.resolve() == out.resolve() for image in images),
             f"--out {out} holds the input images themselves; choose another folder for the dreams",
         )
-    opts = resolve_options(preset, model=model_name(model), progress=False, **options)
+    options = {**options, "progress": False}  # one bar for the folder, none per octave
+    opts = resolve_for(model, preset, options)
     mine = images[where.rank :: where.world_size]
     result = FolderResult()
     todo = []
@@ -120,11 +138,12 @@ def dream_folder(
     out.mkdir(parents=True, exist_ok=True)
     for image in todo:
         check_output(output_for(image, out), image)  # an unwritable format is refused before any dream
-    distributed.device_for(opts.device, where)  # with CUDA: makes GPU number LOCAL_RANK the current one
-    engine, objective = setup(model, opts)
+    if not isinstance(model, Dreamer):
+        distributed.device_for(opts.device, where)  # with CUDA: makes GPU number LOCAL_RANK the current one
+    plan = plan_for(model, opts)
     label = f"dreaming (rank {where.rank})" if where.distributed else "dreaming"
     for image in tqdm(todo, desc=label, unit="image", file=sys.stderr, disable=not progress):
-        dreamed = run_octaves(engine, objective, load_image(image, opts.max_size), opts)
+        dreamed = run_octaves(plan, load_image(image, opts.max_size))
         final = output_for(image, out)
         with atomic_path(final, suffix=final.suffix) as partial:  # the suffix picks the format
             save_image(dreamed.image, partial, image)
@@ -134,4 +153,4 @@ def dream_folder(
     return result
 
 
-__all__ = ["FolderResult", "dream_folder", "image_inputs", "is_many", "output_for"]
+__all__ = ["FolderResult", "classify", "dream_folder", "image_inputs", "is_many", "output_for"]

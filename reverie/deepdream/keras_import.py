@@ -16,7 +16,7 @@ is mapped and checked: the layer counts and every shape must agree, else one-lin
 Conversions: conv kernels HWIO -> OIHW; Keras's conv2d_bn has no BatchNorm scale, so gamma = 1;
 a with-top file's final `Dense` classifier is dropped, as torchvision's `fc` is.
 
-    python -m reverie.dream.keras_import FILE.h5    # show which torch module each Keras layer feeds
+    python -m reverie.deepdream.keras_import FILE.h5    # show which torch module each Keras layer feeds
 """
 
 from __future__ import annotations
@@ -81,12 +81,14 @@ def _legacy_layers(root) -> list[KerasLayer]:
         group = root[layer_name]
         weight_names = [_text(name) for name in group.attrs.get("weight_names", [])]
         if weight_names:
-            layers.append(KerasLayer(layer_name, {_role(name): np.asarray(group[name]) for name in weight_names}))
+            arrays = {_role(name): np.asarray(group[name]) for name in weight_names}
+            layers.append(KerasLayer(layer_name, arrays))
     return layers
 
 
 def _class_and_number(group_name: str) -> tuple[str, int]:
-    """`conv2d_7` -> ("conv2d", 7), `conv2d` -> ("conv2d", 0): Keras 3 numbers layers per class in model order."""
+    """`conv2d_7` -> ("conv2d", 7), `conv2d` -> ("conv2d", 0): Keras 3 numbers layers per class in
+    model order."""
     match = re.fullmatch(r"(.*?)(?:_(\d+))?", group_name)
     return match.group(1), int(match.group(2) or 0)
 
@@ -105,7 +107,8 @@ def _keras3_layers(layers_group, path: Path) -> list[KerasLayer]:
                 f"{path}: layer {group_name} ({len(variables)} weights) is not part of an InceptionV3; "
                 "give Keras's InceptionV3 weight file"
             )
-        layers.append(KerasLayer(group_name, {role: np.asarray(variables[str(i)]) for i, role in enumerate(roles)}))
+        arrays = {role: np.asarray(variables[str(i)]) for i, role in enumerate(roles)}
+        layers.append(KerasLayer(group_name, arrays))
     return layers
 
 
@@ -124,7 +127,9 @@ def read_keras_layers(path: Path) -> list[KerasLayer]:
             if "layers" in root:
                 return _keras3_layers(root["layers"], path)
     except (OSError, KeyError, ValueError) as exc:
-        raise ReverieError(f"cannot read {path} as a Keras HDF5 weight file ({exc}); check --weights") from None
+        raise ReverieError(
+            f"cannot read {path} as a Keras HDF5 weight file ({exc}); check --weights"
+        ) from None
     raise ReverieError(f"{path} has no Keras layer weights (no layer_names, no layers/); check --weights")
 
 
@@ -156,7 +161,9 @@ def keras_layer_order(model: nn.Module) -> list[str]:
     return [node.target for node in ordered if node.op == "call_module"]
 
 
-def _ordered_modules(model: nn.Module, order: list[str], kind: type[nn.Module]) -> list[tuple[str, nn.Module]]:
+def _ordered_modules(
+    model: nn.Module, order: list[str], kind: type[nn.Module]
+) -> list[tuple[str, nn.Module]]:
     modules = dict(model.named_modules())
     return [(name, modules[name]) for name in order if isinstance(modules[name], kind)]
 
@@ -176,18 +183,24 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 
 def _conv_weights(layer: KerasLayer, name: str, conv: nn.Conv2d, path: Path) -> dict[str, torch.Tensor]:
     if ("bias" in layer.weights) != (conv.bias is not None):
-        raise ReverieError(f"{path}: Keras layer {layer.name} and {name} disagree on having a bias; check --weights")
+        raise ReverieError(
+            f"{path}: Keras layer {layer.name} and {name} disagree on having a bias; check --weights"
+        )
     out_channels, in_channels, height, width = conv.weight.shape
-    kernel = _checked(layer.weights["kernel"], (height, width, in_channels, out_channels), f"{layer.name} kernel", path)
+    kernel = _checked(
+        layer.weights["kernel"], (height, width, in_channels, out_channels), f"{layer.name} kernel", path
+    )
     state = {f"{name}.weight": _tensor(kernel.transpose(3, 2, 0, 1))}  # HWIO -> OIHW
     if conv.bias is not None:
-        state[f"{name}.bias"] = _tensor(_checked(layer.weights["bias"], (out_channels,), f"{layer.name} bias", path))
+        bias = _checked(layer.weights["bias"], (out_channels,), f"{layer.name} bias", path)
+        state[f"{name}.bias"] = _tensor(bias)
     return state
 
 
 def _bn_weights(layer: KerasLayer, name: str, bn: nn.BatchNorm2d, path: Path) -> dict[str, torch.Tensor]:
     shape = (bn.num_features,)
-    defaults = {"gamma": np.ones(shape, np.float32), "beta": np.zeros(shape, np.float32)}  # scale=False: gamma 1
+    # conv2d_bn's batch norms have scale=False: gamma 1
+    defaults = {"gamma": np.ones(shape, np.float32), "beta": np.zeros(shape, np.float32)}
     state = {}
     for role, key in (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
                       ("moving_variance", "running_var")):
@@ -211,10 +224,14 @@ def keras_state_dict(model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
     layers = read_keras_layers(path)
     unknown = [layer.name for layer in layers if layer.kind == "unknown"]
     if unknown:
-        raise ReverieError(f"{path}: cannot tell what Keras layer {unknown[0]} is; give Keras's InceptionV3 weights")
+        raise ReverieError(
+            f"{path}: cannot tell what Keras layer {unknown[0]} is; give Keras's InceptionV3 weights"
+        )
     classifiers = [layer for layer in layers if layer.kind == "dense"]
     if len(classifiers) > 1:
-        raise ReverieError(f"{path} has {len(classifiers)} dense layers, InceptionV3 has one classifier at most")
+        raise ReverieError(
+            f"{path} has {len(classifiers)} dense layers, InceptionV3 has one classifier at most"
+        )
     # the one dense layer of a with-top file is the classifier: dropped, the model has none
     order = keras_layer_order(model)
     state: dict[str, torch.Tensor] = {}
@@ -224,7 +241,8 @@ def keras_state_dict(model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
         if len(keras_layers) != len(modules):
             raise ReverieError(
                 f"{path} has {len(keras_layers)} {kind} layers with weights, the model has {len(modules)}; "
-                "give Keras's InceptionV3 weight file (inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5)"
+                "give Keras's InceptionV3 weight file "
+                "(inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5)"
             )
         for layer, (name, module) in zip(keras_layers, modules):
             state.update(mapper(layer, name, module, path))
@@ -233,13 +251,13 @@ def keras_state_dict(model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
 
 def load_keras_weights(model: nn.Module, path: Path) -> None:
     """Load a Keras InceptionV3 weight file into `model` (strict: every weight and every key)."""
-    from reverie.dream.weights import load_strict
+    from reverie.deepdream.weights import load_strict
 
     load_strict(model, keras_state_dict(model, path), path, getattr(model, "name", type(model).__name__))
 
 
 if __name__ == "__main__":
-    from reverie.dream.inception_v3 import build
+    from reverie.deepdream.inception_v3 import build
 
     net = build()
     net_order = keras_layer_order(net)

@@ -6,9 +6,9 @@ the deepest requested layer and returns those activations. Layer channel counts,
 the smallest usable input size are found by running the chain on the `meta` device (shapes
 only, no arithmetic), so each model only has to declare its stages.
 
-    python -m reverie.dream.backbone inception_v3    # print the layer table
+    python -m reverie.deepdream.backbone inception_v3    # print the layer table
 
-Models live in their own modules (`reverie.dream.inception_v3`, ...), each exposing
+Models live in their own modules (`reverie.deepdream.inception_v3`, ...), each exposing
 `build() -> Backbone` and `load_weights(model, path_or_None)`; `load_backbone(name)` ties
 them together.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import importlib
 import sys
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +32,9 @@ from reverie.errors import ReverieError
 
 # model name -> module that defines it
 MODEL_MODULES = {
-    "inception_v3": "reverie.dream.inception_v3",
-    "googlenet": "reverie.dream.googlenet",
-    "efficientnet_lite0": "reverie.dream.efficientnet_lite",
+    "inception_v3": "reverie.deepdream.inception_v3",
+    "googlenet": "reverie.deepdream.googlenet",
+    "efficientnet_lite0": "reverie.deepdream.efficientnet_lite",
 }
 
 PROBE_SIZE = 512
@@ -99,18 +100,29 @@ class Backbone(nn.Module):
                     break
         return outputs
 
-    def _meta_twin(self) -> Backbone:
-        """A shape-only copy of this model (no memory, no arithmetic); itself if already on meta."""
-        if next(self.parameters()).device.type == "meta":
+    def meta_twin(self) -> Backbone:
+        """A shape-only copy of this model (no memory, no arithmetic); itself if already on meta.
+
+        No real tensor is copied: a model defined here is built anew on the meta device, any other
+        is deep-copied with every parameter and buffer mapped to an empty meta tensor. Batch norms
+        become identities (they keep the shape, and on meta they are the slowest part of a probe).
+        """
+        tensors = [*self.parameters(), *self.buffers()]
+        if tensors and all(tensor.device.type == "meta" for tensor in tensors):
             return self
-        return copy.deepcopy(self).to("meta").eval()  # eval: batch norm accepts a 1x1 map
+        if MODEL_MODULES.get(self.name) == type(self).__module__:
+            twin = meta_backbone(self.name)
+            if type(twin) is type(self):
+                return twin
+        memo: dict[int, object] = {id(tensor): _meta_tensor(tensor) for tensor in tensors}
+        return _without_batchnorm(copy.deepcopy(self, memo).eval())  # eval: batch norm accepts a 1x1 map
 
     def _stage_shapes(self, size: int, last_stage: str | None = None) -> dict[str, torch.Size] | None:
         """Output shape of each stage (up to `last_stage`) for a size x size input, or None if rejected."""
         shapes: dict[str, torch.Size] = {}
         x = torch.empty(1, 3, size, size, device="meta")
         try:
-            for stage_name, stage in self._meta_twin().named_stages():
+            for stage_name, stage in self.meta_twin().named_stages():
                 x = stage(x)
                 if x.shape[-1] < 1 or x.shape[-2] < 1:
                     return None
@@ -127,7 +139,7 @@ class Backbone(nn.Module):
         The stride is the input growth over the output growth, exact also for unpadded convolutions
         (InceptionV3's Mixed_6a is 30x30 at 512: stride 16, not 512 / 30).
         """
-        twin = self._meta_twin()
+        twin = self.meta_twin()
         shapes = twin._stage_shapes(PROBE_SIZE)
         wider = twin._stage_shapes(PROBE_SIZE + PROBE_STEP)
         assert shapes is not None and wider is not None, f"{self.name} cannot run a {PROBE_SIZE}px probe"
@@ -135,7 +147,9 @@ class Backbone(nn.Module):
         for alias, stage_name in self.aliases.items():
             by_stage.setdefault(stage_name, []).append(alias)
         return [
-            LayerInfo(name, tuple(by_stage.get(name, [])), shape[1], PROBE_STEP // (wider[name][-1] - shape[-1]))
+            LayerInfo(
+                name, tuple(by_stage.get(name, [])), shape[1], PROBE_STEP // (wider[name][-1] - shape[-1])
+            )
             for name, shape in shapes.items()
         ]
 
@@ -143,7 +157,7 @@ class Backbone(nn.Module):
         """Smallest square input side for which every stage up to the deepest of `layers` has output."""
         order = self.stage_names()
         deepest = order[max(order.index(self.resolve_layer(layer)) for layer in layers)]
-        twin = self._meta_twin()
+        twin = self.meta_twin()
         low, high = 1, PROBE_SIZE
         while low < high:
             mid = (low + high) // 2
@@ -154,8 +168,21 @@ class Backbone(nn.Module):
         return low
 
 
-def fold_batchnorm(model: ModuleT) -> ModuleT:
-    """A copy of `model` for inference in which each BatchNorm2d is folded into the Conv2d before it.
+def _meta_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    empty = torch.empty_like(tensor, device="meta")
+    return nn.Parameter(empty, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else empty
+
+
+def _without_batchnorm(model: ModuleT) -> ModuleT:
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.modules.batchnorm._BatchNorm):
+                setattr(parent, name, nn.Identity())
+    return model
+
+
+def fold_batchnorm(model: ModuleT, inplace: bool = False) -> ModuleT:
+    """`model` (a copy unless `inplace`) for inference, each BatchNorm2d folded into the Conv2d before it.
 
     In eval mode batch norm is a per-channel affine map, so it folds into that convolution's
     weights and bias: the same outputs (to float rounding), and a pass over every activation
@@ -163,7 +190,7 @@ def fold_batchnorm(model: ModuleT) -> ModuleT:
     with as many output channels in the same parent module; any other is left as it is. That is
     the data flow only where a model says so (`Backbone.folds_batchnorm`).
     """
-    model = copy.deepcopy(model).eval()
+    model = (model if inplace else copy.deepcopy(model)).eval()
     for parent in list(model.modules()):
         previous: nn.Module | None = None
         for name, child in list(parent.named_children()):
@@ -187,7 +214,7 @@ def available_models() -> list[str]:
     return list(MODEL_MODULES)
 
 
-def _model_module(name: str):
+def _model_module(name: str) -> types.ModuleType:
     if name not in MODEL_MODULES:
         raise ReverieError(f"unknown model {name!r}; choose one of {', '.join(MODEL_MODULES)}")
     return importlib.import_module(MODEL_MODULES[name])
@@ -198,7 +225,16 @@ def build_backbone(name: str) -> Backbone:
     return _model_module(name).build()
 
 
-def load_backbone(name: str, weights: str | Path | None = None, device: torch.device | str = "cpu") -> Backbone:
+def meta_backbone(name: str) -> Backbone:
+    """The architecture `name` on the meta device, shapes only: what layer names, channel ranges and
+    input sizes are checked against before any weights are read."""
+    with torch.device("meta"):
+        return _without_batchnorm(build_backbone(name).eval())
+
+
+def load_backbone(
+    name: str, weights: str | Path | None = None, device: torch.device | str = "cpu"
+) -> Backbone:
     """The pretrained model `name`, in eval mode, gradients off for its parameters.
 
     `weights` is a local weight file; None means the model's default (downloaded and cached on
@@ -213,9 +249,7 @@ def load_backbone(name: str, weights: str | Path | None = None, device: torch.de
 
 def list_layers(name: str) -> list[LayerInfo]:
     """The layer table of model `name` (no weights needed)."""
-    with torch.device("meta"):
-        model = build_backbone(name)
-    return model.layer_table()
+    return meta_backbone(name).layer_table()
 
 
 if __name__ == "__main__":

@@ -1,14 +1,13 @@
 """Zoom animations: dream, zoom into the center, dream again on that frame, and so on.
 
 Each frame is the dream of the previous frame with its center enlarged by `zoom` (0.05 crops 5%
-and rescales to full size), as google/deepdream's endless-zoom video. The frames are returned as
-PIL images; `save_zoom` writes them as numbered PNGs and one looping animated GIF.
+and rescales to full size), as google/deepdream's endless-zoom video. The model is loaded once for
+all the frames (or given as a Dreamer). The frames are returned as PIL images; `save_zoom` writes
+them as numbered PNGs and one looping animated GIF (`reverie dream IN OUT --zoom-frames N`).
 
-    import reverie.dream.zoom as zoom
-    frames = zoom.dream_zoom("photo.jpg", frames=20, model="efficientnet_lite0")
-    zoom.save_zoom(frames, "photo-zoom.png")    # photo-zoom-0001.png ... and photo-zoom.gif
-
-    python -m reverie.dream.zoom photo.jpg out.png 20     # same as `reverie dream ... --zoom-frames 20`
+    from reverie.deepdream.zoom import dream_zoom, save_zoom
+    frames = dream_zoom("photo.jpg", frames=20, model="efficientnet_lite0")
+    save_zoom(frames, "photo-zoom.png")    # photo-zoom-0001.png ... and photo-zoom.gif
 """
 
 from __future__ import annotations
@@ -21,10 +20,11 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from reverie.dream.backbone import Backbone
-from reverie.dream.dream import model_name, resolve_options, run_octaves, setup
-from reverie.dream.images import ImageSource, check_output, load_image, resize
-from reverie.errors import require
+from reverie.deepdream.backbone import Backbone
+from reverie.deepdream.dreamer import Dreamer, plan_for, resolve_for
+from reverie.deepdream.images import ImageSource, check_output, load_image, resize
+from reverie.deepdream.octaves import run_octaves
+from reverie.options import check_value
 
 FRAME_MILLISECONDS = 100
 
@@ -42,20 +42,21 @@ def dream_zoom(
     image: ImageSource,
     frames: int,
     zoom: float = 0.05,
-    model: str | Backbone | None = None,
-    layers: Any = None,
+    model: str | Backbone | Dreamer | None = None,
     preset: str | None = None,
     **options: Any,
 ) -> list[Image.Image]:
-    """`frames` dreamed frames, each seeded by the zoomed previous one (the first dreams `image`)."""
-    require(isinstance(frames, int) and frames > 0, f"--zoom-frames must be a positive integer, got {frames}")
-    require(0 < zoom < 1, f"--zoom must be between 0 and 1 (exclusive), got {zoom}")
-    opts = resolve_options(preset, model=model_name(model), layers=layers, **options)
+    """`frames` dreamed frames, each seeded by the zoomed previous one (the first dreams `image`).
+
+    `model` is a name or a Backbone (loaded once) or a Dreamer; `options` are DreamOptions fields."""
+    check_value("--zoom-frames", frames, kind=int, low=1)
+    check_value("--zoom", zoom, kind=float, low=0, high=1, low_open=True, high_open=True)
+    opts = resolve_for(model, preset, options)
     current = load_image(image, opts.max_size)
-    engine, objective = setup(model, opts)
+    plan = plan_for(model, opts)
     results: list[Image.Image] = []
     for _ in tqdm(range(frames), desc="zoom frames", file=sys.stderr, disable=not opts.progress):
-        frame = run_octaves(engine, objective, current, opts).image
+        frame = run_octaves(plan, current).image
         results.append(frame)
         current = zoom_center(load_image(frame), zoom)
     return results
@@ -81,8 +82,3 @@ def save_zoom(
     frames[0].save(gif, save_all=True, append_images=frames[1:], duration=FRAME_MILLISECONDS, loop=0)
     return [gif, *pngs]
 
-
-if __name__ == "__main__":
-    from reverie.cli import main
-
-    main(["dream", sys.argv[1], sys.argv[2], "--zoom-frames", sys.argv[3] if len(sys.argv) > 3 else "10"])

@@ -4,14 +4,14 @@ The modules and state-dict keys are torchvision's (`Conv2d_1a_3x3` ... `Mixed_7c
 `inception_v3_google-0cc3c7bd.pth` loads with strict=True once the auxiliary classifier and the
 final classifier are dropped. Keras's names `mixed0` ... `mixed10` are aliases of the Mixed
 blocks, and Keras's weight file (`inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5`)
-loads too, through `reverie.dream.keras_import`. The input is in [-1, 1] (what torchvision's
+loads too, through `reverie.deepdream.keras_import`. The input is in [-1, 1] (what torchvision's
 `transform_input` produces and what Keras's `preprocess_input` gives).
 
 The one behavioural difference between the two weight sets is average pooling at the border:
 torchvision counts the zero padding in the average, Keras's 'same' pooling does not;
 `count_include_pad` follows whichever weights were loaded.
 
-    python -m reverie.dream.inception_v3 [WEIGHTS]    # load weights (default: download) and list layers
+    python -m reverie.deepdream.inception_v3 [WEIGHTS]    # load weights (default: download) and list layers
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reverie.dream.backbone import Backbone
-from reverie.dream.weights import (
+from reverie.deepdream.backbone import Backbone
+from reverie.deepdream.weights import (
     cached_or_download,
     drop_keys,
     hub_checkpoint_dir,
@@ -59,7 +59,9 @@ class BasicConv2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False)
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False
+        )
         self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -262,7 +264,7 @@ def load_weights(model: InceptionV3, path: Path | None) -> None:
     """Load torchvision's `.pth` or Keras's `.h5` InceptionV3 weights (None: the default file)."""
     path = default_weights_path() if path is None else Path(path)
     if is_keras_file(path):
-        from reverie.dream.keras_import import load_keras_weights
+        from reverie.deepdream.keras_import import load_keras_weights
 
         load_keras_weights(model, path)
         model.count_include_pad = False

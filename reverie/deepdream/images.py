@@ -6,7 +6,7 @@ bad input with a ReverieError: a missing or unreadable file, something that is n
 truncated file, an image over the pixel cap (a decompression-bomb guard), an output folder that
 does not exist, or an output path that is the input itself.
 
-    python -m reverie.dream.images photo.jpg      # print the size the loader sees
+    python -m reverie.deepdream.images photo.jpg      # print the size the loader sees
 """
 
 from __future__ import annotations
@@ -122,10 +122,15 @@ def _array_to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array), mode=mode)
 
 
+def quantize(image: torch.Tensor) -> torch.Tensor:
+    """A (3, H, W) tensor in [0, 1] (clipped) as 8-bit levels, on its own device."""
+    return image.detach().float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+
+
 def to_pil(image: torch.Tensor) -> Image.Image:
-    """A (3, H, W) tensor in [0, 1] (clipped) as an 8-bit RGB PIL image."""
-    array = image.detach().float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
-    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy(), mode="RGB")
+    """A (3, H, W) tensor in [0, 1] (clipped), or its `quantize`d levels, as an 8-bit RGB PIL image."""
+    levels = image if image.dtype == torch.uint8 else quantize(image)
+    return Image.fromarray(levels.permute(1, 2, 0).cpu().numpy(), mode="RGB")
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

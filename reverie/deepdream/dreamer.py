@@ -1,0 +1,302 @@
+"""A convnet loaded once and ready to dream, and the one-shot `dream` / `dream_octaves`.
+
+    import reverie
+    dreamer = reverie.load_dreamer("efficientnet_lite0")    # weights, device, shapes: prepared once
+    dreamer.dream("photo.jpg").save("photo-dream.png")      # as many dreams as you like, no reload
+    result = dreamer.octaves("photo.jpg", preset="book", layers="block8")   # .image .octaves .losses
+    reverie.dream("photo.jpg", model="efficientnet_lite0")  # one dream: load_dreamer, then dream
+
+The options are `reverie.deepdream.options.DreamOptions`, plus `preset=` and `objective=` /
+`transforms=` (`reverie.objectives`, `reverie.transforms`). A dreamer's model, weights and device
+are its own; `dtype` may change per dream (it picks the autocast). All arithmetic happens in the
+model's input space (the book's [-1, 1] for InceptionV3), so `step` is in those units, as the
+book's 0.01.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from reverie.deepdream.backbone import Backbone, LayerInfo, fold_batchnorm, load_backbone, meta_backbone
+from reverie.deepdream.images import ImageSource, load_image
+from reverie.deepdream.objectives import Objective, parse_objective
+from reverie.deepdream.octaves import DreamResult, Plan, run_octaves
+from reverie.deepdream.options import PRESETS, DreamOptions, PixelStep, resolve_options
+from reverie.deepdream.transforms import Compose, default_transforms
+from reverie.device import DEVICES, autocast, resolve_device, resolve_dtype
+from reverie.errors import ReverieError, require
+
+Model = str | Backbone  # what load_dreamer takes: a registered model's name, or a Backbone to use as given
+
+
+class Dreamer:
+    """A backbone prepared for dreaming: on its device, gradients off, batch norm folded where the
+    model allows it, channels-last; its input-space bounds; its shapes, probed once on a meta twin.
+
+    Made by `load_dreamer`. `dream` and `octaves` run dreams; `features`, `loss_and_gradient`,
+    `min_input_size`, `activation_shapes` and `strides` are what objectives, transforms and tiling use.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        device: str | torch.device = "auto",
+        dtype: str = "auto",
+        weights: str | Path | None = None,
+    ) -> None:
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        self.dtype_option = dtype
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.weights = weights
+        self._given = weakref.ref(backbone)  # the caller's model, which `model=` may name again
+        if backbone.folds_batchnorm and any(isinstance(m, torch.nn.BatchNorm2d) for m in backbone.modules()):
+            backbone = fold_batchnorm(backbone)
+        backbone = backbone.eval().requires_grad_(False)
+        # channels-last: the layout oneDNN's and cuDNN's convolutions run fastest
+        self.backbone = backbone.to(self.device, memory_format=torch.channels_last)
+        self.name = backbone.name
+        zeros = torch.zeros(1, 3, 1, 1, device=self.device)
+        self.low = self.backbone.preprocess(zeros)
+        self.high = self.backbone.preprocess(zeros + 1.0)
+        self.input_per_pixel_level = float((self.high - self.low).mean()) / 255.0
+        self.meta = self.backbone.meta_twin()
+        self._layer_table: list[LayerInfo] | None = None
+        self._min_sizes: dict[tuple[str, ...], int] = {}
+        self._shapes: dict[tuple[Any, ...], dict[str, tuple[int, int]]] = {}
+
+    def __repr__(self) -> str:
+        dtype = str(self.dtype).removeprefix("torch.")
+        return f"Dreamer({self.name!r}, device={str(self.device)!r}, dtype={dtype!r})"
+
+    # ---- dreams ---------------------------------------------------------------------------------
+
+    def dream(self, image: ImageSource, preset: str | None = None, **options: Any) -> Image.Image:
+        """DeepDream `image` (a path, PIL image or array) and return the result as a PIL image."""
+        return self.octaves(image, preset, **options).image
+
+    def octaves(self, image: ImageSource, preset: str | None = None, **options: Any) -> DreamResult:
+        """Like `dream`, also giving the image after each octave and the loss of every step."""
+        plan = self.plan(preset, **options)
+        return run_octaves(plan, load_image(image, plan.options.max_size))
+
+    def plan(self, preset: str | None = None, **options: Any) -> Plan:
+        """The settings of a dream on this dreamer (what `octaves` runs), for running it on many images."""
+        return self._plan(self.resolve(preset, **options))
+
+    def resolve(self, preset: str | None = None, **options: Any) -> DreamOptions:
+        """`resolve_options` with this dreamer's model, weights and device; another one is refused.
+        Its dtype applies unless the dream gives one (a preset runs float32)."""
+        options = dict(options)
+        model, weights, device = (options.pop(key, None) for key in ("model", "weights", "device"))
+        self._refuse_others(model, weights, device)
+        if options.get("dtype") is None and "dtype" not in PRESETS.get(preset or "", {}):
+            options["dtype"] = self.dtype_option
+        device_option = self.device.type if self.device.type in DEVICES else None
+        own = {"model": self.name, "weights": self.weights, "device": device_option}
+        return resolve_options(preset, **own, **options)
+
+    def _refuse_others(self, model: Any, weights: Any, device: Any) -> None:
+        if model is not None and not any(model is mine for mine in (self, self._given(), self.backbone)):
+            if not isinstance(model, str):
+                raise ReverieError(
+                    f"this dreamer runs its own {self.name}; to dream with another "
+                    f"{getattr(model, 'name', model)} model, load another dreamer: "
+                    "reverie.load_dreamer(model)"
+                )
+            require(
+                model == self.name,
+                f"this dreamer runs {self.name}; to dream with {model!r}, load another dreamer: "
+                f"reverie.load_dreamer({model!r})",
+            )
+        if weights is not None:
+            require(
+                self.weights is not None and Path(weights) == Path(self.weights),
+                f"this dreamer runs {self.name} with {self.weights or 'its default weights'}; for {weights}, "
+                f"load another dreamer: reverie.load_dreamer({self.name!r}, weights={str(weights)!r})",
+            )
+        if device is not None:
+            wanted = resolve_device(device) if isinstance(device, str) else torch.device(device)
+            require(
+                wanted.type == self.device.type and wanted.index in (None, self.device.index),
+                f"this dreamer runs on {self.device}; for {device}, load another dreamer: "
+                f"reverie.load_dreamer({self.name!r}, device={str(device)!r})",
+            )
+
+    def _plan(self, opts: DreamOptions, objective: Objective | None = None) -> Plan:
+        """The plan of `opts` (resolved for this dreamer); `objective` if it was already made and checked."""
+        if objective is None:
+            objective = objective_of(opts, self.backbone)
+            objective.check(self)
+        transforms = list(opts.transforms) if opts.transforms is not None else default_transforms(opts)
+        step = opts.step
+        if isinstance(step, PixelStep):
+            step = step.levels * self.input_per_pixel_level
+        dtype = resolve_dtype(opts.dtype, self.device)
+        return Plan(self, opts, objective.bind(self), Compose(transforms), dtype, step)
+
+    # ---- the network ----------------------------------------------------------------------------
+
+    def to_input(self, image01: torch.Tensor) -> torch.Tensor:
+        """An RGB batch in [0, 1] in the network's input space, on the dreamer's device."""
+        return self.backbone.preprocess(image01.to(self.device))
+
+    def to_image(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's input space back to RGB in [0, 1] (not clipped)."""
+        return self.backbone.deprocess(x)
+
+    def clip_(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` limited, in place, to the input-space image of the [0, 1] pixel range."""
+        return x.clamp_(min=self.low, max=self.high)
+
+    def features(
+        self, x: torch.Tensor, layers: Sequence[str], dtype: torch.dtype | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Activations for `layers` (aliases allowed, the same stage may be named twice), under
+        `dtype`'s autocast (default: the dreamer's)."""
+        stage_of = {layer: self.backbone.resolve_layer(layer) for layer in layers}
+        x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, dtype or self.dtype):
+            out = self.backbone.features(x, list(dict.fromkeys(stage_of.values())))
+        return {layer: out[stage] for layer, stage in stage_of.items()}
+
+    def loss_and_gradient(
+        self,
+        objective: Objective,
+        x: torch.Tensor,
+        views: Mapping[str, Any] | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> tuple[float, torch.Tensor]:
+        """The objective at `x` (1, 3, H, W) and its float32 gradient with respect to `x`."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            loss = objective(self.features(x, objective.layers, dtype), views)
+            (grad,) = torch.autograd.grad(loss, x)
+        return float(loss.detach()), grad
+
+    # ---- shapes, probed on the meta twin once per dreamer -----------------------------------------
+
+    def resolve_layer(self, layer: str) -> str:
+        """The stage name of `layer` (a stage name or an alias); ReverieError listing the valid names."""
+        return self.backbone.resolve_layer(layer)
+
+    def layer_table(self) -> list[LayerInfo]:
+        """Every usable layer with its channels and stride (see Backbone.layer_table)."""
+        if self._layer_table is None:
+            self._layer_table = self.meta.layer_table()
+        return self._layer_table
+
+    def min_input_size(self, layers: Sequence[str]) -> int:
+        """The smallest square input the model accepts for `layers` (see Backbone.min_input_size)."""
+        key = tuple(layers)
+        if key not in self._min_sizes:
+            self._min_sizes[key] = self.meta.min_input_size(list(layers))
+        return self._min_sizes[key]
+
+    def activation_shapes(self, layers: Sequence[str], size: tuple[int, int]) -> dict[str, tuple[int, int]]:
+        """(height, width) of each layer's activation for an input of `size`."""
+        key = (tuple(size), *layers)
+        if key not in self._shapes:
+            x = torch.empty(1, 3, *size, device="meta")
+            stages = {layer: self.backbone.resolve_layer(layer) for layer in layers}
+            out = self.meta.features(x, list(dict.fromkeys(stages.values())))
+            self._shapes[key] = {layer: tuple(out[stage].shape[-2:]) for layer, stage in stages.items()}
+        return self._shapes[key]
+
+    def strides(self, layers: Sequence[str]) -> dict[str, int]:
+        """Each layer's total stride, from how its activation grows when the input grows by 256 pixels."""
+        small = self.activation_shapes(layers, (512, 512))
+        large = self.activation_shapes(layers, (768, 768))
+        return {layer: max(1, round(256 / (large[layer][0] - small[layer][0]))) for layer in layers}
+
+
+def load_dreamer(
+    model: Model = "inception_v3",
+    weights: str | Path | None = None,
+    device: str | torch.device = "auto",
+    dtype: str = "auto",
+) -> Dreamer:
+    """The dreamer of `model` (a registered name, or a Backbone used as given, weights and all).
+
+    `weights` is a local weight file (None: the model's default, downloaded and cached on first use
+    where it has to be); `device` auto|cpu|cuda|mps; `dtype` auto|float32|bfloat16, the dreams'
+    default autocast (auto: bfloat16 where the hardware runs it fast).
+    """
+    torch_device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    resolve_dtype(dtype, torch_device)  # a bad dtype is refused before any weights load
+    if isinstance(model, Backbone):
+        require(
+            weights is None,
+            f"weights= is for a model given by name; the Backbone {model.name} is used as given",
+        )
+        return Dreamer(model, torch_device, dtype)
+    backbone = load_backbone(model, weights)
+    if backbone.folds_batchnorm:
+        fold_batchnorm(backbone, inplace=True)  # our own copy: no second one
+    return Dreamer(backbone, torch_device, dtype, weights)
+
+
+def model_name(model: str | Backbone | Dreamer | None) -> str | None:
+    """The `model` option for a name, a Backbone or a Dreamer (None: the preset's or the default)."""
+    return model.name if isinstance(model, (Backbone, Dreamer)) else model
+
+
+def objective_of(opts: DreamOptions, backbone: Backbone) -> Objective:
+    """The objective of `opts`: as given, else from its layers, channels and guide (not yet checked)."""
+    if opts.objective is not None:
+        return opts.objective
+    return parse_objective(backbone, opts.layers, opts.channels, opts.guide, opts.reduction, opts.border)
+
+
+def resolve_for(
+    model: str | Backbone | Dreamer | None, preset: str | None, options: Mapping[str, Any]
+) -> DreamOptions:
+    """The options of a dream on `model` (a Dreamer's own model, weights and device)."""
+    if isinstance(model, Dreamer):
+        return model.resolve(preset, **options)
+    return resolve_options(preset, model=model_name(model), **options)
+
+
+def plan_for(model: str | Backbone | Dreamer | None, opts: DreamOptions) -> Plan:
+    """The plan of `opts` on `model`: a Dreamer as it is, else one loaded now, after the objective
+    was checked on the meta-device architecture (unknown layers are refused before any weights load)."""
+    if isinstance(model, Dreamer):
+        return model._plan(opts)
+    if isinstance(model, Backbone):
+        return load_dreamer(model, opts.weights, opts.device, opts.dtype)._plan(opts)
+    architecture = meta_backbone(opts.model)
+    objective = objective_of(opts, architecture)
+    objective.check(architecture)
+    dreamer = load_dreamer(opts.model, opts.weights, opts.device, opts.dtype)
+    return dreamer._plan(opts, objective)
+
+
+def dream(image: ImageSource, model: str | Backbone | Dreamer | None = None, **options: Any) -> Image.Image:
+    """DeepDream `image` (a path, PIL image or array) once and return the result as a PIL image.
+
+    `model` is a model name (default inception_v3), a Backbone or a Dreamer; the options are
+    DreamOptions' fields, plus `preset='book'|'keras-io'|'google'`. For several dreams with one
+    model, `load_dreamer` once and call its `dream`.
+    """
+    return dream_octaves(image, model, **options).image
+
+
+def dream_octaves(
+    image: ImageSource,
+    model: str | Backbone | Dreamer | None = None,
+    preset: str | None = None,
+    **options: Any,
+) -> DreamResult:
+    """Like `dream`, also giving the image after each octave and the loss of every step."""
+    opts = resolve_for(model, preset, options)
+    source = [load_image(image, opts.max_size)]  # a bad image is refused before any weights load
+    plan = plan_for(model, opts)
+    return run_octaves(plan, source.pop())  # pop: run_octaves may free it early
+
+
+__all__ = ["DreamResult", "Dreamer", "dream", "dream_octaves", "load_dreamer"]

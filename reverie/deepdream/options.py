@@ -1,0 +1,223 @@
+"""Every knob of a dream, declared once (keyword, flag, help, check), and the published presets.
+
+    from reverie.deepdream.options import resolve_options
+    opts = resolve_options("book", iterations=10)     # the book's run with 10 steps per octave
+
+Each `DreamOptions` field is a `reverie.options.option`, so `reverie dream`'s flags, their help and
+the one-line errors (`--octaves must be a positive integer, got 0`) come from it, whether a value
+came from the command line, the Python API or the page. Options combine as: the defaults, then the
+preset's values, then every explicit option that is not None (`resolve_options`). How the defaults
+were chosen: docs/benchmarks.md, "DeepDream defaults".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reverie.deepdream.images import ImageSource
+from reverie.deepdream.objectives import (
+    BOOK_LAYERS,
+    DEFAULT_BORDER,
+    DEFAULT_REDUCTION,
+    REDUCTIONS,
+    Objective,
+    parse_channels,
+    parse_layers,
+)
+from reverie.deepdream.transforms import Transform
+from reverie.device import device_option, dtype_option
+from reverie.errors import require
+from reverie.options import check, check_value, flag, option
+
+
+@dataclass(frozen=True)
+class PixelStep:
+    """A step size in 0-255 pixel levels (google/deepdream's 1.5), converted to the model's input units."""
+
+    levels: float
+
+
+@dataclass
+class DreamOptions:
+    """Every knob of a dream; `reverie dream --help` lists those with a flag, under the same names."""
+
+    # the model; a Dreamer has its own (load_dreamer), these are for the one-shot functions
+    model: str = option("inception_v3", "the convnet; `reverie layers MODEL` lists its layers")
+    weights: str | Path | None = option(
+        None, "a local weight file instead of the default download", metavar="FILE"
+    )
+    device: str = device_option()
+    dtype: str = dtype_option("; presets run float32")
+    # the objective
+    layers: Mapping[str, float] | None = option(
+        None, "layer:weight pairs, e.g. mixed2:0.2,mixed3:3 (a bare name weighs 1; default: the model's own)"
+    )
+    channels: Mapping[str, Sequence[int]] | None = option(
+        None, "maximize these channels instead of a whole layer: mixed4:12,97"
+    )
+    guide: ImageSource | None = option(
+        None, "guided dreaming: pull the features toward this image's", metavar="IMAGE"
+    )
+    reduction: str = option(
+        DEFAULT_REDUCTION,
+        "the loss of a layer: mean, book (border left out of the sum, full-size denominator) or "
+        "half_sum (google's)",
+        choices=REDUCTIONS,
+    )
+    border: int = option(DEFAULT_BORDER, "activation positions left out at the image's edge (book 2)", low=0)
+    objective: Objective | None = option(
+        None, "what to maximize, built from reverie.objectives (replaces layers ... border)", cli=False
+    )
+    # the octaves and the ascent
+    octaves: int = option(5, "number of scales (book 3)", low=1)
+    octave_scale: float = option(1.4, "size ratio between octaves", low=1, low_open=True)
+    iterations: int = option(15, "gradient steps per octave (book 20)", low=0)
+    step: float | PixelStep = option(
+        0.02, "step size in the model's input units (book 0.01)", low=0, low_open=True
+    )
+    max_loss: float | None = option(
+        None, "stop an octave once the loss exceeds this (book 10)", low=0, low_open=True
+    )
+    tile: int | None = option(
+        None, "tiled gradients: any image size in bounded memory", low=1, metavar="PIXELS"
+    )
+    tile_margin: int = option(64, "context around each tile", low=0, metavar="PIXELS")
+    seed: int | None = option(0, "random seed for jitter and tiling (the same seed, the same dream)")
+    # the transforms
+    jitter: int = option(32, "random roll each step, undone after", low=0, metavar="PIXELS")
+    lap_norm: int = option(
+        0, "Laplacian-pyramid gradient normalization levels (0: off)", low=0, metavar="LEVELS"
+    )
+    keep_colors: bool = option(False, "dream the luminance only, keep the input's colors (default: off)")
+    clip: bool = option(
+        True, "keep the image in the valid pixel range after every step (default: on; book: off)"
+    )
+    transforms: Sequence[Transform] | None = option(
+        None, "per-step transforms from reverie.transforms (replaces jitter ... clip)", cli=False
+    )
+    # the input and the display
+    max_size: int | None = option(None, "shrink the longest side to this first", low=1, metavar="PIXELS")
+    progress: bool = option(True, "progress bars on stderr", cli=False)
+
+    def validate(self) -> None:
+        """Refuse out-of-range values, one line each (ReverieError); see `reverie.options.check`."""
+        check(self)
+        step = self.step.levels if isinstance(self.step, PixelStep) else self.step
+        meta = DreamOptions.__dataclass_fields__["step"].metadata  # a PixelStep is checked by its levels
+        check_value(flag("step"), step, kind=float, low=meta["low"], low_open=meta["low_open"])
+        if self.objective is not None:
+            require(
+                isinstance(self.objective, Objective),
+                f"objective= takes an objective from reverie.objectives, got {self.objective!r}",
+            )
+        for transform in self.transforms or []:
+            require(
+                isinstance(transform, Transform),
+                f"transforms= takes transforms from reverie.transforms, got {transform!r}",
+            )
+
+
+# An API object and the options it replaces: giving both is refused, and the preset's are dropped.
+REPLACED_BY = {
+    "objective": ("layers", "channels", "guide", "reduction", "border"),
+    "transforms": ("jitter", "lap_norm", "keep_colors", "clip"),
+}
+
+# Deep Learning with Python, 1st edition, 8.2, exactly (float32, as the book ran: bfloat16 would move
+# where the loss passes max_loss).
+BOOK_PRESET: dict[str, Any] = {
+    "model": "inception_v3",
+    "layers": BOOK_LAYERS,
+    "reduction": "book",
+    "border": 2,
+    "octaves": 3,
+    "octave_scale": 1.4,
+    "iterations": 20,
+    "step": 0.01,
+    "max_loss": 10.0,
+    "jitter": 0,
+    "tile": None,
+    "lap_norm": 0,
+    "clip": False,
+    "dtype": "float32",
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "book": BOOK_PRESET,
+    # keras.io's deep_dream example and the 2nd edition's layer choice: the book's run otherwise.
+    "keras-io": {
+        **BOOK_PRESET,
+        "layers": {"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5},
+        "max_loss": 15.0,
+    },
+    # google/deepdream's notebook: GoogLeNet inception_4c, objective_L2 (gradient = activation).
+    "google": {
+        "model": "googlenet",
+        "layers": {"inception4c": 1.0},
+        "reduction": "half_sum",
+        "border": 0,
+        "octaves": 4,
+        "octave_scale": 1.4,
+        "iterations": 10,
+        "step": PixelStep(1.5),
+        "max_loss": None,
+        "jitter": 32,
+        "tile": None,
+        "lap_norm": 0,
+        "clip": True,
+        "dtype": "float32",
+    },
+}
+
+
+def resolve_options(preset: str | None = None, **explicit: Any) -> DreamOptions:
+    """Defaults, then the preset's values, then every explicit option that is not None; checked.
+
+    `layers` and `channels` may be strings as on the command line ('mixed2:0.2,mixed3:3',
+    'mixed4:12,97'). Explicit channels without explicit layers dream those channels alone. A
+    preset's layers (and max_loss, calibrated on them) belong to its model: with another model and
+    no explicit layers, that model's own default layers are used and no max_loss unless given (so
+    `--preset book --model efficientnet_lite0` dreams). `objective=` replaces the objective options
+    (the preset's are dropped, with its max_loss), `transforms=` the transform options.
+    """
+    names = [f.name for f in dataclasses.fields(DreamOptions)]
+    unknown = sorted(set(explicit) - set(names))
+    require(not unknown, f"unknown dream option {unknown[0] if unknown else ''!r}; valid: {', '.join(names)}")
+    if preset is not None:
+        require(preset in PRESETS, f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    # copies: never hand out the presets' own dicts
+    values = {key: _copied(value) for key, value in PRESETS.get(preset, {}).items()}
+    given = {key: value for key, value in explicit.items() if value is not None}
+    if isinstance(given.get("layers"), str):
+        given["layers"] = parse_layers(given["layers"])
+    if isinstance(given.get("channels"), str):
+        given["channels"] = parse_channels(given["channels"])
+    for api, replaced in REPLACED_BY.items():
+        if api in given:
+            clash = [key for key in replaced if key in given]
+            require(
+                not clash,
+                f"{api}= replaces {', '.join(replaced)}; "
+                f"give {api}= or {clash[0] if clash else ''}=, not both",
+            )
+            for key in replaced:
+                values.pop(key, None)
+    if "channels" in given and "layers" not in given:
+        values.pop("layers", None)  # the channels alone
+    other_model = "model" in given and given["model"] != values.get("model", given["model"])
+    own_objective = bool({"layers", "channels", "objective"} & set(given))
+    if "objective" in given or (other_model and not own_objective):
+        values.pop("layers", None)
+        values.pop("max_loss", None)  # calibrated to the preset's layers on the preset's model
+    values.update(given)
+    options = DreamOptions(**values)
+    options.validate()
+    return options
+
+
+def _copied(value: Any) -> Any:
+    return dict(value) if isinstance(value, dict) else value

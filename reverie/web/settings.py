@@ -1,0 +1,51 @@
+"""What `reverie serve` decides for the page: where the runs are, where it listens, and its limits.
+
+    settings = WebSettings(runs=Path("experiments"), max_size=768)
+    settings.validate()                 # one line per bad value, as for every other option
+
+The fields are declared with reverie.options, so `reverie serve`'s flags and their checks come from
+here; this module does not import Gradio, so building the command line stays cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from reverie.errors import require
+from reverie.options import check, option
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The page's settings (the flags of `reverie serve`)."""
+
+    runs: Path = option(Path("runs"), "folder of trained runs", metavar="DIR")
+    host: str = option(
+        "127.0.0.1", "address to listen on; 127.0.0.1 is this machine only, 0.0.0.0 the network (no login)"
+    )
+    port: int = option(7860, "port to listen on", low=1, high=65535)
+    max_size: int = option(
+        1024, "images are shrunk to this longest side before dreaming", low=1, metavar="PIXELS"
+    )
+    max_upload_mb: float = option(20.0, "largest upload accepted, in MB", low=0, low_open=True, metavar="MB")
+    max_pixels: int = option(
+        50_000_000, "uploads with more pixels are refused before they are decoded", low=1, metavar="N"
+    )
+    concurrency: int = option(
+        1,
+        "jobs of each kind that run at once, the rest wait in the queue (raise it on a GPU)",
+        low=1,
+        metavar="N",
+    )
+
+    def validate(self) -> None:
+        check(self)
+        require(
+            not self.runs.exists() or self.runs.is_dir(),
+            f"--runs {self.runs} is a file; give the folder that holds run directories",
+        )
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)

@@ -1,0 +1,187 @@
+"""The loaded model: weights read once for many dreams (folder and zoom included), a meta twin made
+without copying weights, shapes probed once, its model, weights and device its own, presets and
+dtype per dream; and a short dream with real weights."""
+
+from __future__ import annotations
+
+import copy
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import reverie
+from reverie.deepdream import backbone as backbone_module
+from reverie.deepdream import octaves
+from reverie.deepdream.backbone import Backbone, build_backbone
+from reverie.deepdream.dreamer import Dreamer, dream_octaves, load_dreamer
+from reverie.deepdream.folder import dream_folder
+from reverie.deepdream.images import load_image
+from reverie.deepdream.zoom import dream_zoom
+from reverie.errors import ReverieError
+
+from .conftest import TinyNet, smooth_image
+
+FAST = {"octaves": 1, "iterations": 1, "progress": False}
+
+
+def test_weights_are_loaded_once_for_many_dreams(tiny_model, tmp_path, monkeypatch):
+    registry_module = sys.modules[TinyNet.__module__]
+    loads = []
+    monkeypatch.setattr(registry_module, "load_weights", lambda model, path: loads.append(path))
+    dreamer = reverie.load_dreamer(tiny_model, device="cpu")
+    assert isinstance(dreamer, Dreamer) and loads == [None]
+    first = dreamer.dream(smooth_image(40, 40), **FAST)
+    second = dreamer.dream(smooth_image(40, 40, seed=1), layers="c", **FAST)
+    assert isinstance(first, Image.Image) and first.tobytes() != second.tobytes()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in range(3):
+        Image.fromarray(smooth_image(24, 32, seed=index)).save(frames / f"f{index}.png")
+    assert len(dream_folder(frames, tmp_path / "out", model=dreamer, **FAST).written) == 3
+    assert len(dream_zoom(smooth_image(40, 40), 3, model=dreamer, **FAST)) == 3
+    assert loads == [None]  # still the one load
+    dream_folder(frames, tmp_path / "by-name", model=tiny_model, **FAST)  # a name: loaded once for 3 images
+    dream_zoom(smooth_image(40, 40), 2, model=tiny_model, **FAST)
+    assert loads == [None, None, None]
+
+
+def test_a_folder_with_a_dreamer_equals_one_with_the_name(tiny_model, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    Image.fromarray(smooth_image(24, 32)).save(frames / "a.png")
+    dream_folder(frames, tmp_path / "named", model=tiny_model, **FAST)
+    dream_folder(frames, tmp_path / "held", model=load_dreamer(tiny_model, device="cpu"), **FAST)
+    assert (tmp_path / "named" / "a.png").read_bytes() == (tmp_path / "held" / "a.png").read_bytes()
+
+
+def test_the_meta_twin_of_a_model_defined_here_is_built_not_copied(monkeypatch):
+    model = build_backbone("googlenet")
+
+    def no_deepcopy(*args, **kwargs):
+        raise AssertionError("the meta twin copied the model")
+
+    monkeypatch.setattr(copy, "deepcopy", no_deepcopy)
+    twin = model.meta_twin()
+    assert type(twin) is type(model) and twin is not model
+    assert all(tensor.device.type == "meta" for tensor in [*twin.parameters(), *twin.buffers()])
+    assert model.meta_twin().min_input_size(["inception4c"]) == twin.min_input_size(["inception4c"])
+
+
+def test_the_meta_twin_of_another_backbone_copies_no_real_tensor(tiny, monkeypatch):
+    copied = []
+    for cls in (torch.Tensor, torch.nn.Parameter):
+
+        def recording(self, memo, original=cls.__deepcopy__):
+            copied.append(self.device)
+            return original(self, memo)
+
+        monkeypatch.setattr(cls, "__deepcopy__", recording)
+    twin = tiny.meta_twin()
+    assert copied == [] and twin is not tiny
+    pointers = {p.data_ptr() for p in tiny.parameters()}
+    assert all(p.device.type == "meta" for p in twin.parameters()) and pointers == {
+        p.data_ptr() for p in tiny.parameters()
+    }
+    assert [info.channels for info in twin.layer_table()] == [info.channels for info in tiny.layer_table()]
+    assert twin.min_input_size(["d"]) == 9
+
+
+def test_shapes_are_probed_once_per_dreamer(tiny, monkeypatch):
+    dreamer = load_dreamer(tiny, device="cpu")
+    probes = []
+    real = type(dreamer.meta).min_input_size
+
+    def probe(self, layers):
+        probes.append(layers)
+        return real(self, layers)
+
+    monkeypatch.setattr(type(dreamer.meta), "min_input_size", probe)
+    for seed in range(3):
+        dreamer.dream(smooth_image(40, 40, seed=seed), octaves=2, iterations=1, progress=False)
+    assert probes == [["b", "c"]]
+    assert dreamer.layer_table() is dreamer.layer_table()
+
+
+def test_octave_images_become_pil_only_when_read(tiny, monkeypatch):
+    converted = []
+    real = octaves.to_pil
+    monkeypatch.setattr(octaves, "to_pil", lambda levels: converted.append(levels.shape) or real(levels))
+    result = dream_octaves(smooth_image(40, 56), model=tiny, octaves=3, iterations=1, progress=False)
+    assert converted == []
+    assert result.image.size == (56, 40) and len(converted) == 1
+    assert [image.size for image in result.octaves][-1] == (56, 40) and len(converted) == 3
+    assert result.octaves[-1] is result.image and len(converted) == 3
+
+
+def test_another_model_weights_or_device_is_refused(tiny, tmp_path):
+    dreamer = load_dreamer(tiny, device="cpu")
+    image = smooth_image(32, 32)
+    cases = [
+        ({"model": "googlenet"}, "this dreamer runs tiny; to dream with 'googlenet', load another dreamer"),
+        ({"model": TinyNet(seed=1)}, "runs its own tiny; to dream with another tiny model, load another"),
+        ({"weights": tmp_path / "other.pth"}, "its default weights; for .*other.pth, load another dreamer"),
+        ({"device": torch.device("meta")}, "this dreamer runs on cpu; for meta, load another dreamer"),
+    ]
+    for options, message in cases:
+        with pytest.raises(ReverieError, match=message) as error:
+            dreamer.dream(image, **options, **FAST)
+        assert "\n" not in str(error.value)
+    for same in ({"model": "tiny"}, {"model": tiny}, {"model": dreamer}, {"device": "cpu"}):
+        dreamer.dream(image, **same, **FAST)
+    with pytest.raises(ReverieError, match="weights= is for a model given by name"):
+        load_dreamer(tiny, weights=tmp_path / "w.pth")
+
+
+def test_presets_and_dtype_per_dream(tiny):
+    dreamer = load_dreamer(tiny, device="cpu", dtype="bfloat16")
+    assert dreamer.plan().dtype == torch.bfloat16
+    assert dreamer.plan(dtype="float32").dtype == torch.float32
+    book = dreamer.plan(preset="book")
+    assert book.dtype == torch.float32  # a preset runs float32
+    assert book.options.model == "tiny" and book.objective.layers == ("b", "c")  # tiny's own layers
+    assert book.options.max_loss is None and book.options.iterations == 20
+    assert dreamer.plan(preset="book", layers="d").objective.layers == ("d",)
+
+
+def test_loaded_image_tensor_and_dreamer_stay_float32(tiny, photo):
+    dreamer = load_dreamer(tiny, device="cpu", dtype="bfloat16")
+    objective = dreamer.plan().objective
+    x = dreamer.to_input(load_image(photo)[None])
+    _, grad = dreamer.loss_and_gradient(objective, x)
+    assert grad.dtype == torch.float32 and grad.shape == x.shape
+
+
+def test_batch_norm_is_folded_in_the_loaded_copy_only_where_allowed(tiny_model, monkeypatch):
+    class Normed(TinyNet):
+        folds_batchnorm = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1.insert(1, torch.nn.BatchNorm2d(8).eval())  # conv, batch norm, ReLU
+
+    monkeypatch.setattr(sys.modules[TinyNet.__module__], "build", Normed)
+    loaded = load_dreamer(tiny_model, device="cpu").backbone
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.modules())
+    mine = Normed()
+    held = load_dreamer(mine, device="cpu").backbone
+    assert held is not mine and any(isinstance(m, torch.nn.BatchNorm2d) for m in mine.modules())
+    assert isinstance(held, Backbone) and not any(isinstance(m, torch.nn.BatchNorm2d) for m in held.modules())
+    assert backbone_module.MODEL_MODULES["tiny"] == TinyNet.__module__
+
+
+def test_a_short_dream_with_real_weights_raises_the_objective(lite0, hopper):
+    objective = lite0.plan(layers="block10").objective
+    small = load_image(hopper.permute(1, 2, 0).numpy(), max_size=96)
+    before, _ = lite0.loss_and_gradient(objective, lite0.to_input(small[None]))
+    result = dream_octaves(
+        small.permute(1, 2, 0).numpy(), model=lite0, layers="block10", octaves=1, iterations=3, progress=False
+    )
+    after, _ = lite0.loss_and_gradient(objective, lite0.to_input(load_image(result.image)[None]))
+    assert after > 1.1 * before
+    again = lite0.dream(
+        small.permute(1, 2, 0).numpy(), layers="block10", octaves=1, iterations=3, progress=False
+    )
+    assert np.array_equal(np.asarray(again), np.asarray(result.image))
