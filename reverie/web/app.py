@@ -27,10 +27,10 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import gradio as gr
 from PIL import Image, UnidentifiedImageError
@@ -59,6 +59,8 @@ JOB_DIR_PREFIX = "reverie-dream-"
 TRAIN_HINT = "reverie train python-stdlib --out {runs}/python-stdlib --minutes 5"
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
 SYSTEM_MONO_FONTS = ["ui-monospace", "Consolas", "monospace"]
+Key = TypeVar("Key", bound=Hashable)
+Value = TypeVar("Value")
 
 
 def refusal(message: str) -> gr.Error:
@@ -90,27 +92,35 @@ def no_run_message(runs: Path) -> str:
     )
 
 
-class TextModels:
-    """Loaded text models by run folder, reloaded when the run's files change (training saved again)."""
+class Loaded(Generic[Key, Value]):
+    """Objects loaded once and kept, the `keep` most recently used: text models by run (reloaded
+    when the run saves again), dreamers by model name."""
 
-    def __init__(self, keep: int = 2) -> None:
-        self._keep = keep
+    def __init__(self, load: Callable[[Key], Value], keep: int = 2) -> None:
+        self._load, self._keep = load, keep
         self._lock = threading.Lock()
-        self._models: OrderedDict[tuple[Path, int], reverie.TextModel] = OrderedDict()
+        self._loaded: OrderedDict[Key, Value] = OrderedDict()
 
-    def get(self, run_dir: Path) -> reverie.TextModel:
-        try:
-            stamp = (run_dir / rundir.CONFIG).stat().st_mtime_ns  # written last by a save
-        except OSError:
-            stamp = 0  # reverie.load says what is missing
-        key = (run_dir.resolve(), stamp)
+    def get(self, key: Key) -> Value:
         with self._lock:
-            if key not in self._models:
-                self._models[key] = reverie.load(run_dir)
-                while len(self._models) > self._keep:
-                    self._models.popitem(last=False)
-            self._models.move_to_end(key)
-            return self._models[key]
+            if key not in self._loaded:
+                self._loaded[key] = self._load(key)
+                while len(self._loaded) > self._keep:
+                    self._loaded.popitem(last=False)
+            self._loaded.move_to_end(key)
+            return self._loaded[key]
+
+
+RunKey = tuple[Path, int]  # a run folder and the time its config.json was last written
+
+
+def run_key(run_dir: Path) -> RunKey:
+    """What a loaded text model is kept under: the folder and its last save (config.json is written last)."""
+    try:
+        stamp = (run_dir / rundir.CONFIG).stat().st_mtime_ns
+    except OSError:
+        stamp = 0  # reverie.load says what is missing
+    return run_dir.resolve(), stamp
 
 
 def _whole(value: Any) -> Any:
@@ -133,7 +143,7 @@ def stop_sequences(box: str | None) -> list[str]:
 
 def generate_text(
     settings: WebSettings,
-    models: TextModels,
+    models: Loaded[RunKey, reverie.TextModel],
     run: str | None,
     prompt: str,
     temperature: float,
@@ -157,7 +167,7 @@ def generate_text(
     count = _whole(num_samples)
     prompt = prompt or ""
     try:
-        model = models.get(settings.runs / run)
+        model = models.get(run_key(settings.runs / run))
         stream = model.stream_batch(
             prompt,
             length=_whole(length),
@@ -191,24 +201,6 @@ def sample_photo() -> str:
     from matplotlib import cbook
 
     return str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-
-
-class Dreamers:
-    """One loaded dreamer per model, the most recently used kept (a dream loads no weights twice)."""
-
-    def __init__(self, keep: int = 2) -> None:
-        self._keep = keep
-        self._lock = threading.Lock()
-        self._dreamers: OrderedDict[str, reverie.Dreamer] = OrderedDict()
-
-    def get(self, model: str) -> reverie.Dreamer:
-        with self._lock:
-            if model not in self._dreamers:
-                self._dreamers[model] = reverie.load_dreamer(model)
-                while len(self._dreamers) > self._keep:
-                    self._dreamers.popitem(last=False)
-            self._dreamers.move_to_end(model)
-            return self._dreamers[model]
 
 
 def layer_choices(model: str) -> list[tuple[str, str]]:
@@ -267,7 +259,7 @@ def check_upload(path: str, settings: WebSettings) -> None:
 
 def dream_image(
     settings: WebSettings,
-    dreamers: Dreamers,
+    dreamers: Loaded[str, reverie.Dreamer],
     image: str | None,
     model: str,
     layers: Sequence[str] | None,
@@ -360,8 +352,8 @@ def refuse_non_images(component: gr.Image) -> gr.Image:
 def build_app(settings: WebSettings) -> gr.Blocks:
     """The page, with its queue set up; `launch` starts serving it."""
     settings.validate()
-    models = TextModels()
-    dreamers = Dreamers()
+    models: Loaded[RunKey, reverie.TextModel] = Loaded(lambda key: reverie.load(key[0]))
+    dreamers: Loaded[str, reverie.Dreamer] = Loaded(reverie.load_dreamer)
     sampling = SamplingOptions()  # the text widgets start at the API's defaults
     defaults = reverie.DreamOptions()  # the dream widgets start at the API's defaults and bounds
 
