@@ -23,20 +23,35 @@ Every bad input raises ReverieError, whose message is one line that says what to
 
 from __future__ import annotations
 
-from reverie.deepdream import objectives, transforms
-from reverie.deepdream.backbone import available_models, list_layers
-from reverie.deepdream.dreamer import Dreamer, DreamResult, dream, dream_octaves, load_dreamer
-from reverie.deepdream.folder import dream_folder
-from reverie.deepdream.options import DreamOptions
-from reverie.deepdream.zoom import dream_zoom
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from reverie.errors import ReverieError
-from reverie.text.generator import TextModel, load
-from reverie.text.sampling import SamplingOptions
-from reverie.text.train import TrainResult, train
 
 __version__ = "0.1.0"
 
-__all__ = [
+# name -> the module that defines it. Imported on first use, so that `import reverie` (and the
+# command line's start) stays fast and `python -m reverie.MODULE` runs a module not yet imported.
+_API = {
+    "train": "reverie.text.train",
+    "TrainResult": "reverie.text.train",
+    "load": "reverie.text.generator",
+    "TextModel": "reverie.text.generator",
+    "SamplingOptions": "reverie.text.sampling",
+    "load_dreamer": "reverie.deepdream.dreamer",
+    "Dreamer": "reverie.deepdream.dreamer",
+    "DreamResult": "reverie.deepdream.octaves",
+    "dream": "reverie.deepdream.dreamer",
+    "dream_octaves": "reverie.deepdream.dreamer",
+    "DreamOptions": "reverie.deepdream.options",
+    "dream_folder": "reverie.deepdream.folder",
+    "dream_zoom": "reverie.deepdream.zoom",
+    "available_models": "reverie.deepdream.backbone",
+    "list_layers": "reverie.deepdream.backbone",
+}
+_MODULES = {"objectives": "reverie.deepdream.objectives", "transforms": "reverie.deepdream.transforms"}
+
+__all__ = [  # the API: _API and _MODULES, and the error every bad input raises
     "DreamOptions",
     "DreamResult",
     "Dreamer",
@@ -57,3 +72,28 @@ __all__ = [
     "train",
     "transforms",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name])
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'reverie' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})  # so that help(reverie) and completion see the lazy names
+
+
+if TYPE_CHECKING:  # for type checkers and editors, which do not run __getattr__
+    from reverie.deepdream import objectives, transforms
+    from reverie.deepdream.backbone import available_models, list_layers
+    from reverie.deepdream.dreamer import Dreamer, dream, dream_octaves, load_dreamer
+    from reverie.deepdream.folder import dream_folder
+    from reverie.deepdream.octaves import DreamResult
+    from reverie.deepdream.options import DreamOptions
+    from reverie.deepdream.zoom import dream_zoom
+    from reverie.text.generator import TextModel, load
+    from reverie.text.sampling import SamplingOptions
+    from reverie.text.train import TrainResult, train

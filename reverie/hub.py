@@ -63,7 +63,8 @@ def fetch(remote: Remote, dest_dir: Path | None = None, offline_hint: str = "") 
     """
     dest_dir = Path(dest_dir) if dest_dir is not None else cache_dir()
     dest = dest_dir / remote.filename
-    if dest.exists():
+    damaged = dest.exists()
+    if damaged:
         if matches(dest, remote.sha256):
             return dest
         print(
@@ -81,9 +82,12 @@ def fetch(remote: Remote, dest_dir: Path | None = None, offline_hint: str = "") 
         if isinstance(exc, urllib.error.HTTPError):
             reason = f"HTTP {exc.code} {exc.reason}"
         hint = f"; {offline_hint}" if offline_hint else ""
-        raise ReverieError(
-            f"could not download {remote.url} ({reason}); put the file at {dest}{hint}"
-        ) from None
+        where = (
+            f"replace the damaged {dest} (its sha256 does not match)"
+            if damaged
+            else f"put the file at {dest}"
+        )
+        raise ReverieError(f"could not download {remote.url} ({reason}); {where}{hint}") from None
     except BaseException:  # Ctrl-C mid-download: leave no partial file behind
         partial.unlink(missing_ok=True)
         raise

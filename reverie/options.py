@@ -47,7 +47,6 @@ def option(
     cli: bool = True,
     switch: bool = False,
     metavar: str | None = None,
-    nargs: str | None = None,
 ) -> Any:
     """A dataclass field for an option.
 
@@ -68,7 +67,6 @@ def option(
         "cli": cli,
         "switch": switch,
         "metavar": metavar,
-        "nargs": nargs,
     }
     if default is MISSING:  # a value that must be given
         return dataclasses.field(metadata=metadata)
@@ -111,10 +109,16 @@ def _default(field: dataclasses.Field) -> Any:
     return None if field.default is MISSING else field.default
 
 
-def bounds(cls: type, name: str) -> tuple[float | None, float | None]:
-    """(low, high) of option `name` of `cls` (None where unbounded): what the page's widgets use."""
-    field = next(f for f in dataclasses.fields(cls) if f.name == name)
-    return field.metadata.get("low"), field.metadata.get("high")
+def bounds(cls: type, name: str, step: float = 0) -> tuple[float | None, float | None]:
+    """(low, high) of option `name` of `cls`, None where unbounded: what the page's widgets use.
+    An open bound moves inward by `step` (a slider's smallest move)."""
+    meta = next(f for f in dataclasses.fields(cls) if f.name == name).metadata
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and meta.get("low_open"):
+        low += step
+    if high is not None and meta.get("high_open"):
+        high -= step
+    return low, high
 
 
 # ---- checking ---------------------------------------------------------------------------------------
@@ -198,7 +202,7 @@ def _bound_words(kind: Any, low: float | None, high: float | None, low_open: boo
 
 
 def _number(value: float) -> str:
-    return f"{value:g}"
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 # ---- the command line ---------------------------------------------------------------------------
@@ -236,8 +240,6 @@ def add_flags(
                 settings.update(type=typing.get_args(base)[0], nargs="*")
             else:
                 settings["type"] = str  # parsed by the options class (layers, channels, ...)
-            if meta["nargs"]:
-                settings["nargs"] = meta["nargs"]
             if "choices" not in settings:
                 settings["metavar"] = meta["metavar"] or field.name.upper()
             if default is not None and default != () and not meta["switch"]:

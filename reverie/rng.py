@@ -4,7 +4,8 @@
     ...
     restore(state, device)         # the next draws are the ones that followed the capture
 
-`rank_seed` gives each extra process of a torchrun job its own seed drawn from --seed, so that the
+`seed_option` declares a --seed option (the one bound every seed shares). `rank_seed` gives each
+extra process of a torchrun job its own seed drawn from --seed, so that the
 ranks draw different dropout masks while rank 0 keeps a single process's stream.
 """
 
@@ -14,6 +15,15 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from reverie.options import option
+
+SEED_LIMIT = 2**63 - 1  # the largest seed every generator used here takes (numpy, torch)
+
+
+def seed_option(default: int | None, help: str) -> Any:
+    """The --seed option of an options dataclass: a whole number in [0, 2**63 - 1]."""
+    return option(default, help, low=0, high=SEED_LIMIT, rule="a whole number in [0, 2**63 - 1]", metavar="S")
 
 
 def capture(device: torch.device) -> dict[str, torch.Tensor]:

@@ -105,7 +105,7 @@ def test_killing_one_rank_stops_the_other_and_keeps_the_checkpoint(tmp_path: Pat
     assert "rank 0 of 2 lost contact with the other processes" in line
     assert f"the last checkpoint in {run} is kept; resume with: torchrun" in line
     assert "Traceback" not in err
-    config = rundir.RunConfig.load(run)  # intact: the files match their checksums
+    config = rundir.RunConfig.load(run, training=True)  # intact: the files match their checksums
     for name in (rundir.MODEL, rundir.STATE):
         config.load_tensors(run, name)
     assert config.state.step >= 2 and config.state.world_size == 2

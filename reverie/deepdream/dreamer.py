@@ -49,14 +49,17 @@ class Dreamer:
         device: str | torch.device = "auto",
         dtype: str = "auto",
         weights: str | Path | None = None,
+        owned: bool = False,
     ) -> None:
+        """`owned`: the backbone is the dreamer's own (loaded for it), so it is prepared in place
+        rather than copied."""
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.dtype_option = dtype
         self.dtype = resolve_dtype(dtype, self.device)
         self.weights = weights
         self._given = weakref.ref(backbone)  # the caller's model, which `model=` may name again
         if backbone.folds_batchnorm and any(isinstance(m, torch.nn.BatchNorm2d) for m in backbone.modules()):
-            backbone = fold_batchnorm(backbone)
+            backbone = fold_batchnorm(backbone, inplace=owned)
         backbone = backbone.eval().requires_grad_(False)
         # channels-last: the layout oneDNN's and cuDNN's convolutions run fastest
         self.backbone = backbone.to(self.device, memory_format=torch.channels_last)
@@ -138,7 +141,7 @@ class Dreamer:
         if isinstance(step, PixelStep):
             step = step.levels * self.input_per_pixel_level
         dtype = resolve_dtype(opts.dtype, self.device)
-        return Plan(self, opts, objective.bind(self), Compose(transforms), dtype, step)
+        return Plan(self, opts, objective.bind(self, dtype), Compose(transforms), dtype, step)
 
     # ---- the network ----------------------------------------------------------------------------
 
@@ -235,10 +238,7 @@ def load_dreamer(
             f"weights= is for a model given by name; the Backbone {model.name} is used as given",
         )
         return Dreamer(model, torch_device, dtype)
-    backbone = load_backbone(model, weights)
-    if backbone.folds_batchnorm:
-        fold_batchnorm(backbone, inplace=True)  # our own copy: no second one
-    return Dreamer(backbone, torch_device, dtype, weights)
+    return Dreamer(load_backbone(model, weights), torch_device, dtype, weights, owned=True)
 
 
 def model_name(model: str | Backbone | Dreamer | None) -> str | None:

@@ -63,11 +63,6 @@ def classify(source: str | os.PathLike) -> tuple[SourceKind, Path]:
     return ("pattern" if glob.has_magic(text) else "missing"), path
 
 
-def is_many(source: str | os.PathLike) -> bool:
-    """Whether `source` names several images: a folder, or a glob pattern that is not a file."""
-    return classify(source)[0] in ("folder", "pattern")
-
-
 def image_inputs(source: str | os.PathLike) -> list[Path]:
     """The images `source` names, sorted: a folder's image files (not its subfolders; hidden
     files skipped), the image files a glob pattern matches, or one image file."""
@@ -153,4 +148,4 @@ def dream_folder(
     return result
 
 
-__all__ = ["FolderResult", "classify", "dream_folder", "image_inputs", "is_many", "output_for"]
+__all__ = ["FolderResult", "classify", "dream_folder", "image_inputs", "output_for"]

@@ -38,8 +38,6 @@ def load_image(source: ImageSource, max_size: int | None = None) -> torch.Tensor
     EXIF rotation is applied, alpha dropped, grayscale expanded. `max_size` shrinks the image
     (high-quality Lanczos) so that its longest side is at most that many pixels.
     """
-    if max_size is not None:
-        require(max_size > 0, f"max size must be positive, got {max_size}")
     if isinstance(source, np.ndarray):
         pil = _array_to_pil(source)
     elif isinstance(source, Image.Image):

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 REDUCTIONS = ("book", "mean", "half_sum")
 DEFAULT_REDUCTION = "mean"
 DEFAULT_BORDER = 0
+BORDER = {"low": 0}  # the bounds of a layer's border, and of the --border option
 # The book's InceptionV3 layers (1st edition)
 BOOK_LAYERS = {"mixed2": 0.2, "mixed3": 3.0, "mixed4": 2.0, "mixed5": 1.5}
 GUIDE_MAX_SIZE = 512  # the guide image's longest side; its features feed a (positions x positions) match
@@ -114,9 +115,9 @@ class Objective:
     def __call__(self, features: Features, views: Views | None = None) -> torch.Tensor:
         raise NotImplementedError
 
-    def bind(self, dreamer: Dreamer) -> Objective:
-        """The objective ready to run on `dreamer` (a guide's features computed); most are ready as
-        they are."""
+    def bind(self, dreamer: Dreamer, dtype: torch.dtype | None = None) -> Objective:
+        """The objective ready to run on `dreamer` in `dtype`'s autocast (a guide's features
+        computed); most are ready as they are."""
         return self
 
     def check(self, network: Network) -> None:
@@ -189,8 +190,8 @@ class Sum(Objective):
             total = total + term(features, views)
         return total
 
-    def bind(self, dreamer: Dreamer) -> Objective:
-        bound = [term.bind(dreamer) for term in self.terms]
+    def bind(self, dreamer: Dreamer, dtype: torch.dtype | None = None) -> Objective:
+        bound = [term.bind(dreamer, dtype) for term in self.terms]
         return self if all(a is b for a, b in zip(bound, self.terms)) else Sum(bound)
 
     def __repr__(self) -> str:
@@ -220,8 +221,8 @@ class Scaled(Objective):
     def __call__(self, features: Features, views: Views | None = None) -> torch.Tensor:
         return self.factor * self.objective(features, views)
 
-    def bind(self, dreamer: Dreamer) -> Objective:
-        bound = self.objective.bind(dreamer)
+    def bind(self, dreamer: Dreamer, dtype: torch.dtype | None = None) -> Objective:
+        bound = self.objective.bind(dreamer, dtype)
         return self if bound is self.objective else Scaled(bound, self.factor)
 
     def __repr__(self) -> str:
@@ -239,8 +240,8 @@ class LayerEnergy(Objective):
         border: int = DEFAULT_BORDER,
         reduction: str = DEFAULT_REDUCTION,
     ) -> None:
-        check_value("reduction", reduction, choices=REDUCTIONS)
-        check_value("border", border, kind=int, low=0)
+        check_value("--reduction", reduction, choices=REDUCTIONS)
+        check_value("--border", border, kind=int, **BORDER)
         if channels is not None:
             require(len(channels) > 0, f"no channels given for layer {layer}")
         self.layer = layer
@@ -323,7 +324,7 @@ class Guide(Objective):
     def __call__(self, features: Features, views: Views | None = None) -> torch.Tensor:
         raise ReverieError("a guide needs its image's features: bind it first, objective.bind(dreamer)")
 
-    def bind(self, dreamer: Dreamer) -> Objective:
+    def bind(self, dreamer: Dreamer, dtype: torch.dtype | None = None) -> Objective:
         layers = list(self.weights)
         need = dreamer.min_input_size(layers)
         height, width = self.image.shape[-2:]
@@ -332,7 +333,7 @@ class Guide(Objective):
             f"the guide image is {width}x{height}; "
             f"it needs at least {need} pixels on its shorter side for these layers",
         )
-        features = dreamer.features(dreamer.to_input(self.image[None]), layers)
+        features = dreamer.features(dreamer.to_input(self.image[None]), layers, dtype)
         return sum(_weighted(GuideMatch(layer, features[layer]), w) for layer, w in self.weights.items())
 
     def __repr__(self) -> str:
@@ -418,21 +419,21 @@ def default_layers(backbone: Backbone) -> dict[str, float]:
 
 def parse_objective(
     backbone: Backbone,
-    layers: str | Mapping[str, float] | None = None,
-    channels: str | Mapping[str, Sequence[int]] | None = None,
+    layers: Mapping[str, float] | None = None,
+    channels: Mapping[str, Sequence[int]] | None = None,
     guide: ImageSource | None = None,
     reduction: str = DEFAULT_REDUCTION,
     border: int = DEFAULT_BORDER,
 ) -> Objective:
-    """The objective that `--layers`, `--channels` and `--guide` (or the same as dicts) describe.
+    """The objective that `--layers`, `--channels` and `--guide` describe (their strings read by
+    `parse_layers` and `parse_channels`, as resolve_options does).
 
     The weighted sum over `layers` of each layer's energy (restricted to its `channels` where it has
     some), or with `guide`, of the match with the guide image's features. Layers named only in
     `channels` join with weight 1; with neither, `backbone`'s default layers. Names are not checked
     here (`Objective.check` does that).
     """
-    layers = parse_layers(layers) if isinstance(layers, str) else layers
-    channels = parse_channels(channels) if isinstance(channels, str) else dict(channels or {})
+    channels = dict(channels or {})
     if layers is not None:
         require(len(layers) > 0, "no layers given; name at least one, e.g. mixed4:1")
     weights = dict(layers) if layers is not None else ({} if channels else default_layers(backbone))
@@ -451,4 +452,4 @@ if __name__ == "__main__":
     from reverie.deepdream.backbone import meta_backbone
 
     model = sys.argv[1] if len(sys.argv) > 1 else "inception_v3"
-    print(parse_objective(meta_backbone(model), sys.argv[2] if len(sys.argv) > 2 else None))
+    print(parse_objective(meta_backbone(model), parse_layers(sys.argv[2]) if len(sys.argv) > 2 else None))

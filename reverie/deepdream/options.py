@@ -21,6 +21,7 @@ from typing import Any
 from reverie.deepdream.images import ImageSource
 from reverie.deepdream.objectives import (
     BOOK_LAYERS,
+    BORDER,
     DEFAULT_BORDER,
     DEFAULT_REDUCTION,
     REDUCTIONS,
@@ -28,10 +29,11 @@ from reverie.deepdream.objectives import (
     parse_channels,
     parse_layers,
 )
-from reverie.deepdream.transforms import Transform
+from reverie.deepdream.transforms import JITTER, Transform
 from reverie.device import device_option, dtype_option
 from reverie.errors import require
 from reverie.options import check, check_value, flag, option
+from reverie.rng import seed_option
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,9 @@ class DreamOptions:
         "half_sum (google's)",
         choices=REDUCTIONS,
     )
-    border: int = option(DEFAULT_BORDER, "activation positions left out at the image's edge (book 2)", low=0)
+    border: int = option(
+        DEFAULT_BORDER, "activation positions left out at the image's edge (book 2)", **BORDER
+    )
     objective: Objective | None = option(
         None, "what to maximize, built from reverie.objectives (replaces layers ... border)", cli=False
     )
@@ -86,9 +90,9 @@ class DreamOptions:
         None, "tiled gradients: any image size in bounded memory", low=1, metavar="PIXELS"
     )
     tile_margin: int = option(64, "context around each tile", low=0, metavar="PIXELS")
-    seed: int | None = option(0, "random seed for jitter and tiling (the same seed, the same dream)")
+    seed: int | None = seed_option(0, "random seed for jitter and tiling (the same seed, the same dream)")
     # the transforms
-    jitter: int = option(32, "random roll each step, undone after", low=0, metavar="PIXELS")
+    jitter: int = option(32, "random roll each step, undone after", metavar="PIXELS", **JITTER)
     lap_norm: int = option(
         0, "Laplacian-pyramid gradient normalization levels (0: off)", low=0, metavar="LEVELS"
     )
@@ -192,6 +196,8 @@ def resolve_options(preset: str | None = None, **explicit: Any) -> DreamOptions:
     # copies: never hand out the presets' own dicts
     values = {key: _copied(value) for key, value in PRESETS.get(preset, {}).items()}
     given = {key: value for key, value in explicit.items() if value is not None}
+    if isinstance(given.get("transforms"), Transform):
+        given["transforms"] = [given["transforms"]]  # one transform is a list of one
     if isinstance(given.get("layers"), str):
         given["layers"] = parse_layers(given["layers"])
     if isinstance(given.get("channels"), str):

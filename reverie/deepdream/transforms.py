@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from reverie.deepdream.options import DreamOptions
 
 
+JITTER = {"low": 0}  # the bounds of Jitter's pixels, and of the --jitter option
+
+
 @dataclass
 class StepContext:
     """What a transform may use at a step: randomness, conversions and bounds, the original image.
@@ -110,7 +113,7 @@ class Jitter(Transform):
     pixels: int
 
     def __post_init__(self) -> None:
-        check_value("jitter", self.pixels, kind=int, low=0)
+        check_value("--jitter", self.pixels, kind=int, **JITTER)
 
     def on_input(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
         if not self.pixels:
@@ -126,7 +129,7 @@ class LapNormalize(Transform):
     levels: int = 4
 
     def __post_init__(self) -> None:
-        check_value("lap_norm", self.levels, kind=int, low=1)
+        check_value("--lap-norm", self.levels, kind=int, low=1)
 
     def on_gradient(self, grad: torch.Tensor, context: StepContext) -> torch.Tensor:
         return lap_normalize(grad, self.levels)

@@ -84,7 +84,13 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
         SamplingOptions,
         overrides={
             "temperature": {"nargs": "+", "metavar": "T", "help": "one or more temperatures; 0 is greedy"},
-            "stop": {"action": "append", "nargs": None, "metavar": "TEXT"},
+            "stop": {
+                "action": "append",
+                "nargs": None,
+                "metavar": "TEXT",
+                "help": "end a sample at the first occurrence of TEXT, left out "
+                "(repeatable; \\n is a new line)",
+            },
         },
     )
     parser.add_argument(
@@ -98,12 +104,15 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> None:
-    from reverie.text.generator import load
+    from reverie.text.generator import join_samples, load
     from reverie.text.sampling import SamplingOptions
+    from reverie.text.stops import unescape
 
     prompt = _read_prompt_file(args.prompt_file) if args.prompt_file else args.prompt
     model = load(args.run_dir, checkpoint=args.checkpoint, device=args.device)
     options = given(args, SamplingOptions)
+    if "stop" in options:
+        options["stop"] = [unescape(stop) for stop in options["stop"]]
     temperatures = options.pop("temperature", [default_of(SamplingOptions, "temperature")])
     samples = options.get("num_samples", 1)
     # Build every stream first: a bad value is refused before any text is printed.
@@ -121,10 +130,7 @@ def run_generate(args: argparse.Namespace) -> None:
                 out.flush()
             out.write("\n")
         else:
-            texts = [""] * samples
-            for pieces in stream:
-                texts = [text + piece for text, piece in zip(texts, pieces)]
-            for index, text in enumerate(texts, start=1):
+            for index, text in enumerate(join_samples(stream), start=1):
                 out.write(f"--- temperature {temperature:g}, sample {index}\n{prompt}{text}\n")
             out.flush()
 

@@ -118,7 +118,10 @@ class TextModel:
     def stream(self, prompt: str = "", **options: Any) -> Iterator[str]:
         """The continuation of `prompt`, piece by piece as it is made (options as `stream_batch`,
         one sample)."""
-        require(options.get("num_samples", 1) == 1, "stream makes one sample; use stream_batch for several")
+        require(
+            options.get("num_samples", 1) == 1,
+            "stream and generate make one sample; use stream_batch or generate_batch for several",
+        )
         return (pieces[0] for pieces in self.stream_batch(prompt, **options) if pieces[0])
 
     def generate(self, prompt: str = "", **options: Any) -> str:
@@ -127,11 +130,12 @@ class TextModel:
 
     def generate_batch(self, prompt: str = "", **options: Any) -> list[str]:
         """`num_samples` continuations of `prompt`, made as one batch (options as `stream_batch`)."""
-        steps = self.stream_batch(prompt, **options)
-        texts = [""] * options.get("num_samples", 1)
-        for pieces in steps:
-            texts = [text + piece for text, piece in zip(texts, pieces)]
-        return texts
+        return join_samples(self.stream_batch(prompt, **options))
+
+
+def join_samples(steps: Iterator[list[str]]) -> list[str]:
+    """The texts of a batch stream: each sample's pieces joined."""
+    return ["".join(pieces) for pieces in zip(*steps)]
 
 
 def load(run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> TextModel:
@@ -160,4 +164,4 @@ def restore_weights(model: LanguageModel, tensors: dict[str, torch.Tensor], sour
         ) from None
 
 
-__all__ = ["TextModel", "load", "restore_weights"]
+__all__ = ["TextModel", "join_samples", "load", "restore_weights"]

@@ -21,8 +21,9 @@ from reverie.device import device_option, dtype_option
 from reverie.distributed import DEFAULT_TIMEOUT_S
 from reverie.errors import ReverieError, require
 from reverie.options import check, check_value, flag, option
+from reverie.rng import seed_option
 from reverie.text.corpus import check_encoding
-from reverie.text.models import KINDS, ModelConfig, shape_option
+from reverie.text.models import ModelConfig, shape_option
 from reverie.text.tokenizer import LEVELS
 
 DEFAULT_EPOCHS = 10  # when no --epochs, --steps or --minutes is given
@@ -88,7 +89,7 @@ class TrainOptions:
         high_open=True,
     )
     # model
-    model: str = option("lstm", "model kind", choices=KINDS)
+    model: str = shape_option("kind")
     layers: int = shape_option("layers")
     hidden: int = shape_option("hidden")
     embed: int = shape_option("embed")
@@ -123,7 +124,7 @@ class TrainOptions:
     steps: int | None = option(None, "optimizer steps", low=1)
     minutes: float | None = option(None, "wall-clock minutes", **POSITIVE)
     # machine
-    seed: int = option(0, "random seed (weights, batch order, dropout, samples)")
+    seed: int = seed_option(0, "random seed (weights, batch order, dropout, samples)")
     device: str = device_option("where to train")
     dtype: str = dtype_option()
     dist_timeout: float = option(
@@ -210,9 +211,7 @@ def resolve_options(explicit: dict[str, Any], saved: dict[str, Any] | None = Non
                 "resume with the run's settings or train a new run into another --out"
             )
     else:
-        preset = explicit.get("preset")
-        if preset is not None:
-            check_value(flag("preset"), preset, choices=tuple(PRESETS))
+        preset = explicit.get("preset")  # an unknown one is refused with the rest, below
         values = {f.name: f.default for f in dataclasses.fields(TrainOptions)}
         values.update(PRESETS.get(preset, {}) if preset else {})
     if any(explicit.get(name) is not None for name in BUDGETS):

@@ -122,26 +122,30 @@ class RunConfig:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], source: Path) -> RunConfig:
+    def from_json(cls, data: dict[str, Any], source: Path, training: bool = False) -> RunConfig:
         """The config in `data` (read from `source`, named in errors), refused in one line when a
-        section is missing or malformed."""
+        section is missing or malformed. Generating needs only the model, the tokenizer and the
+        checksums; with `training` (resuming) the corpus, options and state are read too."""
         for key in ("model", "tokenizer", "files"):
             if not isinstance(data.get(key), dict):
                 raise ReverieError(f"{source} has no {key!r} section; it is corrupted or not a text run")
-        return cls(
+        config = cls(
             model=ModelConfig.from_json(data["model"]),
             tokenizer=Tokenizer.from_json(data["tokenizer"]),
             files={str(name): str(digest) for name, digest in data["files"].items()},
-            corpus=_section(CorpusInfo, data.get("corpus"), source, "corpus"),
-            options=_section(TrainOptions, data.get("options"), source, "options"),
-            state=_section(TrainState, data.get("state"), source, "state"),
         )
+        if training:
+            config.corpus = _section(CorpusInfo, data.get("corpus"), source, "corpus")
+            config.options = _section(TrainOptions, data.get("options"), source, "options")
+            config.state = _section(TrainState, data.get("state"), source, "state")
+        return config
 
     # ---- the directory ----
 
     @classmethod
-    def load(cls, run_dir: Path) -> RunConfig:
-        """config.json of a run, refusing a directory that holds none or one from another version."""
+    def load(cls, run_dir: Path, training: bool = False) -> RunConfig:
+        """config.json of a run, refusing a directory that holds none or one from another version
+        (`training`: with the sections a resumed run needs, see `from_json`)."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise ReverieError(
@@ -153,7 +157,7 @@ class RunConfig:
                 f"{run_dir} holds no checkpoint (no {CONFIG}); "
                 f"train one with `reverie train CORPUS --out {run_dir}`"
             )
-        return cls.from_json(checkpoint.load_json(run_dir / CONFIG), run_dir / CONFIG)
+        return cls.from_json(checkpoint.load_json(run_dir / CONFIG), run_dir / CONFIG, training)
 
     def save(self, run_dir: Path, tensors: dict[str, dict[str, torch.Tensor]]) -> None:
         """Write each `tensors[name]` to RUN_DIR/name, then config.json with their checksums.
@@ -197,8 +201,6 @@ def _section(cls: type, data: Any, source: Path, key: str) -> Any:
             f"the {key!r} section of {source} does not fit this version of reverie; it is corrupted or "
             "from an incompatible version"
         )
-    if cls is TrainOptions and isinstance(data.get("sample_temperatures"), list):
-        data = {**data, "sample_temperatures": tuple(data["sample_temperatures"])}
     return cls(**data)
 
 
@@ -248,7 +250,7 @@ def _format(value: Any) -> str:
 
 if __name__ == "__main__":
     target = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
-    info = RunConfig.load(target)
+    info = RunConfig.load(target, training=True)
     state = info.state
     print(
         f"{target}: {info.model.kind} model, vocab {info.tokenizer.vocab_size}, "

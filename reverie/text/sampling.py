@@ -29,9 +29,18 @@ from torch import nn
 
 from reverie.errors import ReverieError, require
 from reverie.options import check, check_value, option
+from reverie.rng import seed_option
 
 # (history (B, t) of token ids so far, logits (B, V)) -> logits
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+# Each rule's bounds, declared once: the processor checks its argument against them, and
+# SamplingOptions' fields carry them (for the command line's errors and the page's widgets).
+PENALTY: dict[str, Any] = {"low": 0, "low_open": True, "rule": "positive (1 = none)"}
+TEMPERATURE: dict[str, Any] = {"low": 0, "low_open": True}
+TOP_K: dict[str, Any] = {"kind": int, "low": 1}
+TOP_P: dict[str, Any] = {"low": 0, "low_open": True, "high": 1}
+MIN_P: dict[str, Any] = {"low": 0, "high": 1}
 
 
 # ---- processors: one per rule -------------------------------------------------------------------
@@ -41,7 +50,7 @@ class RepetitionPenalty:
     """Make tokens already in the history less likely: positive logits / penalty, negative * penalty."""
 
     def __init__(self, penalty: float) -> None:
-        check_value("--repetition-penalty", penalty, low=0, low_open=True, rule="positive (1 = none)")
+        check_value("--repetition-penalty", penalty, **PENALTY)
         self.penalty = float(penalty)
 
     def __call__(self, history: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -56,7 +65,7 @@ class Temperature:
     """Divide the logits by the temperature: the book's reweighting, softmax(log p / T)."""
 
     def __init__(self, temperature: float) -> None:
-        check_value("--temperature", temperature, low=0, low_open=True, rule="positive")
+        check_value("--temperature", temperature, **TEMPERATURE)
         self.temperature = float(temperature)
 
     def __call__(self, history: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -67,7 +76,7 @@ class TopK:
     """Keep the k largest logits (and any tied with the k-th); the rest become -inf."""
 
     def __init__(self, k: int) -> None:
-        check_value("--top-k", k, kind=int, low=1)
+        check_value("--top-k", k, **TOP_K)
         self.k = k
 
     def __call__(self, history: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -79,7 +88,7 @@ class TopP:
     """Nucleus sampling: keep the smallest set of most likely tokens whose probabilities sum to at least p."""
 
     def __init__(self, p: float) -> None:
-        check_value("--top-p", p, low=0, low_open=True, high=1)
+        check_value("--top-p", p, **TOP_P)
         self.p = float(p)
 
     def __call__(self, history: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -95,7 +104,7 @@ class MinP:
     """Drop tokens whose probability is below p times the most likely token's probability."""
 
     def __init__(self, p: float) -> None:
-        check_value("--min-p", p, low=0, high=1)
+        check_value("--min-p", p, **MIN_P)
         self.p = float(p)
 
     def __call__(self, history: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -112,20 +121,23 @@ class SamplingOptions:
     temperature: float = option(
         1.0, "softmax temperature; 0 is greedy (argmax)", low=0, rule="0 (greedy) or positive"
     )
-    top_k: int | None = option(None, "sample among the k most likely tokens", metavar="K")
+    top_k: int | None = option(None, "sample among the k most likely tokens", metavar="K", low=TOP_K["low"])
     top_p: float | None = option(
         None,
         "nucleus sampling: among the most likely tokens whose probabilities sum to p, 0 < p <= 1",
         metavar="P",
+        **TOP_P,
     )
-    min_p: float | None = option(None, "drop tokens less likely than p times the most likely", metavar="P")
+    min_p: float | None = option(
+        None, "drop tokens less likely than p times the most likely", metavar="P", **MIN_P
+    )
     repetition_penalty: float | None = option(
-        None, "divide the logits of tokens already present by R (> 1 repeats less)", metavar="R"
+        None, "divide the logits of tokens already present by R (> 1 repeats less)", metavar="R", **PENALTY
     )
     length: int = option(400, "tokens to generate", low=1, metavar="N")
     num_samples: int = option(1, "independent samples, generated as one batch", low=1, metavar="K")
     stop: tuple[str, ...] = option((), "end a sample at the first occurrence of this text (repeatable)")
-    seed: int | None = option(None, "random seed: the same seed gives the same text", metavar="S")
+    seed: int | None = seed_option(None, "random seed: the same seed gives the same text")
     processors: tuple[LogitsProcessor, ...] = option(
         (), "your own processors (history, logits) -> logits, applied after the rules above", cli=False
     )
@@ -152,7 +164,7 @@ class SamplingOptions:
         """The processors these options ask for, in Hugging Face's order, without no-ops, then the
         user's own; each refuses an out-of-range argument in one line. Greedy decoding keeps only
         the repetition penalty: the other rules never change the argmax."""
-        check(self)  # types and the bounds declared above; each rule checks its own range
+        check(self)  # the types and bounds declared above (each rule checks its own again when built)
         # every rule is built, greedy or not, so that a bad value is refused either way
         penalty = RepetitionPenalty(self.repetition_penalty) if self.repetition_penalty is not None else None
         top_k = TopK(self.top_k) if self.top_k is not None else None

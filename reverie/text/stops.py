@@ -8,7 +8,8 @@
     print(stop.flush(), end="")           # what was held back, when the stream ended without a stop
 
 The stop string itself is not part of the text (as in the OpenAI API; Hugging Face keeps it).
-Only the generated text is searched, not the prompt.
+Only the generated text is searched, not the prompt. Where a stop is typed (the command line, the
+page), `unescape` reads `\\n` as a new line and `\\t` as a tab.
 """
 
 from __future__ import annotations
@@ -16,6 +17,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reverie.errors import require
+
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
+
+
+def unescape(typed: str) -> str:
+    """A stop sequence as typed: `\\n` is a new line, `\\t` a tab, `\\\\` a backslash; any other
+    character stands for itself."""
+    out, chars = [], iter(typed)
+    for char in chars:
+        if char == "\\":
+            following = next(chars, "")
+            out.append(_ESCAPES.get(following, char + following))
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 class StopText:

@@ -441,6 +441,7 @@ class Trainer:
             self.write_samples(bar)
         self.save(best=is_best)
         self.report_seconds = time.monotonic() - started
+        self._agree(0.0)  # the report took time: measure the budget again before the next step
 
     def write_samples(self, bar: tqdm | None) -> None:
         """`sample_length` tokens at each sample temperature, from a seed window of the corpus (the
@@ -594,8 +595,8 @@ def _train(
     saved: RunConfig | None = None
     saved_options: dict[str, Any] | None = None
     if options.get("resume"):
-        shared = distributed.share_from_main(lambda: json.dumps(RunConfig.load(out).to_json()).encode())
-        saved = RunConfig.from_json(json.loads(shared), out / rundir.CONFIG)
+        shared = distributed.share_from_main(lambda: _config_bytes(out))
+        saved = RunConfig.from_json(json.loads(shared), out / rundir.CONFIG, training=True)
         if saved.state is None or saved.options is None:
             raise ReverieError(f"{out} holds no training state to resume; train a new run into another --out")
         saved_options = dataclasses.asdict(saved.options)
@@ -640,6 +641,11 @@ def _train(
         for name in rundir.RUN_FILES:
             (out / name).unlink(missing_ok=True)
     return trainer.run()
+
+
+def _config_bytes(out: Path) -> bytes:
+    """The run's config, checked, as JSON bytes (what rank 0 hands to the other ranks)."""
+    return json.dumps(RunConfig.load(out, training=True).to_json()).encode()
 
 
 def _check_new_run(out: Path, overwrite: bool) -> bytes:

@@ -41,6 +41,7 @@ from reverie.errors import ReverieError
 from reverie.options import bounds
 from reverie.text import rundir
 from reverie.text.sampling import SamplingOptions
+from reverie.text.stops import unescape
 from reverie.web.settings import WebSettings
 
 DEFAULT_MODEL = "efficientnet_lite0"  # its weights ship with the package, so the page works offline
@@ -50,6 +51,7 @@ QUEUE_SIZE = 100  # waiting jobs beyond this are told the queue is full
 DREAM_PROGRESS = gr.Progress(track_tqdm=True)
 MAX_LENGTH = 100_000  # tokens per generation the page allows
 MAX_SAMPLES = 8
+MAX_TEMPERATURE = 2.0
 # the dream widgets' upper ends (their lower ends and defaults come from DreamOptions)
 MAX_OCTAVES, MAX_ITERATIONS, MAX_STEP, MAX_JITTER = 8, 50, 0.1, 64
 STREAM_INTERVAL_S = 0.05  # the text box is refreshed at most this often while a generation streams
@@ -136,9 +138,8 @@ def format_samples(prompt: str, texts: Sequence[str]) -> str:
 
 
 def stop_sequences(box: str | None) -> list[str]:
-    """The stop box's lines as stop sequences; `\\n` and `\\t` in a line stand for a new line and a tab."""
-    lines = (box or "").split("\n")
-    return [line.replace("\\n", "\n").replace("\\t", "\t") for line in lines if line]
+    """The stop box's lines as stop sequences, typed as on the command line (`\\n` is a new line)."""
+    return [unescape(line) for line in (box or "").split("\n") if line]
 
 
 def generate_text(
@@ -172,10 +173,10 @@ def generate_text(
             prompt,
             length=_whole(length),
             temperature=float(temperature),
-            top_k=_whole(top_k) or None,  # 0 or empty: off
-            top_p=None if top_p is None or top_p >= 1 else float(top_p),
-            min_p=float(min_p) if min_p else None,  # 0 or empty: off
-            repetition_penalty=None if repetition_penalty in (None, 1) else float(repetition_penalty),
+            top_k=_whole(top_k) or None,  # 0 or empty: off (the others' neutral values are off already)
+            top_p=top_p,
+            min_p=min_p,
+            repetition_penalty=repetition_penalty,
             stop=stop_sequences(stop),
             num_samples=count,
             seed=_whole(seed),
@@ -360,6 +361,11 @@ def build_app(settings: WebSettings) -> gr.Blocks:
     def low(name: str) -> float:
         return bounds(reverie.DreamOptions, name)[0] or 0
 
+    def rule_range(name: str, step: float, top: float | None = None) -> tuple[float, float]:
+        """A sampling widget's range: the rule's bounds (an open one a step inside), else `top`."""
+        low_end, high_end = bounds(SamplingOptions, name, step)
+        return low_end or 0, high_end if high_end is not None else top
+
     runs = find_runs(settings.runs)
 
     with gr.Blocks(
@@ -380,15 +386,30 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                 hint = gr.Markdown(no_run_message(settings.runs), visible=not runs)
                 prompt = gr.Textbox(label="Prompt", lines=3, placeholder="the text to continue")
                 temperature = gr.Slider(
-                    0, 2, value=sampling.temperature, step=0.05, label="Temperature (0: greedy)"
+                    *rule_range("temperature", 0.05, MAX_TEMPERATURE),
+                    value=sampling.temperature,
+                    step=0.05,
+                    label="Temperature (0: greedy)",
                 )
                 with gr.Row():
                     top_k = gr.Number(sampling.top_k or 0, label="Top-k (0: off)", precision=0, minimum=0)
-                    top_p = gr.Slider(0.01, 1, value=sampling.top_p or 1.0, step=0.01, label="Top-p (1: off)")
+                    top_p = gr.Slider(
+                        *rule_range("top_p", 0.01),
+                        value=sampling.top_p or 1.0,
+                        step=0.01,
+                        label="Top-p (1: off)",
+                    )
                 with gr.Row():
-                    min_p = gr.Slider(0, 1, value=sampling.min_p or 0.0, step=0.01, label="Min-p (0: off)")
+                    min_p = gr.Slider(
+                        *rule_range("min_p", 0.01),
+                        value=sampling.min_p or 0.0,
+                        step=0.01,
+                        label="Min-p (0: off)",
+                    )
                     repetition_penalty = gr.Number(
-                        sampling.repetition_penalty or 1.0, minimum=0.01, label="Repetition penalty (1: off)"
+                        sampling.repetition_penalty or 1.0,
+                        minimum=rule_range("repetition_penalty", 0.01)[0],
+                        label="Repetition penalty (1: off)",
                     )
                 with gr.Row():
                     length = gr.Number(

@@ -118,6 +118,7 @@ BAD = [
     (["{photo}", "--tile", "0"], "--tile must be a positive integer, got 0"),
     (["{photo}", "--octave-scale", "1"], "--octave-scale must be above 1"),
     (["{photo}", "--octave-scale", "0.7"], "--octave-scale must be above 1"),
+    (["{photo}", "--seed", "-5"], "--seed must be a whole number"),
     (["{photo}", "--jitter", "-1"], "--jitter must be zero or a positive integer, got -1"),
     (["{photo}", "{tmp}/missing/out.png"], "output folder .* does not exist"),
     (["{photo}", "{photo}"], "is the input image"),

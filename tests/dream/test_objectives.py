@@ -129,9 +129,9 @@ def test_check_refuses_unknown_layers_and_channels(tiny):
 
 
 def test_channels_join_or_replace_the_layers(tiny):
-    alone = parse_objective(tiny, channels="b:1,2")
+    alone = parse_objective(tiny, channels=parse_channels("b:1,2"))
     assert alone.layers == ("b",) and alone.channels == {"b": [1, 2]}
-    both = parse_objective(tiny, layers="c:2", channels={"b": [1]})
+    both = parse_objective(tiny, layers=parse_layers("c:2"), channels={"b": [1]})
     assert both.layers == ("c", "b") and both.channels == {"b": [1]}
     assert repr(both) == "2 * layer('c') + channel('b', [1])"
     assert parse_objective(tiny).layers == ("b", "c")  # the model's own dream_layers
@@ -194,7 +194,7 @@ def test_a_guide_is_bound_to_the_dreamers_net(tiny):
 
 def test_a_guide_and_channels_are_refused_together(tiny):
     with pytest.raises(ReverieError, match="give --guide or --channels, not both"):
-        parse_objective(tiny, channels="c:1", guide=smooth_image(40, 40))
+        parse_objective(tiny, channels={"c": [1]}, guide=smooth_image(40, 40))
     with pytest.raises(ReverieError, match="the guide image is 8x8; it needs at least 9 pixels"):
         too_small = guide("d", smooth_image(8, 8))
         dream_octaves(smooth_image(32, 32), model=tiny, objective=too_small, progress=False)

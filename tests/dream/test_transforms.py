@@ -143,3 +143,12 @@ def test_transforms_and_their_options_together_are_refused(tiny):
         dream_octaves(smooth_image(32, 32), model=tiny, transforms=[lambda x: x], progress=False)
     with pytest.raises(ReverieError, match="jitter must be zero or a positive integer"):
         Jitter(-1)
+
+
+def test_one_transform_is_taken_as_a_list_of_one(tiny):
+    image = smooth_image(40, 40)
+    one = dream_octaves(image, model=tiny, transforms=Jitter(3), octaves=1, iterations=2, progress=False)
+    listed = dream_octaves(image, model=tiny, transforms=[Jitter(3)], octaves=1, iterations=2, progress=False)
+    assert np.array_equal(np.asarray(one.image), np.asarray(listed.image))
+    with pytest.raises(ReverieError, match="--jitter must be zero or a positive integer"):
+        Jitter(-1)

@@ -138,6 +138,9 @@ def test_generate_stops_at_a_stop_sequence(tiny_run: Path, capsys: pytest.Captur
     code, cut, err = run([*base, "--stop", stop, "--stop", "zzz", *neutral], capsys)
     assert code == 0, err
     assert cut == "A" + text[: text.index(stop)] + "\n"
+    code, line, err = run([*base, "--stop", "\\n"], capsys)  # typed as backslash-n: a new line
+    assert code == 0, err
+    assert line == "A" + text.split("\n")[0] + "\n"
 
 
 def test_bad_corpora(tmp_path: Path, capsys: pytest.CaptureFixture):
@@ -187,6 +190,7 @@ def test_named_corpus_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
         (["--sample-temperatures", "-1"], "--sample-temperatures must be zero"),
         (["--val-fraction", "1"], "--val-fraction"),
         (["--encoding", "klingon"], "unknown encoding"),
+        (["--seed", "-1"], "--seed must be a whole number in [0, 2**63 - 1], got -1"),
     ],
 )
 def test_bad_train_options(
@@ -208,6 +212,7 @@ def test_bad_train_options(
         (["--top-k", "0"], "--top-k"),
         (["--num-samples", "0"], "--num-samples"),
         (["--stop", ""], "stop sequences must be non-empty strings"),
+        (["--seed", str(2**64)], "--seed must be a whole number in [0, 2**63 - 1]"),
         (["--prompt", "caf\u00e9 \u20ac"], "not in the model's vocabulary: '\u00e9', '\u20ac'"),
     ],
 )

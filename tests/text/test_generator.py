@@ -60,7 +60,7 @@ def test_several_samples_run_as_a_batch(tiny_run: Path):
     assert model.generate_batch("A", length=15, num_samples=1, seed=0) == [
         model.generate("A", length=15, seed=0)
     ]
-    with pytest.raises(ReverieError, match="use stream_batch for several"):
+    with pytest.raises(ReverieError, match="use stream_batch or generate_batch for several"):
         model.stream("A", num_samples=3)
 
 
@@ -181,3 +181,15 @@ def test_a_run_without_validation_loads_its_latest_weights(tmp_path: Path):
     result = train(str(corpus), tmp_path / "run", steps=2, val_fraction=0.0, **TINY)
     assert result.val_loss is None and not (tmp_path / "run" / "best.safetensors").exists()
     assert len(reverie.load(tmp_path / "run").generate("A", length=4, seed=0)) == 4
+
+
+def test_a_run_whose_training_sections_this_version_cannot_read_still_generates(
+    tiny_run: Path, tmp_path: Path
+):
+    run = copy_run(tiny_run, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    config["options"]["a_future_option"] = 1  # what a later version might write
+    (run / "config.json").write_text(json.dumps(config))
+    assert len(reverie.load(run).generate("A", length=5, seed=0)) == 5
+    with pytest.raises(ReverieError, match="'options' section .* does not fit this version"):
+        train(str(run / "missing.txt"), run, resume=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reverie.errors import ReverieError
-from reverie.text.stops import StopText
+from reverie.text.stops import StopText, unescape
 
 
 def feed_all(stop: StopText, pieces: list[str]) -> tuple[list[str], bool]:
@@ -45,3 +45,18 @@ def test_no_stops_passes_everything_through():
 def test_bad_stops_are_refused(stops):
     with pytest.raises(ReverieError, match="stop sequences must be non-empty strings"):
         StopText(stops)
+
+
+@pytest.mark.parametrize(
+    "typed, meant",
+    [
+        ("\\n\\n", "\n\n"),
+        ("a\\tb", "a\tb"),
+        ("c:\\\\x", "c:\\x"),
+        ("end\\", "end\\"),
+        ("\\q", "\\q"),
+        ("plain", "plain"),
+    ],
+)
+def test_typed_stops_read_backslash_n_as_a_new_line(typed, meant):
+    assert unescape(typed) == meant
