@@ -1,10 +1,10 @@
-"""Checkpoints: safetensors for tensors, JSON for everything else; never pickle.
+"""Checkpoint files: safetensors for tensors, JSON for everything else; never pickle.
 
-A checkpoint is a pair of files written atomically (temporary file, then rename), so an
-interrupted save never destroys the previous one:
-
-    model.safetensors   tensors (weights, optimizer moments, RNG states)
-    config.json         {"format": "reverie", "format_version": N, ...} plus any JSON data
+Every file is written durably and atomically: to a temporary file beside it, flushed to disk,
+renamed over the old one, and the folder's entry flushed too, so a crash or a kill at any instant
+leaves either the old file or the new one, never half of one, and a power cut does not undo a
+rename the program already relied on. JSON sidecars carry a header,
+`{"format": "reverie", "format_version": N, ...}`, checked when they are read.
 
 Nested Python structures holding tensors (an optimizer's state_dict, RNG states) are stored with
 `split_tensors` / `join_tensors`: tensors go to safetensors under dotted keys, the rest to JSON
@@ -29,8 +29,11 @@ from safetensors.torch import load, save
 from reverie.errors import ReverieError
 
 FORMAT = "reverie"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a run's weight files are named by their content (reverie.text.rundir)
+READABLE_VERSIONS = (1, 2)
 TENSOR_TAG = "__tensor__"
+TEMP_SUFFIX = ".tmp"
+MAX_JSON_BYTES = 64 << 20  # a bigger sidecar is not one reverie wrote
 
 
 def _process_umask() -> int:
@@ -43,35 +46,62 @@ _UMASK = _process_umask()
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
-    """A temporary path beside `path` to write the new file to: when the block ends it replaces
-    `path` in one rename (so readers and an interrupted save never see half a file); if the block
-    raises, it is removed and `path` is untouched. The file gets the permissions a plain new file
-    would (mkstemp makes it owner-only). `suffix` keeps an extension that picks a format."""
+def atomic_path(path: Path, suffix: str = TEMP_SUFFIX) -> Iterator[Path]:
+    """A temporary path beside `path` to write the new file to: when the block ends the file is
+    flushed to disk and replaces `path` in one rename (so readers and an interrupted save never see
+    half a file); if the block raises, it is removed and `path` is untouched. The file gets the
+    permissions a plain new file would (mkstemp makes it owner-only). `suffix` keeps an extension
+    that picks a format; temporary names start with a dot and end with TEMP_SUFFIX (or `suffix`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(handle)
-    os.chmod(tmp, 0o666 & ~_UMASK)
+    tmp = temporary_beside(path, suffix)
     try:
         yield Path(tmp)
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace the text file at `path` in one step."""
+def temporary_beside(path: Path, suffix: str = TEMP_SUFFIX) -> Path:
+    """A new empty file beside `path`, of a name no other writer gets (`.NAME.XXXX` + `suffix`),
+    with the permissions a plain new file would have (mkstemp makes it owner-only)."""
+    handle, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.", suffix=suffix)
+    os.close(handle)
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    return Path(tmp)
+
+
+def _fsync(path: str | Path) -> None:
+    """Flush a file, or a folder's entries, to disk."""
+    flags = os.O_RDONLY | (os.O_DIRECTORY if Path(path).is_dir() else 0)
+    handle = os.open(path, flags)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace the file at `path` with `data` in one step, durably."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8", newline="")
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace the text file at `path` in one step, durably."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def tensor_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    """The safetensors file of `tensors` (on the CPU, contiguous), as bytes."""
+    return save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Write tensors to a safetensors file atomically, with a plain file's permissions."""
-    with atomic_path(path) as tmp:
-        # safetensors writes a new file of its own (owner-only) in place of the one atomic_path made
-        data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
-        tmp.write_bytes(data)
+    write_bytes_atomic(path, tensor_bytes(tensors))
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -105,23 +135,38 @@ def save_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def load_json(path: Path) -> dict[str, Any]:
-    """Read a JSON sidecar, checking that this version of reverie can read it."""
+    """Read a JSON sidecar, checking that this version of reverie can read it; anything else (too
+    big, not JSON, nested without end, another program's file) is refused in one line."""
     path = Path(path)
     if not path.is_file():
         raise ReverieError(f"no checkpoint config at {path}; train one first with `reverie train`")
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise ReverieError(
+            f"{path} is {path.stat().st_size:,} bytes, more than a reverie config "
+            f"({MAX_JSON_BYTES:,} at most); it is not one reverie wrote"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReverieError(f"checkpoint config {path} is corrupted ({exc}); retrain or restore it") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise ReverieError(
+            f"checkpoint config {path} is corrupted ({reason}); retrain or restore it"
+        ) from None
+    if not is_reverie_json(data):
         raise ReverieError(f"{path} is not a reverie checkpoint config")
     version = data.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ReverieError(
-            f"checkpoint {path} has format version {version}, this reverie reads version {FORMAT_VERSION}; "
-            "retrain with this version or use the reverie version that wrote it"
+            f"checkpoint {path} has format version {version}, this reverie reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; retrain with this version or use the reverie version "
+            "that wrote it"
         )
     return data
+
+
+def is_reverie_json(data: Any) -> bool:
+    """Whether parsed JSON carries reverie's header."""
+    return isinstance(data, dict) and data.get("format") == FORMAT
 
 
 def split_tensors(obj: Any, prefix: str) -> tuple[Any, dict[str, torch.Tensor]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import os
 import re
 import socket
@@ -209,14 +210,30 @@ def gather_tensors(local: Mapping[str, torch.Tensor]) -> list[dict[str, torch.Te
     return [{key: parts[key][rank] for key in local} for rank in range(len(next(iter(parts.values()))))]
 
 
-def agree(loss: float, stop: bool, main_fraction: float) -> tuple[float, bool, float]:
+def check_same(value: str, what: str, advice: str) -> None:
+    """Refuse, on every process in one line, a job whose processes disagree on `value` (each
+    computes its own: a corpus fingerprint, say), naming the processes that differ from rank 0."""
+    if not active():
+        return
+    digest = torch.frombuffer(bytearray(hashlib.sha256(value.encode()).digest()), dtype=torch.uint8)
+    parts = all_gather(digest)
+    others = [rank for rank, part in enumerate(parts) if not torch.equal(part, parts[0])]
+    if others:
+        ranks_text = ", ".join(map(str, others))
+        raise ReverieError(f"rank(s) {ranks_text} of {len(parts)} do not have rank 0's {what}; {advice}")
+
+
+def agree(
+    loss: float, stop: bool, main_fraction: float, main_save: bool = False
+) -> tuple[float, bool, float, bool]:
     """After a training step, on every process: the step's loss averaged over the processes,
-    whether any of them was asked to stop, and rank 0's `main_fraction` (the share of the time
-    budget it measured; the others pass 0), so that all stop at the same step with the same
-    learning-rate schedule. Alone, the values themselves."""
+    whether any of them was asked to stop, rank 0's `main_fraction` (the share of the time budget
+    it measured; the others pass 0) and rank 0's `main_save` (a checkpoint is due by its clock), so
+    that all stop and save at the same step with the same learning-rate schedule. Alone, the values
+    themselves."""
     world = dist.get_world_size() if active() else 1
-    total, stops, fraction = all_sum([loss, float(stop), main_fraction])
-    return total / world, stops > 0, fraction
+    total, stops, fraction, save = all_sum([loss, float(stop), main_fraction, float(main_save)])
+    return total / world, stops > 0, fraction, save > 0
 
 
 def broadcast(tensor: torch.Tensor, source: int = 0) -> torch.Tensor:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from reverie.checkpoint import temporary_beside
 from reverie.errors import ReverieError
 
 CHUNK_BYTES = 1 << 20
@@ -72,8 +73,8 @@ def fetch(remote: Remote, dest_dir: Path | None = None, offline_hint: str = "") 
             file=sys.stderr,
         )
     dest_dir.mkdir(parents=True, exist_ok=True)
-    # one partial file per process: several processes (torchrun) may fetch the same file at once
-    partial = dest.with_name(f"{dest.name}.{os.getpid()}.part")
+    # a partial file of its own: several processes (torchrun) or threads (the page) may fetch at once
+    partial = temporary_beside(dest, ".part")
     try:
         _download(remote.url, partial)
     except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException, ValueError) as exc:

@@ -197,6 +197,8 @@ def _bound_words(kind: Any, low: float | None, high: float | None, low_open: boo
         return f"above {_number(low)}" if low_open else f"at least {_number(low)}"
     if low is None:
         return f"below {_number(high)}" if high_open else f"at most {_number(high)}"
+    if kind is int and not high_open:
+        return f"{_bound_words(kind, low, None, low_open, False)} (at most {_number(high)})"
     interval = f"{'(' if low_open else '['}{_number(low)}, {_number(high)}{')' if high_open else ']'}"
     return f"an integer in {interval}" if kind is int else f"in {interval}"
 

@@ -27,6 +27,13 @@ def shakespeare_slice(path: Path, n_chars: int = 30_000) -> Path:
     return path
 
 
+def stored_file(run: Path, role: str = "best") -> Path:
+    """The file a run's config.json names for `role` ("model": the latest weights, "best", "state")."""
+    import json
+
+    return run / json.loads((run / "config.json").read_text())["files"][role]["path"]
+
+
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of `reverie ARGV`, run in this process."""
     code = 0
@@ -38,8 +45,8 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, s
     return code, captured.out, captured.err
 
 
-def run_ranks(args: Sequence[str], nproc: int, timeout_s: float) -> list[str]:
-    """Run `python ARGS` as `nproc` local ranks (one thread each); their stdouts, once all succeeded."""
+def launch_ranks(args: Sequence[str], nproc: int, timeout_s: float) -> list[tuple[int, str, str]]:
+    """Run `python ARGS` as `nproc` local ranks (one thread each); each one's (exit code, stdout, stderr)."""
     processes = distributed.launch(
         list(args),
         nproc,
@@ -53,6 +60,12 @@ def run_ranks(args: Sequence[str], nproc: int, timeout_s: float) -> list[str]:
     finally:
         for process in processes:
             process.kill()
-    for process, (_, err) in zip(processes, outputs):
-        assert process.returncode == 0, err[-3000:]
-    return [out for out, _ in outputs]
+    return [(process.returncode, out, err) for process, (out, err) in zip(processes, outputs)]
+
+
+def run_ranks(args: Sequence[str], nproc: int, timeout_s: float) -> list[str]:
+    """Run `python ARGS` as `nproc` local ranks (one thread each); their stdouts, once all succeeded."""
+    results = launch_ranks(args, nproc, timeout_s)
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+    return [out for _, out, _ in results]

@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,13 +28,19 @@ class Server:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.requests += 1
-                if self.path != "/corpus.txt":
+                if self.path not in ("/corpus.txt", "/slow/corpus.txt"):
                     self.send_error(404)
                     return
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(PAYLOAD)))
                 self.end_headers()
-                self.wfile.write(PAYLOAD)
+                if self.path == "/corpus.txt":
+                    self.wfile.write(PAYLOAD)
+                    return
+                for start in range(0, len(PAYLOAD), 4096):  # in pieces, so two downloads overlap
+                    self.wfile.write(PAYLOAD[start : start + 4096])
+                    self.wfile.flush()
+                    time.sleep(0.01)
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -137,3 +144,23 @@ def test_a_damaged_cached_file_offline_is_refused_not_used(cache: Path) -> None:
         ReverieError, match="could not download .* replace the damaged .* sha256 does not match"
     ):
         hub.fetch(remote)
+
+
+def test_two_first_downloads_at_once_in_one_process_do_not_share_a_partial_file(server: Server, cache: Path):
+    remote = hub.Remote(f"{server.url}/slow/corpus.txt", hashlib.sha256(PAYLOAD).hexdigest(), "corpus.txt")
+    results: list[Path | BaseException] = []
+
+    def fetch() -> None:
+        try:
+            results.append(hub.fetch(remote))
+        except BaseException as exc:  # noqa: BLE001 (the test reports it)
+            results.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert results == [cache / "corpus.txt"] * 2, results
+    assert (cache / "corpus.txt").read_bytes() == PAYLOAD
+    assert [p.name for p in cache.iterdir()] == ["corpus.txt"]  # no partial file left

@@ -59,8 +59,8 @@ def run_train(args: argparse.Namespace) -> None:
     result = train(args.corpus, args.out, **given(args, TrainOptions))
     if ranks().is_main:  # under torchrun every process returns the same result
         print(result.summary(), file=sys.stderr)
-    if result.interrupted:
-        sys.exit(130)
+    if result.exit_code:
+        sys.exit(result.exit_code)
 
 
 # ---- generate ---------------------------------------------------------------------------------------

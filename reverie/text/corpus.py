@@ -156,11 +156,14 @@ def _looks_like_text(path: Path) -> bool:
 def check_encoding(encoding: str, errors: str) -> None:
     """Refuse an unknown `--encoding` or `--errors` value in one line."""
     try:
-        codecs.lookup(encoding)
+        codec = codecs.lookup(encoding)
     except LookupError:
         raise ReverieError(
             f"unknown encoding {encoding!r}; use a Python codec name such as utf-8 or latin-1"
         ) from None
+    # base64, zlib, rot13 ... are codecs too, but turn bytes into bytes, not text
+    if not getattr(codec, "_is_text_encoding", True):
+        raise ReverieError(f"{encoding!r} is not a text encoding; use one such as utf-8 or latin-1")
     try:
         codecs.lookup_error(errors)
     except LookupError:

@@ -1,7 +1,7 @@
 """A trained text model, loaded from its run directory, that writes text: `reverie.load()`.
 
     import reverie
-    model = reverie.load("runs/shakespeare")            # best.safetensors (best validation loss)
+    model = reverie.load("runs/shakespeare")            # the weights with the best validation loss
     print(model.generate("ROMEO:", length=200, temperature=0.8, seed=0))
     for piece in model.stream("ROMEO:", length=200, top_p=0.9, stop=["\\n\\n"]):
         print(piece, end="", flush=True)
@@ -140,16 +140,22 @@ def join_samples(steps: Iterator[list[str]]) -> list[str]:
 
 def load(run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> TextModel:
     """The model a run trained: `checkpoint="best"` (lowest validation loss; the latest weights when
-    the run has no best.safetensors) or `"latest"` (where training stopped)."""
+    the run has no best ones) or `"latest"` (where training stopped)."""
     require(checkpoint in CHECKPOINTS, f"unknown checkpoint {checkpoint!r}; choose best or latest")
     run_dir = Path(run_dir)
-    config = rundir.RunConfig.load(run_dir)
-    name = CHECKPOINTS[checkpoint]
-    if name == rundir.BEST and name not in config.files:
-        name = rundir.MODEL
-    model = build_model(config.model)
-    restore_weights(model, config.load_tensors(run_dir, name), run_dir / name)
     target = resolve_device(device)
+    for attempt in range(2):
+        config = rundir.RunConfig.load(run_dir)
+        role = CHECKPOINTS[checkpoint] if CHECKPOINTS[checkpoint] in config.files else rundir.MODEL
+        try:
+            tensors = config.load_tensors(run_dir, role)
+            break
+        except ReverieError:
+            # a training process may have saved (and removed the old files) between the two reads
+            if attempt or rundir.RunConfig.load(run_dir) == config:
+                raise
+    model = build_model(config.model)
+    restore_weights(model, tensors, config.path_of(run_dir, role))
     return TextModel(model.to(target).eval(), config.tokenizer, target, run_dir)
 
 

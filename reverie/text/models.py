@@ -29,6 +29,13 @@ from reverie.options import MISSING, check, option
 
 KINDS = ("lstm", "gru", "conv")
 INITS = ("torch", "keras")
+# What a config (a flag, or a run's config.json) may ask for: checked before anything is built.
+MAX_WIDTH = 16_384  # --hidden, --embed
+MAX_LAYERS = 64
+MAX_VOCAB = 1 << 24
+MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32 weights, and as much again for each optimizer moment
+MAX_RECEPTIVE_FIELD = 1 << 16
+PREFILL_CHUNK = 1024  # tokens a prompt is read in at a time (memory for one chunk, whatever its length)
 
 # A model's state: LSTM (h, c), GRU h, conv a tuple of per-layer caches; None means fresh.
 State = Any
@@ -46,19 +53,39 @@ class ModelConfig:
     """
 
     kind: str = option("lstm", "model kind", choices=KINDS)
-    vocab_size: int = option(MISSING, "tokens in the vocabulary", low=1, cli=False)
-    embed: int = option(64, "token embedding size; 0 feeds one-hot vectors as the book does", low=0)
-    hidden: int = option(448, "hidden units (conv: channels)", low=1)
-    layers: int = option(2, "layers", low=1)
+    vocab_size: int = option(MISSING, "tokens in the vocabulary", low=1, high=MAX_VOCAB, cli=False)
+    embed: int = option(
+        64, "token embedding size; 0 feeds one-hot vectors as the book does", low=0, high=MAX_WIDTH
+    )
+    hidden: int = option(448, "hidden units (conv: channels)", low=1, high=MAX_WIDTH)
+    layers: int = option(2, "layers", low=1, high=MAX_LAYERS)
     dropout: float = option(
         0.0, "dropout between layers and before the output", low=0, high=1, high_open=True
     )
-    kernel_size: int = option(3, "conv model: kernel size (layer i has dilation 2**i)", low=2)
+    kernel_size: int = option(3, "conv model: kernel size (layer i has dilation 2**i)", low=2, high=64)
     init: str = option("torch", "weight initialization: PyTorch's or Keras' defaults", choices=INITS)
 
     def validate(self) -> None:
-        """Refuse a configuration that cannot build a model, in one line."""
+        """Refuse a configuration that cannot build a model, or would build one too big to hold
+        (checked before any weight is allocated), in one line."""
         check(self)
+        field = receptive_field(self)
+        if field is not None and field > MAX_RECEPTIVE_FIELD:
+            raise ReverieError(
+                f"a conv model of {self.layers} layers of kernel {self.kernel_size} sees {field:,} tokens, "
+                f"more than reverie's limit of {MAX_RECEPTIVE_FIELD:,} (its cache grows with them); "
+                "use fewer --layers"
+            )
+        count = self.num_parameters()
+        if count > MAX_PARAMETERS:
+            raise ReverieError(
+                f"the model would have {count:,} parameters ({4 * count / 1e9:.1f} GB), more than reverie's "
+                f"limit of {MAX_PARAMETERS:,}; use a smaller --hidden, --layers or --embed, or fewer words"
+            )
+
+    def num_parameters(self) -> int:
+        """How many parameters the model has, from its shape alone (nothing is built)."""
+        return _model_class(self).parameter_count(self)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -104,7 +131,12 @@ def state_tensors(state: State) -> list[torch.Tensor]:
 
 
 class LanguageModel(nn.Module):
-    """Base class: `forward(tokens, state) -> (logits, state)` over token ids."""
+    """Base class: `forward(tokens, state) -> (logits, state)` over token ids.
+
+    A subclass defines `features` (ids and state to the last hidden layer) and `logits` (that layer
+    to next-token logits); `forward` is one then the other, and `prefill` reads a long prompt in
+    chunks and runs `logits` on its last position only.
+    """
 
     config: ModelConfig
     state_batch_dim = 0  # the batch dimension of every tensor in the state (training splits it by rank)
@@ -126,6 +158,37 @@ class LanguageModel(nn.Module):
         if self.embedding is not None:
             return self.embedding(tokens)
         return F.one_hot(tokens, self.config.vocab_size).to(torch.get_default_dtype())
+
+    def features(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
+        """(B, T) ids and a state -> the last hidden layer (B, T, H) and the state after the tokens."""
+        raise NotImplementedError
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer (..., H) -> next-token logits (..., vocab)."""
+        raise NotImplementedError
+
+    def forward(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
+        hidden, state = self.features(tokens, state)
+        return self.logits(hidden), state
+
+    def prefill(
+        self, tokens: torch.Tensor, state: State = None, chunk: int = PREFILL_CHUNK
+    ) -> tuple[torch.Tensor, State]:
+        """Read `tokens` (B, T), `chunk` at a time, and return the logits after the last (B, vocab)
+        and the state there: forward's last position, in the memory of one chunk whatever T."""
+        for start in range(0, tokens.shape[1], chunk):
+            hidden, state = self.features(tokens[:, start : start + chunk], state)
+        return self.logits(hidden[:, -1]), state
+
+    @staticmethod
+    def parameter_count(config: ModelConfig) -> int:
+        """The number of parameters a model of `config` has, without building it (what the size
+        limit checks; tests hold it against the built model's)."""
+        raise NotImplementedError
+
+    def repeat_state(self, state: State, times: int) -> State:
+        """A state of batch 1 for `times` streams (each continuing the same text)."""
+        return map_state(state, lambda t: t.repeat_interleave(times, dim=self.state_batch_dim))
 
     def stepper(self, state: State) -> Stepper:
         """A function that continues from `state` one token per call: (B,) ids -> (B, vocab)
@@ -203,13 +266,25 @@ class RecurrentLM(LanguageModel):
                 with torch.no_grad():
                     getattr(self.rnn, f"bias_ih_l{layer}")[hidden : 2 * hidden] = 1.0
 
-    def forward(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
+    @staticmethod
+    def parameter_count(config: ModelConfig) -> int:
+        gates = 4 if config.kind == "lstm" else 3
+        size, hidden = config.embed or config.vocab_size, config.hidden
+        recurrent = gates * hidden * (size + hidden + 2) + (config.layers - 1) * gates * hidden * (
+            2 * hidden + 2
+        )
+        return config.vocab_size * config.embed + recurrent + (hidden + 1) * config.vocab_size
+
+    def features(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         inputs = self.embed_tokens(tokens)
         # bfloat16 autocast makes nn.LSTM return a bfloat16 state; keep the state in the inputs'
         # dtype so it carries over between calls inside and outside autocast
         state = map_state(state, lambda t: t.to(inputs.dtype))
         output, state = self.rnn(inputs, state)
-        return self.head(self.drop(output)), map_state(state, lambda t: t.to(inputs.dtype))
+        return output, map_state(state, lambda t: t.to(inputs.dtype))
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(hidden))
 
     def stepper(self, state: State) -> Stepper:
         if self.config.kind == "lstm":
@@ -359,22 +434,34 @@ class ConvLM(LanguageModel):
         """How many tokens (the current one included) can influence a prediction."""
         return receptive_field(self.config)
 
-    def forward(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
+    @staticmethod
+    def parameter_count(config: ModelConfig) -> int:
+        size, hidden, k = config.embed or config.vocab_size, config.hidden, config.kernel_size
+        block = 2 * hidden + (k * hidden + 1) * 2 * hidden + (hidden + 1) * hidden
+        head = 2 * hidden + (hidden + 1) * config.vocab_size
+        return config.vocab_size * config.embed + (size + 1) * hidden + config.layers * block + head
+
+    def features(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         x = self.inp(self.embed_tokens(tokens))
         caches = state if state is not None else (None,) * len(self.blocks)
         new_caches = []
         for block, cache in zip(self.blocks, caches):
             x, cache = block(x, cache)
             new_caches.append(cache)
-        return self.head(self.norm(x)), tuple(new_caches)
+        return x, tuple(new_caches)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(hidden))
+
+
+def _model_class(config: ModelConfig) -> type[LanguageModel]:
+    return ConvLM if config.kind == "conv" else RecurrentLM
 
 
 def build_model(config: ModelConfig) -> LanguageModel:
     """The model that `config` describes, freshly initialized (seed torch first for repeatability)."""
     config.validate()
-    if config.kind == "conv":
-        return ConvLM(config)
-    return RecurrentLM(config)
+    return _model_class(config)(config)
 
 
 def receptive_field(config: ModelConfig) -> int | None:

@@ -23,7 +23,7 @@ from reverie.errors import ReverieError, require
 from reverie.options import check, check_value, flag, option
 from reverie.rng import seed_option
 from reverie.text.corpus import check_encoding
-from reverie.text.models import ModelConfig, shape_option
+from reverie.text.models import MAX_VOCAB, ModelConfig, shape_option
 from reverie.text.tokenizer import LEVELS
 
 DEFAULT_EPOCHS = 10  # when no --epochs, --steps or --minutes is given
@@ -77,7 +77,10 @@ class TrainOptions:
     level: str = option("char", "tokens are characters or words (words and punctuation)", choices=LEVELS)
     lower: bool = option(False, "lowercase the text")
     max_vocab: int | None = option(
-        None, f"word level: keep this many tokens, the rest become <unk> (default {WORD_MAX_VOCAB})", low=2
+        None,
+        f"word level: keep this many tokens, the rest become <unk> (default {WORD_MAX_VOCAB})",
+        low=2,
+        high=MAX_VOCAB,
     )
     encoding: str = option("utf-8", "text encoding of the corpus files")
     errors: str = option("strict", "what to do with undecodable bytes: strict, replace or ignore")
@@ -103,9 +106,11 @@ class TrainOptions:
         "target); windows: the book's independent windows",
         choices=BATCHINGS,
     )
-    seq_len: int = option(32, "tokens per training sequence (backprop length, or window length)", low=1)
+    seq_len: int = option(
+        32, "tokens per training sequence (backprop length, or window length)", low=1, high=1 << 16
+    )
     window_step: int = option(3, "windows batching: one window every this many tokens", low=1)
-    batch_size: int = option(32, "sequences per batch", low=1)
+    batch_size: int = option(32, "sequences per batch", low=1, high=1 << 16)
     # optimization
     optimizer: str = option("adamw", "adamw, or rmsprop as Keras does it (the book's)", choices=OPTIMIZERS)
     lr: float = option(4e-3, "peak learning rate", **POSITIVE)
@@ -141,6 +146,12 @@ class TrainOptions:
         (0.2, 0.5, 1.0, 1.2), "temperatures of the samples written while training"
     )
     sample_length: int = option(400, "tokens per sample written while training", low=1)
+    save_every: int | None = option(
+        None, "also save a checkpoint every this many steps (between evaluations)", low=1, metavar="STEPS"
+    )
+    save_every_minutes: float = option(
+        10.0, "also save a checkpoint at least this often (0: only at evaluations)", low=0, metavar="MINUTES"
+    )
     progress: bool = option(
         True, "show a progress bar (samples and validation losses are printed either way)"
     )
@@ -179,6 +190,8 @@ RESUME_OVERRIDABLE = frozenset(
         "sample_every",
         "sample_temperatures",
         "sample_length",
+        "save_every",
+        "save_every_minutes",
         "progress",
         "resume",
     }

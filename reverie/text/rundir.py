@@ -1,54 +1,69 @@
-"""A training run's directory: its files, and `RunConfig`, the one schema of its config.json.
+"""A training run's directory: its files, `RunConfig` (the one schema of its config.json), and
+`RunLock` (one process at a time).
 
     RUN_DIR/
-      config.json         RunConfig: model config, tokenizer, corpus fingerprint, train options and
-                          state, and the sha256 of each .safetensors file below
-      model.safetensors   the latest weights
-      best.safetensors    the weights with the best validation loss
-      state.safetensors   optimizer moments, RNG states, carried hidden state (for --resume)
-      metrics.csv         one row per step (train loss) and per evaluation (validation loss)
-      loss.png            train and validation curves
-      samples.txt         text sampled during training
+      config.json                config: model, tokenizer, corpus fingerprint, options, training
+                                 state, and which weight files it goes with (name and sha256)
+      weights-<sha>.safetensors  the latest weights, and the weights with the best validation loss
+                                 (one file when they are the same)
+      state-<sha>.safetensors    optimizer moments, RNG states, carried hidden state (for --resume)
+      metrics.csv                one row per step (train loss) and per evaluation (validation loss)
+      loss.png                   train and validation curves
+      samples.txt                text sampled during training
+      .lock                      held while a process trains into the folder
 
-    config = RunConfig.load("runs/shakespeare")      # refuses a missing, corrupt or foreign config
-    weights = config.load_tensors("runs/shakespeare", BEST)   # checked against its sha256
+    config = RunConfig.load("runs/shakespeare")             # refuses a missing, corrupt or foreign config
+    weights = config.load_tensors("runs/shakespeare", BEST)  # checked against its sha256
 
-Every file is written atomically (temporary file, then rename), and config.json last: it names
-the checksums of the weight files it goes with, so a checkpoint whose files do not match (a
-crash between two renames, a truncated copy, a flipped bit) is refused in one line instead of
-being loaded wrong. Everything that reads or writes config.json goes through RunConfig.
+A save never changes a file a previous checkpoint uses: the tensors go to new files named by
+their content's sha256 (written and flushed to disk), then config.json is replaced in one rename,
+and only then are the files no checkpoint refers to any more removed. A kill at any instant
+leaves config.json naming complete files: the previous checkpoint or the new one. Everything
+that reads or writes config.json goes through RunConfig.
 
     python -m reverie.text.rundir RUN_DIR     # print what a run directory holds
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import fcntl
 import hashlib
 import io
+import json
+import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from reverie import checkpoint
-from reverie.errors import ReverieError
-from reverie.hub import sha256_of
+from reverie.errors import ReverieError, require
 from reverie.text.models import ModelConfig
 from reverie.text.options import TrainOptions
 from reverie.text.tokenizer import Tokenizer
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 CONFIG = "config.json"
-MODEL = "model.safetensors"
-BEST = "best.safetensors"
-STATE = "state.safetensors"
 METRICS = "metrics.csv"
 PLOT = "loss.png"
 SAMPLES = "samples.txt"
-RUN_FILES = (CONFIG, MODEL, BEST, STATE, METRICS, PLOT, SAMPLES)
+LOCK = ".lock"
+# the roles of a run's tensor files (config.json's "files" keys), and the name each file kind takes
+MODEL, BEST, STATE = "model", "best", "state"
+KIND = {MODEL: "weights", BEST: "weights", STATE: "state"}
+STORED = re.compile(r"(weights|state)-[0-9a-f]{16}\.safetensors")
+LEGACY = {"model.safetensors": MODEL, "best.safetensors": BEST, "state.safetensors": STATE}  # format 1
+TEMPORARY = re.compile(r"\..+\.(tmp|part)")  # an atomic write that was interrupted
+RUN_FILES = (CONFIG, METRICS, PLOT, SAMPLES, LOCK, *LEGACY)
 
 METRIC_COLUMNS = (
     "step",
@@ -95,6 +110,15 @@ class TrainState:
     rng: Any
     rng_ranks: Any
     carry: Any
+    samples_bytes: int = 0  # the length of samples.txt at this checkpoint (a resumed run cuts what follows)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A tensor file of the run: its name in the folder and its sha256."""
+
+    path: str
+    sha256: str
 
 
 @dataclass
@@ -104,7 +128,7 @@ class RunConfig:
 
     model: ModelConfig
     tokenizer: Tokenizer
-    files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    files: dict[str, Stored] = field(default_factory=dict)  # role (MODEL, BEST, STATE) -> file
     corpus: CorpusInfo | None = None
     options: TrainOptions | None = None
     state: TrainState | None = None
@@ -118,7 +142,7 @@ class RunConfig:
             "corpus": None if self.corpus is None else dataclasses.asdict(self.corpus),
             "options": None if self.options is None else dataclasses.asdict(self.options),
             "state": None if self.state is None else dataclasses.asdict(self.state),
-            "files": dict(self.files),
+            "files": {role: dataclasses.asdict(stored) for role, stored in self.files.items()},
         }
 
     @classmethod
@@ -132,7 +156,7 @@ class RunConfig:
         config = cls(
             model=ModelConfig.from_json(data["model"]),
             tokenizer=Tokenizer.from_json(data["tokenizer"]),
-            files={str(name): str(digest) for name, digest in data["files"].items()},
+            files=_files(data["files"], source),
         )
         if training:
             config.corpus = _section(CorpusInfo, data.get("corpus"), source, "corpus")
@@ -159,35 +183,84 @@ class RunConfig:
             )
         return cls.from_json(checkpoint.load_json(run_dir / CONFIG), run_dir / CONFIG, training)
 
-    def save(self, run_dir: Path, tensors: dict[str, dict[str, torch.Tensor]]) -> None:
-        """Write each `tensors[name]` to RUN_DIR/name, then config.json with their checksums.
-
-        Files not in `tensors` keep their checksum from `files` (e.g. best.safetensors when the
-        validation loss did not improve).
-        """
+    def store(self, run_dir: Path, tensors: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Write each role's tensors to a file named by their sha256 (kept as it is if it exists
+        already) and point `files` at it; no file a checkpoint on disk uses is changed. Roles not
+        in `tensors` keep their file (best when the validation loss did not improve)."""
         run_dir = Path(run_dir)
-        for name, group in tensors.items():
-            checkpoint.save_tensors(run_dir / name, group)
-            self.files[name] = sha256_of(run_dir / name)
-        checkpoint.save_json(run_dir / CONFIG, self.to_json())
+        for role, group in tensors.items():
+            data = checkpoint.tensor_bytes(group)
+            digest = hashlib.sha256(data).hexdigest()  # of the bytes written, not of a file re-read
+            name = f"{KIND[role]}-{digest[:16]}.safetensors"
+            if not _holds(run_dir / name, digest):
+                checkpoint.write_bytes_atomic(run_dir / name, data)
+            self.files[role] = Stored(name, digest)
 
-    def read_checked(self, run_dir: Path, name: str) -> bytes:
-        """The bytes of `name` (e.g. state.safetensors), refused unless they match their sha256."""
-        path = Path(run_dir) / name
-        expected = self.files.get(name)
-        if expected is None or not path.is_file():
+    def commit(self, run_dir: Path) -> None:
+        """Make this the run's checkpoint: replace config.json in one step, then remove the tensor
+        files and interrupted writes that no checkpoint refers to any more."""
+        run_dir = Path(run_dir)
+        checkpoint.save_json(run_dir / CONFIG, self.to_json())
+        used = {stored.path for stored in self.files.values()}
+        for entry in run_dir.iterdir():
+            stale = STORED.fullmatch(entry.name) or entry.name in LEGACY or TEMPORARY.fullmatch(entry.name)
+            if stale and entry.name not in used:
+                entry.unlink(missing_ok=True)
+
+    def save(self, run_dir: Path, tensors: dict[str, dict[str, torch.Tensor]]) -> None:
+        """`store` then `commit`."""
+        self.store(run_dir, tensors)
+        self.commit(run_dir)
+
+    def read_checked(self, run_dir: Path, role: str) -> bytes:
+        """The bytes of the file of `role` (MODEL, BEST, STATE), refused unless they match its sha256."""
+        stored = self.files.get(role)
+        path = Path(run_dir) / (stored.path if stored else f"{role} weights")
+        if stored is None or not path.is_file():
             raise ReverieError(f"no checkpoint at {path}; train one first with `reverie train`")
         data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != expected:
+        if hashlib.sha256(data).hexdigest() != stored.sha256:
             raise ReverieError(
                 f"checkpoint {path} does not match its checksum in {CONFIG}: it is truncated, corrupted or "
-                "from an interrupted save; retrain or restore it"
+                "from an interrupted copy; retrain or restore it"
             )
         return data
 
-    def load_tensors(self, run_dir: Path, name: str) -> dict[str, torch.Tensor]:
-        """Tensors of `name` (e.g. model.safetensors), after checking them against their sha256."""
-        return checkpoint.load_tensor_bytes(self.read_checked(run_dir, name), Path(run_dir) / name)
+    def load_tensors(self, run_dir: Path, role: str) -> dict[str, torch.Tensor]:
+        """Tensors of the file of `role`, after checking them against its sha256."""
+        return checkpoint.load_tensor_bytes(self.read_checked(run_dir, role), self.path_of(run_dir, role))
+
+    def path_of(self, run_dir: Path, role: str) -> Path:
+        """Where the file of `role` is."""
+        return Path(run_dir) / self.files[role].path
+
+
+def _holds(path: Path, digest: str) -> bool:
+    """Whether `path` exists with exactly the bytes of sha256 `digest`."""
+    if not path.is_file():
+        return False
+    return hashlib.sha256(path.read_bytes()).hexdigest() == digest
+
+
+def _files(data: dict[str, Any], source: Path) -> dict[str, Stored]:
+    """config.json's "files": role -> {path, sha256}; format 1 mapped fixed file names to sha256."""
+    files: dict[str, Stored] = {}
+    for key, value in data.items():
+        if isinstance(value, str) and key in LEGACY:
+            files[LEGACY[key]] = Stored(key, value)
+        elif (
+            isinstance(value, dict)
+            and isinstance(value.get("path"), str)
+            and isinstance(value.get("sha256"), str)
+        ):
+            require(
+                Path(value["path"]).name == value["path"] and not value["path"].startswith("."),
+                f"{source} names a weight file outside its folder ({value['path']!r}); it is corrupted",
+            )
+            files[str(key)] = Stored(value["path"], value["sha256"])
+        else:
+            raise ReverieError(f"the 'files' section of {source} is malformed; it is corrupted")
+    return files
 
 
 def _section(cls: type, data: Any, source: Path, key: str) -> Any:
@@ -205,8 +278,124 @@ def _section(cls: type, data: Any, source: Path, key: str) -> Any:
 
 
 def has_run(run_dir: Path) -> bool:
-    """Whether `run_dir` already holds a run (its config.json)."""
-    return (Path(run_dir) / CONFIG).is_file()
+    """Whether `run_dir` holds a reverie run: a config.json with reverie's header (someone else's
+    config.json is not a run)."""
+    path = Path(run_dir) / CONFIG
+    try:
+        if not path.is_file() or path.stat().st_size > checkpoint.MAX_JSON_BYTES:
+            return False
+        return checkpoint.is_reverie_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, RecursionError):
+        return False
+
+
+def foreign_files(run_dir: Path) -> list[str]:
+    """The entries of `run_dir` that a run does not write, sorted (what --overwrite must not delete)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    ours = set(RUN_FILES)
+    return sorted(
+        entry.name
+        for entry in run_dir.iterdir()
+        if entry.name not in ours and not STORED.fullmatch(entry.name) and not TEMPORARY.fullmatch(entry.name)
+    )
+
+
+def check_new_run(run_dir: Path, overwrite: bool) -> None:
+    """Refuse to start a new run in `run_dir` over something already there: a run unless
+    `overwrite`, and anything reverie did not write (a file named like a run's file, or with
+    `overwrite` any other entry, which it would delete)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    if has_run(run_dir) and not overwrite:
+        raise ReverieError(
+            f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to replace it, "
+            "or choose another --out"
+        )
+    if overwrite:
+        others = foreign_files(run_dir)
+        require(
+            not others,
+            f"--overwrite would replace the run in {run_dir}, which also holds {_listed(others)} that "
+            "reverie did not write; move them or choose another --out",
+        )
+    if not has_run(run_dir):
+        clash = [name for name in (CONFIG, METRICS, PLOT, SAMPLES) if (run_dir / name).exists()]
+        require(
+            not clash,
+            f"{run_dir} holds {_listed(clash)}, which a run would write over and reverie did not write; "
+            "choose another --out",
+        )
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove every file a run writes from `run_dir` (--overwrite; check_new_run refused anything else)."""
+    run_dir = Path(run_dir)
+    for entry in run_dir.iterdir():
+        if entry.name != LOCK and (
+            entry.name in RUN_FILES or STORED.fullmatch(entry.name) or TEMPORARY.fullmatch(entry.name)
+        ):
+            entry.unlink(missing_ok=True)
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+class RunLock:
+    """An exclusive lock on a run directory for as long as a process trains into it.
+
+    The lock is an flock on RUN_DIR/.lock, which holds the pid of its owner; the system releases it
+    when the process ends, however it ends, so a killed run never leaves the folder locked. A
+    second process is refused in one line naming the first one's pid. A folder the lock created
+    and nothing else was written to is removed again on release (a refused run leaves nothing).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self._handle: int | None = None
+        self._created = False
+
+    def acquire(self) -> None:
+        self._created = not self.run_dir.exists()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        handle = os.open(self.run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(handle, 32).decode(errors="replace").strip() or "unknown"
+            os.close(handle)
+            raise ReverieError(
+                f"{self.run_dir} is in use by another reverie process (pid {owner}); wait for it to finish, "
+                "stop it, or choose another --out"
+            ) from None
+        os.ftruncate(handle, 0)
+        os.write(handle, str(os.getpid()).encode())
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is None:
+            return
+        if self._created and [entry.name for entry in self.run_dir.iterdir()] == [LOCK]:
+            (self.run_dir / LOCK).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.run_dir.rmdir()
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+        os.close(self._handle)
+        self._handle = None
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.release()
 
 
 # ---- metrics.csv ----
@@ -256,5 +445,5 @@ if __name__ == "__main__":
         f"{target}: {info.model.kind} model, vocab {info.tokenizer.vocab_size}, "
         f"step {state.step if state else '-'}, best val loss {state.best_val_loss if state else '-'}"
     )
-    for file_name in RUN_FILES:
-        print(f"  {file_name:18} {'present' if (target / file_name).exists() else '-'}")
+    for role, stored in info.files.items():
+        print(f"  {role:6} {stored.path}")

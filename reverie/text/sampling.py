@@ -31,6 +31,9 @@ from reverie.errors import ReverieError, require
 from reverie.options import check, check_value, option
 from reverie.rng import seed_option
 
+MAX_PROMPT_TOKENS = 10_000_000
+HISTORY_ROOM = 4096  # tokens the history makes room for at first (it doubles when full)
+
 # (history (B, t) of token ids so far, logits (B, V)) -> logits
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -134,8 +137,8 @@ class SamplingOptions:
     repetition_penalty: float | None = option(
         None, "divide the logits of tokens already present by R (> 1 repeats less)", metavar="R", **PENALTY
     )
-    length: int = option(400, "tokens to generate", low=1, metavar="N")
-    num_samples: int = option(1, "independent samples, generated as one batch", low=1, metavar="K")
+    length: int = option(400, "tokens to generate", low=1, high=10**9, metavar="N")
+    num_samples: int = option(1, "independent samples, generated as one batch", low=1, high=1024, metavar="K")
     stop: tuple[str, ...] = option((), "end a sample at the first occurrence of this text (repeatable)")
     seed: int | None = seed_option(None, "random seed: the same seed gives the same text")
     processors: tuple[LogitsProcessor, ...] = option(
@@ -247,16 +250,23 @@ def generate_tokens(
     """`options.length` new tokens after `prompt_ids` (at least one token), each a LongTensor
     (options.num_samples,), one model step per token.
 
-    Arguments are checked now, before the first token is asked for. The prompt runs through the
-    model once; then `model.stepper` makes each token. The samples run as one batch. The model
-    runs in eval mode under inference_mode; its training flag is restored when the iterator ends
-    or is closed. (Stop sequences are text: see reverie.text.generator.)
+    Arguments are checked now, before the first token is asked for. The prompt is read once, in
+    chunks (`model.prefill`: memory for one chunk, however long it is), for one sample; its state is
+    then copied to every sample, and `model.stepper` makes each token, all samples as one batch. The
+    token history (for the repetition penalty and your processors) grows as tokens are made. The
+    model runs in eval mode under inference_mode; its training flag is restored when the iterator
+    ends or is closed. (Stop sequences are text: see reverie.text.generator.)
     """
     processors = options.rules()
     vocab_size = model.config.vocab_size
     prompt = torch.as_tensor(list(prompt_ids), dtype=torch.long)
     if len(prompt) == 0:
         raise ReverieError("the prompt has no tokens; give at least one to start from")
+    if len(prompt) > MAX_PROMPT_TOKENS:
+        raise ReverieError(
+            f"the prompt has {len(prompt):,} tokens, more than reverie's limit of {MAX_PROMPT_TOKENS:,}; "
+            "give its end only"
+        )
     bad = prompt[(prompt < 0) | (prompt >= vocab_size)]
     if bad.numel():
         raise ReverieError(f"prompt ids {bad.tolist()[:5]} are outside the vocabulary of {vocab_size} tokens")
@@ -266,27 +276,47 @@ def generate_tokens(
     elif generator is not None:
         generator.seed()
     device = next(model.parameters()).device
-    history = torch.zeros(options.num_samples, len(prompt) + options.length, dtype=torch.long)
-    history[:, : len(prompt)] = prompt
-    return _tokens(model, history.to(device), len(prompt), processors, generator)
+    return _tokens(model, prompt.to(device), options, processors, generator)
+
+
+class History:
+    """Every sample's tokens so far, prompt included: a buffer that doubles when it is full."""
+
+    def __init__(self, prompt: torch.Tensor, samples: int, room: int) -> None:
+        self.buffer = prompt.new_zeros(samples, len(prompt) + room)
+        self.buffer[:, : len(prompt)] = prompt
+        self.length = len(prompt)
+
+    def tokens(self) -> torch.Tensor:
+        """(samples, length) of the tokens so far (a view)."""
+        return self.buffer[:, : self.length]
+
+    def append(self, tokens: torch.Tensor) -> None:
+        if self.length == self.buffer.shape[1]:
+            self.buffer = torch.cat([self.buffer, torch.zeros_like(self.buffer)], dim=1)
+        self.buffer[:, self.length] = tokens
+        self.length += 1
 
 
 def _tokens(
     model: nn.Module,
-    history: torch.Tensor,
-    start: int,
+    prompt: torch.Tensor,
+    options: SamplingOptions,
     processors: list[LogitsProcessor],
     generator: torch.Generator | None,
 ) -> Iterator[torch.Tensor]:
+    samples = options.num_samples
     with EvalMode(model):
+        history = History(prompt, samples, room=min(options.length, HISTORY_ROOM))
         step = None
-        for position in range(start, history.shape[1]):
+        for _ in range(options.length):
             with torch.inference_mode():
-                if step is None:  # the prompt, in one call
-                    logits, state = model(history[:, :start])
-                    logits, step = logits[:, -1], model.stepper(state)
+                if step is None:  # the prompt, once, for one sample; then its state for each
+                    logits, state = model.prefill(prompt[None])
+                    logits, state = logits.expand(samples, -1), model.repeat_state(state, samples)
+                    step = model.stepper(state)
                 else:
-                    logits = step(history[:, position - 1])
-                token = sample_next(logits, history[:, :position], processors, generator)
-                history[:, position] = token
+                    logits = step(history.buffer[:, history.length - 1])
+                token = sample_next(logits, history.tokens(), processors, generator)
+                history.append(token)
             yield token.cpu().clone()

@@ -50,7 +50,7 @@ from reverie.checkpoint import join_tensors, load_tensor_bytes, split_tensors
 from reverie.device import autocast, resolve_dtype
 from reverie.distributed import SINGLE, Ranks
 from reverie.errors import ReverieError, require
-from reverie.interrupt import StopRequests
+from reverie.interrupt import EXIT_CODES, StopRequests
 from reverie.text import rundir
 from reverie.text.batches import MAX_EVAL_TOKENS, StreamBatches, WindowBatches, evaluate
 from reverie.text.budget import Budget
@@ -65,12 +65,8 @@ from reverie.text.sampling import SamplingOptions
 from reverie.text.tokenizer import Tokenizer
 
 SAMPLE_PROMPT_TOKENS = 60  # the book's seed length
-STOP_REASONS = {
-    "epochs": "its --epochs",
-    "steps": "its --steps",
-    "minutes": "its --minutes",
-    "interrupted": "Ctrl-C",
-}
+MAX_LOGITS_BYTES = 8 << 30  # one step's output layer (its gradient as much again)
+STOP_REASONS = {"epochs": "its --epochs", "steps": "its --steps", "minutes": "its --minutes"}
 
 
 @dataclass
@@ -85,10 +81,16 @@ class TrainResult:
     best_val_loss: float | None
     stop_reason: str  # "epochs" | "steps" | "minutes" | "interrupted"
     resume_command: str
+    signal: str | None = None  # what interrupted it: "Ctrl-C" or "SIGTERM" (None: another rank's signal)
 
     @property
     def interrupted(self) -> bool:
         return self.stop_reason == "interrupted"
+
+    @property
+    def exit_code(self) -> int:
+        """What the command exits with: 0, or 130 after Ctrl-C and 143 after SIGTERM, as shells do."""
+        return EXIT_CODES.get(self.signal or "Ctrl-C", 130) if self.interrupted else 0
 
     @property
     def val_bits(self) -> float | None:
@@ -97,7 +99,7 @@ class TrainResult:
     def summary(self) -> str:
         """One line: steps, why it stopped, the losses, and where the run is."""
         line = f"reverie: {self.step} steps ({self.epoch:.2f} epochs), "
-        line += f"stopped by {STOP_REASONS[self.stop_reason]}"
+        line += f"stopped by {STOP_REASONS.get(self.stop_reason, self.signal or 'a stop request')}"
         if self.val_loss is not None:
             line += (
                 f"; validation loss {self.val_loss:.4f} nats/token ({self.val_bits:.4f} bits), "
@@ -158,9 +160,11 @@ class Trainer:
         self.report_seconds: float | None = None  # how long the last evaluation and samples took
         self.carry: Any = None
         self.history: list[dict[str, Any]] = []
-        self.files: dict[str, str] = {}
+        self.files: dict[str, rundir.Stored] = {}
         self.stop = StopRequests("stopping after this step and saving" if where.is_main else None)
         self.agreed_stop = False  # with several ranks: whether any was asked to stop, after the last step
+        self.save_due = False  # a checkpoint is due by the clock (--save-every-minutes), as agreed
+        self.last_save = time.monotonic()
         self.phase = "idle"  # "compute" | "update": where a hard Ctrl-C landed
         self.rng_before_step: dict[str, Any] = {}
         elapsed_before = 0.0
@@ -183,7 +187,20 @@ class Trainer:
 
     def _check_lengths(self) -> None:
         options, n_train, n_val = self.options, len(self.train_ids), len(self.val_ids)
-        unit = "characters" if self.corpus.tokenizer.level == "char" else "tokens"
+        tokenizer = self.corpus.tokenizer
+        unit = "characters" if tokenizer.level == "char" else "tokens"
+        require(
+            tokenizer.vocab_size >= 2,
+            f"the corpus has only one distinct {unit[:-1]} ({tokenizer.vocab[0]!r}): there is nothing to "
+            "predict; use a text with some variety",
+        )
+        logits_bytes = 4 * options.batch_size * options.seq_len * tokenizer.vocab_size
+        require(
+            logits_bytes <= MAX_LOGITS_BYTES,
+            f"a step's logits would take {logits_bytes / 1e9:.1f} GB (--batch-size x --seq-len x "
+            f"{tokenizer.vocab_size:,} tokens x 4 bytes), more than reverie's limit of "
+            f"{MAX_LOGITS_BYTES / 1e9:.0f} GB; use a smaller --batch-size, --seq-len or --max-vocab",
+        )
         require(
             n_train > options.seq_len,
             f"the corpus is too short: {n_train} {unit} to train on, shorter than one training window of "
@@ -202,7 +219,9 @@ class Trainer:
         state = saved.state
         assert state is not None
         tensors = self._load_shared(saved, rundir.STATE)
-        restore_weights(self.model, self._load_shared(saved, rundir.MODEL), self.out / rundir.MODEL)
+        restore_weights(
+            self.model, self._load_shared(saved, rundir.MODEL), saved.path_of(self.out, rundir.MODEL)
+        )
         try:
             self.optimizer.load_state_dict(join_tensors(state.optimizer, tensors))
             if self.where.rank == 0:
@@ -234,13 +253,17 @@ class Trainer:
             self.history = [
                 row for row in rundir.read_metrics(self.out / rundir.METRICS) if row["step"] <= self.step
             ]
+            samples = self.out / rundir.SAMPLES
+            if samples.is_file() and samples.stat().st_size > state.samples_bytes:
+                with open(samples, "r+b") as handle:  # samples written after this checkpoint: redone
+                    handle.truncate(state.samples_bytes)
         return float(state.elapsed_s)
 
-    def _load_shared(self, saved: RunConfig, name: str) -> dict[str, torch.Tensor]:
+    def _load_shared(self, saved: RunConfig, role: str) -> dict[str, torch.Tensor]:
         """Tensors of a checkpoint file that rank 0 reads and hands to every rank (the run
         directory need only be on rank 0's machine)."""
-        data = distributed.share_from_main(lambda: saved.read_checked(self.out, name))
-        return load_tensor_bytes(data, self.out / name)
+        data = distributed.share_from_main(lambda: saved.read_checked(self.out, role))
+        return load_tensor_bytes(data, saved.path_of(self.out, role))
 
     def _share_of(self, carry: Any) -> Any:
         """This rank's streams of a saved (global) carried state; None (a fresh state) when the
@@ -264,15 +287,23 @@ class Trainer:
         return min(len(self.val_ids), MAX_EVAL_TOKENS) / (2 * speed) if speed > 0 else 0.0
 
     def _agree(self, loss: float) -> float:
-        """Measure the time budget spent and, with several ranks, agree on it (rank 0's), on a stop
-        and on the step's mean loss, so every rank stops at the same step with the same schedule."""
-        fraction = self.budget.update_time(self.reserve_s()) if self.where.is_main else 0.0
-        if not self.where.distributed:
-            return loss
-        loss, self.agreed_stop, self.budget.time_fraction = distributed.agree(
-            loss, self.stop.requested, fraction
-        )
+        """Measure the time budget spent and whether a checkpoint is due by the clock, and with
+        several ranks agree on both (rank 0's), on a stop and on the step's mean loss, so every rank
+        stops and saves at the same step with the same schedule."""
+        main = self.where.is_main
+        fraction = self.budget.update_time(self.reserve_s()) if main else 0.0
+        minutes = self.options.save_every_minutes
+        self.save_due = main and bool(minutes) and time.monotonic() - self.last_save >= 60 * minutes
+        if self.where.distributed:
+            loss, self.agreed_stop, self.budget.time_fraction, self.save_due = distributed.agree(
+                loss, self.stop.requested, fraction, self.save_due
+            )
         return loss
+
+    def checkpoint_due(self) -> bool:
+        """Whether a checkpoint between evaluations is due: --save-every steps, or the clock."""
+        every = self.options.save_every
+        return bool(every and self.step % every == 0) or self.save_due
 
     def stop_reason(self) -> str | None:
         asked = self.agreed_stop if self.where.distributed else self.stop.requested
@@ -352,6 +383,8 @@ class Trainer:
                             self.report(bar)
                     if options.sample_every and self.step % options.sample_every == 0:
                         self.report(bar)
+                    if self.checkpoint_due() and self.last_eval_step != self.step:
+                        self.save()
                     if self.on_step is not None:
                         self.on_step(self.step, loss)
             except KeyboardInterrupt:
@@ -388,7 +421,8 @@ class Trainer:
         self.save()
         if reason == "interrupted" and self.where.is_main:
             print(
-                f"reverie: stopped at step {self.step} (epoch {self.epoch}); saved {self.out}. "
+                f"reverie: {self.stop.signal_name or 'stopped'}: stopped at step {self.step} "
+                f"(epoch {self.epoch}); saved {self.out}. "
                 f"Resume with: {self.resume_command()}",
                 file=sys.stderr,
             )
@@ -409,6 +443,7 @@ class Trainer:
             self.best_val_loss,
             reason,
             self.resume_command(),
+            self.stop.signal_name,
         )
 
     def report(self, bar: tqdm | None) -> None:
@@ -490,10 +525,11 @@ class Trainer:
         if best:
             groups[rundir.BEST] = weights
         corpus = self.corpus
+        samples = self.out / rundir.SAMPLES
         config = RunConfig(
             model=self.model_config,
             tokenizer=corpus.tokenizer,
-            files=self.files,
+            files=dict(self.files),
             corpus=CorpusInfo(
                 corpus.sources, corpus.fingerprint, len(corpus.ids), len(self.train_ids), len(self.val_ids)
             ),
@@ -515,10 +551,11 @@ class Trainer:
                 rng=rng_json,
                 rng_ranks=ranks_json,
                 carry=carry_json,
+                samples_bytes=samples.stat().st_size if samples.is_file() else 0,
             ),
         )
-        config.save(self.out, groups)
-        self.files = config.files
+        config.store(self.out, groups)
+        # before config.json: a run resumed from the previous checkpoint keeps only its own rows
         rundir.write_metrics(self.out / rundir.METRICS, self.history)
         plot_losses(
             self.history,
@@ -526,6 +563,9 @@ class Trainer:
             title=f"{self.out.name}: {self.model_config.kind} "
             f"{self.model_config.layers}x{self.model_config.hidden}, {corpus.tokenizer.level} level",
         )
+        config.commit(self.out)
+        self.files = config.files
+        self.last_save = time.monotonic()
 
     def _gathered_carry(self) -> Any:
         """The carried state of all ranks' streams, in global order (collective with several ranks)."""
@@ -592,9 +632,34 @@ def _train(
     options: dict[str, Any],
 ) -> TrainResult:
     require(not out.exists() or out.is_dir(), f"--out {out} is a file; pass a directory for the run")
+    resume = bool(options.get("resume"))
+    if not resume:
+        resolve_options(options)  # bad options are refused before anything is read or written
+    lock = rundir.RunLock(out)  # rank 0's: it alone writes the run
+    distributed.share_from_main(lambda: _lock(lock, out, resume))  # a refusal reaches every rank
+    try:
+        return _train_locked(sources, out, where, on_step, options, resume)
+    finally:
+        lock.release()
+
+
+def _lock(lock: rundir.RunLock, out: Path, resume: bool) -> bytes:
+    if not resume or out.is_dir():  # resuming a missing folder: RunConfig.load says so
+        lock.acquire()
+    return b""
+
+
+def _train_locked(
+    sources: list[str],
+    out: Path,
+    where: Ranks,
+    on_step: Callable[[int, float], None] | None,
+    options: dict[str, Any],
+    resume: bool,
+) -> TrainResult:
     saved: RunConfig | None = None
     saved_options: dict[str, Any] | None = None
-    if options.get("resume"):
+    if resume:
         shared = distributed.share_from_main(lambda: _config_bytes(out))
         saved = RunConfig.from_json(json.loads(shared), out / rundir.CONFIG, training=True)
         if saved.state is None or saved.options is None:
@@ -604,7 +669,8 @@ def _train(
             saved.options.batch_size, saved.state.world_size, where.world_size, out
         )
     else:
-        distributed.share_from_main(lambda: _check_new_run(out, bool(options.get("overwrite"))))
+        overwrite = bool(options.get("overwrite"))
+        distributed.share_from_main(lambda: rundir.check_new_run(out, overwrite) or b"")
     resolved = resolve_options(options, saved_options)
     tokenizer: Tokenizer | None = saved.tokenizer if saved is not None else None
 
@@ -622,6 +688,11 @@ def _train(
 
     # a named corpus is downloaded, a big one encoded into the cache, once per machine
     tokens = distributed.local_first(where, read_corpus)
+    distributed.check_same(
+        f"{tokens.fingerprint} {len(tokens.ids)} {tokens.tokenizer.to_json()}",
+        "corpus (its files, their bytes, or the settings that tokenize them)",
+        "give every process the same corpus files",
+    )
     if saved is not None:
         trained_on = saved.corpus.fingerprint if saved.corpus is not None else None
         require(
@@ -638,23 +709,13 @@ def _train(
             "--minutes with --resume to train on",
         )
     elif resolved.overwrite and where.is_main:
-        for name in rundir.RUN_FILES:
-            (out / name).unlink(missing_ok=True)
+        rundir.clear_run(out)
     return trainer.run()
 
 
 def _config_bytes(out: Path) -> bytes:
     """The run's config, checked, as JSON bytes (what rank 0 hands to the other ranks)."""
     return json.dumps(RunConfig.load(out, training=True).to_json()).encode()
-
-
-def _check_new_run(out: Path, overwrite: bool) -> bytes:
-    if rundir.has_run(out) and not overwrite:
-        raise ReverieError(
-            f"{out} already holds a run; pass --resume to continue it, --overwrite to replace it, "
-            "or choose another --out"
-        )
-    return b""
 
 
 def per_rank_batch_size(batch_size: int, trained_world_size: int, world_size: int, out: Path) -> int:

@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from helpers import run_cli, shakespeare_slice
+from helpers import run_cli, shakespeare_slice, stored_file
 
 from reverie.hub import Remote
 from reverie.text import corpus as corpus_module
@@ -158,6 +158,9 @@ def test_bad_corpora(tmp_path: Path, capsys: pytest.CaptureFixture):
         ["train", str(binary), "--out", out], capsys, "latin1.txt", "byte 3", "--encoding", "--errors replace"
     )
     refused(["train", "no-such-corpus", "--out", out], capsys, "no-such-corpus", "shakespeare")
+    same = tmp_path / "same.txt"
+    same.write_text("a" * 5000)
+    refused(["train", str(same), "--out", out], capsys, "only one distinct character ('a')")
     assert not Path(out).exists()
 
 
@@ -191,6 +194,11 @@ def test_named_corpus_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
         (["--val-fraction", "1"], "--val-fraction"),
         (["--encoding", "klingon"], "unknown encoding"),
         (["--seed", "-1"], "--seed must be a whole number in [0, 2**63 - 1], got -1"),
+        (["--encoding", "base64"], "'base64' is not a text encoding"),
+        (["--hidden", "100000"], "--hidden must be a positive integer (at most 16384), got 100000"),
+        (["--hidden", "16384", "--layers", "64"], "more than reverie's limit of 1,000,000,000"),
+        (["--model", "conv", "--layers", "40"], "more than reverie's limit of 65,536"),
+        (["--batch-size", "60000", "--seq-len", "60000"], "a step's logits would take"),
     ],
 )
 def test_bad_train_options(
@@ -213,6 +221,8 @@ def test_bad_train_options(
         (["--num-samples", "0"], "--num-samples"),
         (["--stop", ""], "stop sequences must be non-empty strings"),
         (["--seed", str(2**64)], "--seed must be a whole number in [0, 2**63 - 1]"),
+        (["--length", "10000000000"], "--length must be a positive integer (at most 1000000000)"),
+        (["--num-samples", "100000"], "--num-samples must be a positive integer (at most 1024)"),
         (["--prompt", "caf\u00e9 \u20ac"], "not in the model's vocabulary: '\u00e9', '\u20ac'"),
     ],
 )
@@ -237,10 +247,12 @@ def test_generate_without_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFix
         ("version", "format version 7"),
         ("garbage-config", "corrupted"),
         ("no-weights", "no checkpoint at"),
+        ("huge-model", "more than reverie's limit"),
+        ("nested", "nested too deeply"),
     ],
 )
 def test_damaged_checkpoints(damage: str, needle: str, run_copy: Path, capsys: pytest.CaptureFixture):
-    weights, config = run_copy / "best.safetensors", run_copy / "config.json"
+    weights, config = stored_file(run_copy, "best"), run_copy / "config.json"
     data = weights.read_bytes()
     if damage == "truncate":
         weights.write_bytes(data[:1000])
@@ -250,6 +262,12 @@ def test_damaged_checkpoints(damage: str, needle: str, run_copy: Path, capsys: p
         config.write_text(json.dumps({**json.loads(config.read_text()), "format_version": 7}))
     elif damage == "garbage-config":
         config.write_text("{not json")
+    elif damage == "huge-model":  # a crafted or mistyped config: refused before anything is built
+        data = json.loads(config.read_text())
+        data["model"]["hidden"], data["model"]["layers"] = 16384, 64
+        config.write_text(json.dumps(data))
+    elif damage == "nested":
+        config.write_text('{"format": "reverie", "model": ' + "[" * 100_000 + "]" * 100_000 + "}")
     else:
         weights.unlink()
     before = snapshot(run_copy)

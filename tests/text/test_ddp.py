@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY
-from helpers import run_ranks, shakespeare_slice
+from helpers import launch_ranks, run_ranks, shakespeare_slice
 from safetensors.torch import load_file
 
 from reverie.errors import ReverieError
@@ -128,6 +128,24 @@ def test_two_ranks_equal_one_process_and_resume_across_world_sizes(
     assert len(config["state"]["rng_ranks"]) == then - 1  # every rank's RNG state is saved
     assert all(abs(a - b) < 1e-5 for a, b in zip(train_losses(run), train_losses(tmp_path / "whole")))
     assert len(train_losses(run)) == 8
+
+
+def test_ranks_that_read_different_corpora_all_stop_with_one_line(tmp_path: Path):
+    """Equal vocabularies would train silently on different text; different lengths would fall out
+    of step and hang: rank 0's corpus is the one every rank must have."""
+    text = shakespeare_slice(tmp_path / "a.txt", 8_000).read_text()
+    (tmp_path / "corpus0.txt").write_text(text)
+    (tmp_path / "corpus1.txt").write_text(text[::-1])  # the same characters, another text
+    script = (
+        "import os, sys; from reverie.cli import main; "
+        "main(['train', sys.argv[1] + os.environ['RANK'] + '.txt', '--out', sys.argv[2], '--steps', '2', "
+        "'--device', 'cpu', '--hidden', '8', '--layers', '1', '--no-progress', '--sample-temperatures'])"
+    )
+    results = launch_ranks(["-c", script, str(tmp_path / "corpus"), str(tmp_path / "run")], 2, TIMEOUT_S)
+    for code, _, err in results:
+        assert code == 2, err[-2000:]
+        assert "rank(s) 1 of 2 do not have rank 0's corpus" in err and err.count("\n") == 1, err[-2000:]
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_resumed_run_keeps_its_global_batch():

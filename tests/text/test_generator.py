@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY
-from helpers import shakespeare_slice
+from helpers import shakespeare_slice, stored_file
 
 import reverie
 from reverie.errors import ReverieError
@@ -107,7 +107,7 @@ def test_prompt_characters_not_in_the_vocabulary_are_named(tiny_run: Path):
     [
         ({"length": 0}, "length must be a positive integer"),
         ({"length": -3}, "length must be a positive integer"),
-        ({"num_samples": 0}, "--num-samples must be a positive integer"),
+        ({"num_samples": 0}, "--num-samples must be a positive integer \\(at most 1024\\)"),
         ({"temperature": -0.5}, "temperature"),
         ({"top_p": 0.0}, "--top-p"),
         ({"top_p": 1.5}, "--top-p"),
@@ -143,13 +143,14 @@ def test_refuses_a_directory_without_a_checkpoint(tmp_path: Path):
 
 def test_refuses_truncated_and_corrupted_weights(tiny_run: Path, tmp_path: Path):
     run = copy_run(tiny_run, tmp_path)
-    data = (run / "best.safetensors").read_bytes()
-    (run / "best.safetensors").write_bytes(data[: len(data) // 2])
+    best = stored_file(run, "best")
+    data = best.read_bytes()
+    best.write_bytes(data[: len(data) // 2])
     with pytest.raises(ReverieError, match="truncated, corrupted"):
         reverie.load(run)
     flipped = bytearray(data)
     flipped[len(data) - 10] ^= 0xFF  # a flipped bit in a weight still parses: the checksum catches it
-    (run / "best.safetensors").write_bytes(bytes(flipped))
+    best.write_bytes(bytes(flipped))
     with pytest.raises(ReverieError, match="truncated, corrupted"):
         reverie.load(run)
 
@@ -179,7 +180,10 @@ def test_word_level_model(tmp_path: Path):
 def test_a_run_without_validation_loads_its_latest_weights(tmp_path: Path):
     corpus = shakespeare_slice(tmp_path / "s.txt", 4_000)
     result = train(str(corpus), tmp_path / "run", steps=2, val_fraction=0.0, **TINY)
-    assert result.val_loss is None and not (tmp_path / "run" / "best.safetensors").exists()
+    assert (
+        result.val_loss is None
+        and "best" not in json.loads((tmp_path / "run" / "config.json").read_text())["files"]
+    )
     assert len(reverie.load(tmp_path / "run").generate("A", length=4, seed=0)) == 4
 
 

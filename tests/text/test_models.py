@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from reverie.errors import ReverieError
-from reverie.text.models import ModelConfig, build_model, receptive_field
+from reverie.text.models import ConvLM, ModelConfig, RecurrentLM, build_model, receptive_field
 
 VOCAB = 13
 KINDS = ("lstm", "gru", "conv")
@@ -203,3 +203,63 @@ def test_stepper_continues_like_forward(kind, embed, layers, hidden):
         continued = torch.stack([resumed(tokens[:, t]) for t in range(5, 12)], dim=1)
     torch.testing.assert_close(stepped, whole, atol=1e-5, rtol=0)
     torch.testing.assert_close(continued, whole[:, 5:], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_prefill_in_chunks_equals_the_whole_forward_pass(kind):
+    model = tiny(kind, dropout=0.0).eval()
+    tokens = torch.randint(VOCAB, (2, 53), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits, state = model(tokens)
+        last, chunked_state = model.prefill(tokens, chunk=8)  # 7 chunks, the last of 5 tokens
+        torch.testing.assert_close(last, logits[:, -1], atol=1e-5, rtol=1e-5)
+        next_token = torch.tensor([[3], [4]])
+        torch.testing.assert_close(model(next_token, chunked_state)[0], model(next_token, state)[0])
+
+
+def test_a_state_repeated_for_several_streams_continues_each_the_same():
+    for kind in KINDS:
+        model = tiny(kind, dropout=0.0).eval()
+        with torch.no_grad():
+            _, state = model(torch.tensor([[1, 2, 3]]))
+            repeated = model.repeat_state(state, 3)
+            logits, _ = model(torch.tensor([[5], [5], [5]]), repeated)
+            alone, _ = model(torch.tensor([[5]]), state)
+        assert all(torch.allclose(logits[i], alone[0], atol=1e-6) for i in range(3)), kind
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"kind": "lstm", "embed": 0, "layers": 1},
+        {"kind": "lstm", "embed": 8, "layers": 3},
+        {"kind": "gru", "embed": 5, "layers": 2},
+        {"kind": "conv", "embed": 0, "layers": 2, "kernel_size": 4},
+        {"kind": "conv", "embed": 7, "layers": 3},
+    ],
+)
+def test_the_parameter_count_the_size_limit_uses_is_the_models(config):
+    full = ModelConfig(vocab_size=VOCAB, hidden=12, **config)
+    assert full.num_parameters() == build_model(full).num_parameters()
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"hidden": 200_000}, r"--hidden must be a positive integer \(at most 16384\), got 200000"),
+        ({"hidden": 16_384, "layers": 64}, "parameters .* more than reverie's limit of 1,000,000,000"),
+        (
+            {"kind": "conv", "layers": 40},
+            "sees 2,199,023,255,551 tokens, more than reverie's limit of 65,536",
+        ),
+        ({"vocab_size": 10**9}, r"--vocab-size must be a positive integer \(at most 16777216\)"),
+    ],
+)
+def test_a_config_too_big_to_hold_is_refused_before_anything_is_built(bad, message, monkeypatch):
+    def never_built(*args, **kwargs):
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(RecurrentLM, "__init__", never_built)
+    monkeypatch.setattr(ConvLM, "__init__", never_built)
+    with pytest.raises(ReverieError, match=message):
+        build_model(ModelConfig(**{"kind": "lstm", "vocab_size": VOCAB, **bad}))

@@ -48,7 +48,7 @@ def test_model_options_are_defined_once_in_the_model_config():
 @pytest.mark.parametrize(
     "given, message",
     [
-        ({"hidden": 0}, "--hidden must be a positive integer, got 0"),
+        ({"hidden": 0}, "--hidden must be a positive integer \\(at most 16384\\), got 0"),
         ({"dropout": 1.0}, r"--dropout must be in \[0, 1\), got 1.0"),
         ({"lr": float("nan")}, "--lr must be positive"),
         ({"max_vocab": 1}, "--max-vocab must be an integer of at least 2"),

@@ -229,10 +229,13 @@ class Recorder(torch.nn.Module):
         super().__init__()
         self.model, self.config, self.calls = model, model.config, []
 
-    def forward(self, tokens, state=None):
-        logits, state = self.model(tokens, state)
-        self.calls.append((tokens.shape[1], logits[:, -1].clone()))
+    def prefill(self, tokens, state=None):
+        logits, state = self.model.prefill(tokens, state)
+        self.calls.append((tokens.shape[1], logits.clone()))
         return logits, state
+
+    def repeat_state(self, state, times):
+        return self.model.repeat_state(state, times)
 
     def stepper(self, state):
         step = self.model.stepper(state)
@@ -255,11 +258,12 @@ def test_stateful_generation_matches_full_recompute_for_each_stream(kind):
             recorder, prompt, options(temperature=1.5, length=length, num_samples=streams, seed=0)
         )
     )
-    # the prompt runs once, then one token per step
+    # the prompt runs once (for one sample), then one token per step
     assert [n for n, _ in recorder.calls] == [len(prompt)] + [1] * (length - 1)
     model.eval()
     with torch.no_grad():
         for step, (_, stepped) in enumerate(recorder.calls):
+            stepped = stepped.expand(streams, -1)  # the prompt's logits, once for every sample
             for row in range(streams):
                 context = torch.tensor([prompt + tokens[row][:step]])
                 recomputed = model(context)[0][0, -1]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import TINY
-from helpers import shakespeare_slice
+from helpers import shakespeare_slice, stored_file
 
 import reverie
 from reverie.checkpoint import load_tensors
@@ -46,14 +47,12 @@ def test_training_lowers_the_validation_loss(tiny_run: Path):
 
 def test_run_directory_holds_everything(tiny_run: Path):
     names = {p.name for p in tiny_run.iterdir()}
-    assert names == {
-        "config.json",
-        "model.safetensors",
-        "best.safetensors",
-        "state.safetensors",
-        "metrics.csv",
-        "loss.png",
-    }  # no samples asked for, no temporary files left
+    latest, best, state = (stored_file(tiny_run, role).name for role in ("model", "best", "state"))
+    assert latest == best  # the best validation loss was the last: one file serves both
+    assert re.fullmatch(r"weights-[0-9a-f]{16}\.safetensors", latest)
+    assert re.fullmatch(r"state-[0-9a-f]{16}\.safetensors", state)
+    # no samples asked for, no temporary files or older checkpoints left; .lock is the run's lock
+    assert names == {"config.json", latest, state, "metrics.csv", "loss.png", ".lock"}
     assert (tiny_run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["format"] == "reverie" and config["model"]["hidden"] == 32
@@ -99,10 +98,11 @@ def test_resume_continues_the_same_run(tmp_path: Path, batching: str, kind: str)
     assert second.step == whole.step == 20 and second.stop_reason == "steps"
     assert whole.train_loss == second.train_loss
     assert train_losses(tmp_path / "whole") == train_losses(tmp_path / "split")
-    for name in ("model.safetensors", "state.safetensors"):
-        a, b = load_tensors(tmp_path / "whole" / name), load_tensors(tmp_path / "split" / name)
+    for role in ("model", "state"):
+        a, b = (load_tensors(stored_file(tmp_path / run, role)) for run in ("whole", "split"))
         assert a.keys() == b.keys()
-        assert all(torch.equal(a[key], b[key]) for key in a), name
+        assert all(torch.equal(a[key], b[key]) for key in a), role
+    assert stored_file(tmp_path / "whole", "model").name == stored_file(tmp_path / "split", "model").name
     assert whole.val_loss == second.val_loss
 
 
@@ -121,6 +121,52 @@ def test_ctrl_c_saves_a_loadable_checkpoint(tmp_path: Path, capsys: pytest.Captu
     model = reverie.load(tmp_path / "run")
     assert len(model.generate("the", length=5, seed=0)) == 5
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler put back
+
+
+def test_sigterm_saves_prints_the_resume_command_and_exits_143(tmp_path: Path):
+    """What `docker stop`, Slurm preemption or torchrun's teardown send: treated as a first Ctrl-C."""
+    import subprocess
+    import sys
+    import time
+
+    corpus = str(shakespeare_slice(tmp_path / "s.txt", 8_000))
+    run = tmp_path / "run"
+    tiny = ["--hidden", "16", "--layers", "1", "--embed", "8", "--device", "cpu", "--dtype", "float32"]
+    argv = [sys.executable, "-m", "reverie", "train", corpus, "--out", str(run), "--steps", "100000"]
+    argv += [*tiny, "--no-progress", "--sample-temperatures", "--save-every", "5"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not rundir.has_run(run) and time.monotonic() < deadline:  # saved every 5 steps: training
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143, err
+    assert "SIGTERM: stopping after this step and saving" in err
+    assert f"Resume with: reverie train {corpus} --out {run} --resume" in err
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    step = json.loads((run / "config.json").read_text())["state"]["step"]
+    assert step >= 5
+    assert train(corpus, run, resume=True, steps=step + 3, progress=False).step == step + 3
+
+
+def test_checkpoints_between_evaluations_every_n_steps_and_every_m_minutes(tmp_path: Path):
+    corpus = str(shakespeare_slice(tmp_path / "s.txt", 8_000))
+
+    def saved_step(run: Path) -> int | None:
+        config = run / "config.json"
+        return json.loads(config.read_text())["state"]["step"] if config.exists() else None
+
+    seen: list[int | None] = []
+    on_step = lambda step, loss: seen.append(saved_step(tmp_path / "run"))
+    train(corpus, tmp_path / "run", steps=9, save_every=3, save_every_minutes=0, on_step=on_step, **TINY)
+    assert seen == [None, None, 3, 3, 3, 6, 6, 6, 9]  # saved at steps 3, 6 and 9, nothing between
+    seen.clear()
+    on_step = lambda step, loss: seen.append(saved_step(tmp_path / "often"))
+    train(corpus, tmp_path / "often", steps=4, save_every_minutes=1e-9, on_step=on_step, **TINY)
+    assert seen == [1, 2, 3, 4]  # the clock says a save is due after every step
 
 
 def test_resume_refusals_leave_the_run_untouched(tmp_path: Path):

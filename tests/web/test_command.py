@@ -52,7 +52,7 @@ def test_serve_prints_its_url_and_serves_the_page_until_ctrl_c(tmp_path: Path) -
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--port", "70000"], "--port must be an integer in [1, 65535], got 70000"),
+        (["--port", "70000"], "--port must be a positive integer (at most 65535), got 70000"),
         (["--max-size", "0"], "--max-size must be a positive integer, got 0"),
         (["--max-upload-mb", "-1"], "--max-upload-mb must be positive, got -1.0"),
         (["--concurrency", "0"], "--concurrency must be a positive integer, got 0"),
