@@ -197,3 +197,23 @@ def test_a_run_whose_training_sections_this_version_cannot_read_still_generates(
     assert len(reverie.load(run).generate("A", length=5, seed=0)) == 5
     with pytest.raises(ReverieError, match="'options' section .* does not fit this version"):
         train(str(run / "missing.txt"), run, resume=True)
+
+
+def test_a_long_prompt_for_many_samples_is_read_once_in_chunks(tiny_run: Path, monkeypatch):
+    """A prompt of 300 K characters for 8 samples: the model never sees more than one chunk of it at
+    a time, for one sample, and computes the output layer for its last position only."""
+    from reverie.text.models import PREFILL_CHUNK
+
+    model = reverie.load(tiny_run)
+    seen, heads = [], []
+    features, logits = type(model.model).features, type(model.model).logits
+    monkeypatch.setattr(
+        type(model.model), "features", lambda self, t, s=None: seen.append(t.shape) or features(self, t, s)
+    )
+    monkeypatch.setattr(type(model.model), "logits", lambda self, h: heads.append(h.shape) or logits(self, h))
+    prompt = ("ROMEO: " * 50_000)[:300_000]
+    texts = model.generate_batch(prompt, num_samples=8, length=5, seed=0)
+    assert len(texts) == 8 and all(len(text) == 5 for text in texts)
+    assert max(shape[1] for shape in seen) == PREFILL_CHUNK and {shape[0] for shape in seen} == {1}
+    assert sum(shape[1] for shape in seen) == 300_000
+    assert heads == [(1, model.model.config.hidden)]  # one position; the steps after use the stepper
