@@ -1,21 +1,25 @@
 """Device and precision choice shared by training and dreaming.
 
-`resolve_device("auto")` picks cuda, then mps, then cpu. `resolve_dtype("auto", device)` picks
-bfloat16 only where the hardware runs it fast (CUDA GPUs with bfloat16, CPUs with AMX tiles) and
-float32 elsewhere: on a CPU without AMX, PyTorch emulates bfloat16 matmuls and they run several times
-slower than float32. `autocast(device, dtype)` returns the context that runs matmuls and convolutions
-in bfloat16 where asked (weights stay float32).
+`resolve_device("auto")` picks cuda, then mps, then cpu. `resolve_dtype("auto", device, measure)`
+is what measuring the model's own work on this machine finds faster (reverie.precision: bfloat16 runs
+at a fifth of float32 on some CPUs and at three times it on others, whatever their flags say).
+`autocast(device, dtype)` returns the context that runs matmuls and convolutions in bfloat16 where
+asked (weights stay float32).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from reverie.errors import ReverieError
 from reverie.options import option
+
+if TYPE_CHECKING:
+    from reverie.precision import Choice
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -29,8 +33,7 @@ def device_option(help: str = "where to run") -> Any:
 
 def dtype_option(note: str = "") -> Any:
     """The --dtype option of an options dataclass; `note` adds what the command does with it."""
-    help = "bfloat16 autocast or float32; auto is bfloat16 where the hardware runs it fast (CUDA GPUs, "
-    help += "CPUs with AMX)"
+    help = "bfloat16 autocast or float32; auto measures which is faster for this model here (once, cached)"
     return option("auto", f"{help}{note}", choices=DTYPE_CHOICES)
 
 
@@ -51,32 +54,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def has_fast_bfloat16(device: torch.device) -> bool:
-    """Whether `device` runs bfloat16 matmuls natively (a CUDA GPU of compute capability 8 or
-    more, or a CPU with AMX); older GPUs only emulate it, like CPUs without AMX."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_capability(device)[0] >= 8
-    if device.type == "cpu":
-        return "amx_bf16" in _cpu_flags()
-    return False
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
-            for line in info:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def resolve_dtype(name: str, device: torch.device | None = None) -> torch.dtype:
-    """Turn `float32|bfloat16|auto` into a torch dtype (`auto`: bfloat16 where it is fast on `device`)."""
+def resolve_dtype(
+    name: str, device: torch.device | None = None, measure: Callable[[], Choice] | None = None
+) -> torch.dtype:
+    """Turn `float32|bfloat16|auto` into a torch dtype. `auto` is what `measure` finds (the model's
+    own work timed on this machine, see reverie.precision), or float32 where there is nothing to
+    measure."""
     if name == "auto":
-        fast = device is not None and has_fast_bfloat16(device)
-        return torch.bfloat16 if fast else torch.float32
+        return measure().dtype if measure is not None else torch.float32
     if name not in DTYPES:
         raise ReverieError(f"unknown dtype {name!r}; choose one of auto, {', '.join(DTYPES)}")
     return DTYPES[name]

@@ -20,3 +20,12 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """reverie's cache (downloads, measured precision choices) in a folder of the test session's own,
+    for this process and the ones it starts; tests that look at the cache set their own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REVERIE_CACHE", str(tmp_path_factory.mktemp("reverie-cache")))
+        yield

@@ -33,12 +33,10 @@ def test_bfloat16_autocast_runs_matmul_in_bf16():
         assert (a @ a).dtype == torch.float32
 
 
-def test_auto_dtype_follows_hardware(monkeypatch):
-    import reverie.device as device_module
+def test_auto_dtype_is_what_measuring_finds():
+    from reverie.precision import Choice
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(device_module, "_cpu_flags", lambda: {"avx512f"})
-    assert resolve_dtype("auto", cpu) == torch.float32
-    monkeypatch.setattr(device_module, "_cpu_flags", lambda: {"avx512f", "amx_bf16", "amx_tile"})
-    assert resolve_dtype("auto", cpu) == torch.bfloat16
-    assert resolve_dtype("auto") == torch.float32  # no device: the safe choice
+    assert resolve_dtype("auto", cpu, lambda: Choice("bfloat16", "faster", {})) == torch.bfloat16
+    assert resolve_dtype("auto", cpu, lambda: Choice("float32 channels-last", "faster", {})) == torch.float32
+    assert resolve_dtype("auto", cpu) == torch.float32  # nothing to measure: the safe choice

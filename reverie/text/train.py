@@ -45,7 +45,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from reverie import distributed, rng
+from reverie import distributed, precision, rng
 from reverie.checkpoint import join_tensors, load_tensor_bytes, split_tensors
 from reverie.device import autocast, resolve_dtype
 from reverie.distributed import SINGLE, Ranks
@@ -138,7 +138,6 @@ class Trainer:
     ) -> None:
         self.corpus, self.out, self.options, self.on_step, self.where = corpus, out, options, on_step, where
         self.device = distributed.device_for(options.device, where)
-        self.dtype = resolve_dtype(options.dtype, self.device)
         self.train_ids, self.val_ids = split_ids(corpus.ids, options.val_fraction)
         self._check_lengths()
         self.batches = make_batches(options, self.train_ids, where)
@@ -148,6 +147,7 @@ class Trainer:
         self.model = build_model(self.model_config).to(self.device)
         if where.rank > 0:  # rank 0 keeps a single process's random stream; the others draw their own dropout
             torch.manual_seed(rng.rank_seed(options.seed, where.rank, 0))
+        self.dtype = resolve_dtype(options.dtype, self.device, self._measure_dtype)
         self.optimizer = build_optimizer(self.model, options)
         self.step = 0
         self.epoch = 0
@@ -275,6 +275,38 @@ class Trainer:
             return None
         share = streams // self.where.world_size
         return map_state(carry, lambda t: t.narrow(dim, self.where.rank * share, share))
+
+    def _measure_dtype(self) -> precision.Choice:
+        """What `--dtype auto` runs on this machine: rank 0 measures (once per machine and model
+        kind, see reverie.precision) a training step of this model on its first batch, and every
+        rank takes its choice."""
+        config, options = self.model_config, self.options
+        kind = (
+            f"text {config.kind} {config.layers}x{config.hidden} embed {config.embed} vocab "
+            f"{config.vocab_size} batch {options.batch_size}x{options.seq_len} {options.batching}"
+        )
+        inputs, targets = (t.to(self.device) for t in next(iter(self.batches.epoch(0))))
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        saved = rng.capture(self.device)  # measuring draws no number of the run's own stream
+
+        def work(way: str) -> tuple[float, torch.Tensor]:
+            torch.manual_seed(0)  # the same dropout masks for every way
+            with autocast(self.device, precision.dtype_of(way)):
+                logits, _ = self.model(inputs)
+            loss = self.batches.loss(logits.float(), targets)
+            gradients = torch.autograd.grad(loss, parameters)
+            return float(loss.detach()), torch.cat([g.flatten() for g in gradients])
+
+        def measure() -> bytes:
+            return json.dumps(dataclasses.asdict(precision.choose(kind, self.device, work))).encode()
+
+        try:
+            choice = precision.Choice(**json.loads(distributed.share_from_main(measure)))
+        finally:
+            rng.restore(saved, self.device)
+        if self.where.is_main:
+            print(f"reverie: --dtype auto: {choice.way} ({choice.reason})", file=sys.stderr, flush=True)
+        return choice
 
     # -- budget and stopping --
 

@@ -169,6 +169,29 @@ def test_checkpoints_between_evaluations_every_n_steps_and_every_m_minutes(tmp_p
     assert seen == [1, 2, 3, 4]  # the clock says a save is due after every step
 
 
+def test_dtype_auto_measures_once_and_leaves_the_runs_random_stream_alone(tmp_path, monkeypatch, capsys):
+    from reverie import precision
+
+    corpus = str(shakespeare_slice(tmp_path / "s.txt", 8_000))
+    measured = []
+
+    def measure_then_float32(kind, device, work, ways=precision.DTYPES, **kwargs):
+        results = {way: work(way) for way in ways}  # the real work, in every way
+        measured.append((kind, results))
+        return precision.Choice("float32", "float32 is the fastest here", {})
+
+    monkeypatch.setattr(precision, "choose", measure_then_float32)
+    options = {**TINY, "dropout": 0.3, "layers": 2, "steps": 6}
+    auto = train(corpus, tmp_path / "auto", **{**options, "dtype": "auto"})
+    assert "reverie: --dtype auto: float32 (float32 is the fastest here)" in capsys.readouterr().err
+    ((kind, results),) = measured
+    assert kind.startswith("text lstm 2x32 embed 16 vocab") and set(results) == {"float32", "bfloat16"}
+    assert abs(results["bfloat16"][0] - results["float32"][0]) < 0.01 * results["float32"][0]
+    plain = train(corpus, tmp_path / "plain", **{**options, "dtype": "float32"})
+    assert auto.train_loss == plain.train_loss  # the same dropout masks: nothing drawn from the run's stream
+    assert train_losses(tmp_path / "auto") == train_losses(tmp_path / "plain")
+
+
 def test_resume_refusals_leave_the_run_untouched(tmp_path: Path):
     corpus = str(shakespeare_slice(tmp_path / "s.txt", 8_000))
     other = str(shakespeare_slice(tmp_path / "other.txt", 9_000))

@@ -1,0 +1,194 @@
+"""What `--dtype auto` means: the fastest way to run this model on this machine that agrees with
+float32, found by measuring the model's own work once, and kept.
+
+    work = lambda way: one_training_step(model, batch, way)            # -> (loss, gradient)
+    choice = choose("lstm 2x448 vocab 65 batch 32x32", device, work)   # a Choice
+    choice.dtype, choice.channels_last, choice.reason
+
+A way is a dtype, float32 or bfloat16, and for convnets a memory layout too ("bfloat16
+channels-last"). The first time a model kind meets a machine, a few runs of `work` in each way are
+timed, and the fastest is kept among those that agree with the first (plain float32): the loss
+within 1%, the gradient within 5% in L2. The choice is cached in reverie's cache directory under a
+key of the machine (processor, cores this process may use, torch version, device), so later runs
+decide at once and a changed machine measures again. No CPU flag decides: machines that report the
+same flags run bfloat16 at a fifth of float32 or at three times it.
+
+    python -m reverie.precision      # the cached choices of this machine
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from reverie import hub
+from reverie.checkpoint import write_text_atomic
+
+DTYPES = ("float32", "bfloat16")
+LAYOUTS = ("float32", "float32 channels-last", "bfloat16", "bfloat16 channels-last")  # for convnets
+LOSS_RTOL = 0.01  # bfloat16's loss may differ from float32's by this much, relatively
+GRADIENT_RTOL = 0.05  # and its gradient by this much in L2, relatively
+REPEATS = 3  # timed runs of each candidate, after one to warm up; the best counts
+CACHE_FILE = "precision.json"
+
+# (a way: "float32", "bfloat16 channels-last", ...) -> (loss, gradient) of one run of the model's work
+Work = Callable[[str], tuple[float, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The way `auto` chose for a model kind on this machine, why, and the seconds per run measured."""
+
+    way: str
+    reason: str
+    seconds: dict[str, float]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return dtype_of(self.way)
+
+    @property
+    def channels_last(self) -> bool:
+        return self.way.endswith("channels-last")
+
+
+def dtype_of(way: str) -> torch.dtype:
+    """The torch dtype of a way ("bfloat16 channels-last" -> torch.bfloat16)."""
+    return getattr(torch, way.split()[0])
+
+
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity, within a cgroup's CPU quota if any."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:  # cgroup v2: "max 100000" or "200000 100000" (quota, period)
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
+def processor_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_key(device: torch.device) -> str:
+    """What a measurement depends on: processor, cores, torch version, and the device."""
+    where = device.type
+    if device.type == "cuda":
+        where = f"cuda {torch.cuda.get_device_name(device)}"
+    return f"{processor_name()} | {available_cores()} cores | torch {torch.__version__} | {where}"
+
+
+def cache_path() -> Path:
+    return hub.cache_dir() / CACHE_FILE
+
+
+def _read_cache() -> dict[str, dict[str, dict]]:
+    try:
+        data = json.loads(cache_path().read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def cached(kind: str, device: torch.device) -> Choice | None:
+    """The choice measured before for `kind` on this machine, if any."""
+    entry = _read_cache().get(machine_key(device), {}).get(kind)
+    try:
+        return Choice(**entry) if entry else None
+    except TypeError:  # another version's entry: measure again
+        return None
+
+
+def choose(
+    kind: str,
+    device: torch.device,
+    work: Work,
+    ways: tuple[str, ...] = DTYPES,
+    *,
+    timer: Callable[[], float] = time.perf_counter,
+    say: Callable[[str], None] | None = None,
+) -> Choice:
+    """The way to run `kind` on `device`: cached, or measured now with `work` over `ways` (the first
+    the reference the others must agree with) and then cached. `say` (default: a line on stderr) is
+    told once that a measurement is being made."""
+    known = cached(kind, device)
+    if known is not None and known.way in ways:
+        return known
+    (say or _stderr)(f"reverie: measuring {' against '.join(ways)} for {kind} on this machine (once)")
+    seconds, results = {}, {}
+    for way in ways:
+        work(way)  # warm up: first-call allocations and kernel choice
+        best = float("inf")
+        for _ in range(REPEATS):
+            started = timer()
+            results[way] = work(way)
+            best = min(best, timer() - started)
+        seconds[way] = best
+    choice = _verdict(ways, seconds, results)
+    _remember(kind, device, choice)
+    return choice
+
+
+def _verdict(ways: tuple[str, ...], seconds: dict[str, float], results: dict) -> Choice:
+    reference = ways[0]
+    loss0, gradient0 = results[reference][0], results[reference][1].float()
+    disagree = {}
+    for way in ways[1:]:
+        loss, gradient = results[way][0], results[way][1].float()
+        loss_error = abs(loss - loss0) / max(abs(loss0), 1e-12)
+        gradient_error = float((gradient - gradient0).norm() / gradient0.norm().clamp_min(1e-12))
+        if loss_error > LOSS_RTOL or gradient_error > GRADIENT_RTOL:
+            disagree[way] = f"loss {loss_error:.1%}, gradient {gradient_error:.1%} apart"
+    agreeing = [way for way in ways if way not in disagree]
+    best = min(agreeing, key=lambda way: seconds[way])
+    fastest = min(ways, key=lambda way: seconds[way])
+    speed = f"{seconds[reference] / max(seconds[best], 1e-12):.2f}x {reference}'s speed"
+    if best == reference and fastest == reference:
+        reason = f"{reference} is the fastest here"
+    elif best == reference:
+        reason = f"{fastest} is faster but disagrees with {reference} ({disagree[fastest]})"
+    else:
+        reason = f"{best} runs at {speed} and agrees with {reference}"
+        if fastest != best:
+            reason += f" ({fastest} is faster but disagrees: {disagree[fastest]})"
+    return Choice(best, reason, seconds)
+
+
+def _remember(kind: str, device: torch.device, choice: Choice) -> None:
+    data = _read_cache()
+    data.setdefault(machine_key(device), {})[kind] = asdict(choice)
+    try:
+        write_text_atomic(cache_path(), json.dumps(data, indent=1))
+    except OSError:  # a read-only cache: measure again next time
+        pass
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    for machine, kinds in _read_cache().items():
+        print(machine)
+        for kind, entry in kinds.items():
+            print(f"  {kind}: {entry['way']} ({entry['reason']})")
