@@ -11,7 +11,6 @@ import argparse
 import functools
 import json
 import os
-import platform
 import re
 import resource
 import subprocess
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from reverie import precision
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "benchmarks.md"
@@ -80,38 +81,44 @@ def run_worker(script: Path, *args: str, timeout_s: float = 3600) -> dict[str, A
 
 
 @functools.cache
-def matmul_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 8) -> float:
-    """Measured dense matmul throughput on this CPU for `dtype`, GFLOP/s (best of `repeats`); measured
-    once per process, so the machine line and every "of peak" figure use the same peak."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+def matmul_gflops(dtype: torch.dtype) -> float:
+    """This CPU's dense matmul throughput for `dtype`, GFLOP/s, measured once per process (so the
+    machine line and every figure against it use the same number)."""
+    return precision.matmul_gflops(dtype)
+
+
+@functools.cache
+def conv_gflops(dtype: torch.dtype) -> float:
+    """This CPU's 3x3 convolution throughput (64 channels, channels-last) for `dtype`, GFLOP/s, measured
+    once per process."""
+    return precision.conv_gflops(dtype)
+
+
+def limit_gflops(dtype: torch.dtype) -> float:
+    """The machine's measured limit for dense work in `dtype`: the better of matmul and convolution,
+    so that a run's share of it ("of the limit") can never pass 100%."""
+    return max(matmul_gflops(dtype), conv_gflops(dtype))
 
 
 def machine_summary() -> str:
-    """One paragraph on the machine the figures come from."""
-    cpu = platform.processor() or platform.machine()
+    """One paragraph on the machine the figures come from, with its measured throughput."""
+    flags = ""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
         flags = next(
             (line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), ""
         )
     except OSError:
-        flags = ""
-    amx = "with AMX" if "amx_bf16" in flags else "without AMX (bfloat16 is emulated)"
+        pass
+    named = [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags.split()]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    f32, bf16 = torch.float32, torch.bfloat16
     return (
-        f"{cpu}, {os.cpu_count()} cores {amx}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-        f"matmul 2048x2048: float32 {matmul_gflops(torch.float32):.0f} GFLOP/s, "
-        f"bfloat16 {matmul_gflops(torch.bfloat16):.0f} GFLOP/s; load average at start {load:.1f}."
+        f"{precision.processor_name()}, {precision.available_cores()} cores "
+        f"(flags: {', '.join(named) or 'no bf16 flags'}); "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; measured: matmul 2048x2048 float32 "
+        f"{matmul_gflops(f32):.0f} / bfloat16 {matmul_gflops(bf16):.0f} GFLOP/s, 3x3 convolution 64 channels "
+        f"channels-last float32 {conv_gflops(f32):.0f} / bfloat16 {conv_gflops(bf16):.0f} GFLOP/s; "
+        f"load average at start {load:.1f}."
     )
 
 

@@ -5,6 +5,7 @@
     reverie dream INPUT [OUTPUT]               DeepDream an image
     reverie layers MODEL                       list a convnet's layer names
     reverie serve [--runs DIR] [--port 7860]   the browser page for both (needs reverie[web])
+    reverie doctor                             what a bug report needs: versions, devices, measured speed
 
 Each feature registers its subcommands from its own `command` module; this file only builds the
 parser, and turns a ReverieError (bad input) into one line on stderr with exit code 2.
@@ -27,6 +28,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from reverie import doctor
     from reverie.deepdream import command as dream_command
     from reverie.text import command as text_command
     from reverie.web import command as web_command  # imports gradio only when `serve` runs
@@ -38,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     text_command.register(subparsers)
     dream_command.register(subparsers)
     web_command.register(subparsers)
+    doctor.register(subparsers)
     return parser
 
 
@@ -45,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "uses_torch", True):
+            from reverie.device import use_available_cores
+
+            use_available_cores()
         args.handler(args)
     except ReverieError as exc:
         print(f"reverie: error: {exc}", file=sys.stderr)

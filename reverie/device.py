@@ -67,6 +67,22 @@ def resolve_dtype(
     return DTYPES[name]
 
 
+def use_available_cores() -> int:
+    """Let torch use as many threads as the cores this process may run on (its CPU affinity, a
+    cgroup's CPU quota; shared among the processes torchrun starts on this machine), not the
+    machine's count, unless OMP_NUM_THREADS says otherwise. Returns the number of threads."""
+    import os
+
+    from reverie.precision import available_cores
+
+    if os.environ.get("OMP_NUM_THREADS", "").strip():
+        return torch.get_num_threads()
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    threads = max(1, available_cores() // local)
+    torch.set_num_threads(threads)
+    return threads
+
+
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
     """bfloat16 autocast on `device` when dtype is bfloat16; a no-op context for float32."""
     if dtype == torch.float32:

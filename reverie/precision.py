@@ -38,6 +38,7 @@ LOSS_RTOL = 0.01  # bfloat16's loss may differ from float32's by this much, rela
 GRADIENT_RTOL = 0.05  # and its gradient by this much in L2, relatively
 REPEATS = 3  # timed runs of each candidate, after one to warm up; the best counts
 CACHE_FILE = "precision.json"
+CPU = torch.device("cpu")
 
 # (a way: "float32", "bfloat16 channels-last", ...) -> (loss, gradient) of one run of the model's work
 Work = Callable[[str], tuple[float, torch.Tensor]]
@@ -172,6 +173,44 @@ def _verdict(ways: tuple[str, ...], seconds: dict[str, float], results: dict) ->
         if fastest != best:
             reason += f" ({fastest} is faster but disagrees: {disagree[fastest]})"
     return Choice(best, reason, seconds)
+
+
+def matmul_gflops(
+    dtype: torch.dtype, device: torch.device = CPU, size: int = 2048, repeats: int = 6
+) -> float:
+    """Measured dense matmul throughput, GFLOP/s (the best of `repeats`)."""
+    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
+    return 2 * size**3 / _best_seconds(lambda: a @ b, device, repeats) / 1e9
+
+
+def conv_gflops(dtype: torch.dtype, device: torch.device = CPU, repeats: int = 6) -> float:
+    """Measured 3x3 convolution throughput, 64 channels at 128x128, channels-last, GFLOP/s."""
+    x = torch.randn(4, 64, 128, 128, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(64, 64, 3, 3, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+    flops = 2 * x.numel() * 64 * 9
+    return (
+        flops / _best_seconds(lambda: torch.nn.functional.conv2d(x, weight, padding=1), device, repeats) / 1e9
+    )
+
+
+def limit_gflops(dtype: torch.dtype, device: torch.device = CPU) -> float:
+    """The machine's measured limit for dense work in `dtype`: the better of matmul and convolution
+    (which of the two runs faster differs between machines and libraries)."""
+    return max(matmul_gflops(dtype, device), conv_gflops(dtype, device))
+
+
+def _best_seconds(run: Callable[[], object], device: torch.device, repeats: int) -> float:
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def _remember(kind: str, device: torch.device, choice: Choice) -> None:

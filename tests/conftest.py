@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for `from helpers import ...`
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # this process (one_torch_thread) and every one it starts
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -56,7 +56,7 @@ from reverie.text.batches import MAX_EVAL_TOKENS, StreamBatches, WindowBatches, 
 from reverie.text.budget import Budget
 from reverie.text.corpus import TokenizedCorpus, load_corpus, split_ids
 from reverie.text.generator import TextModel, restore_weights
-from reverie.text.models import build_model, map_state, state_tensors
+from reverie.text.models import ModelConfig, build_model, map_state, state_tensors
 from reverie.text.optim import build_optimizer, learning_rate
 from reverie.text.options import TrainOptions, resolve_options
 from reverie.text.plots import plot_losses
@@ -121,6 +121,40 @@ def make_batches(options: TrainOptions, ids: np.ndarray, where: Ranks) -> Stream
             where.world_size,
         )
     return StreamBatches(ids, options.batch_size, options.seq_len, options.seed, where.rank, where.world_size)
+
+
+def text_kind(config: ModelConfig, options: TrainOptions) -> str:
+    """The model kind --dtype auto measures once per machine: the model's shape and its batches."""
+    return (
+        f"text {config.kind} {config.layers}x{config.hidden} embed {config.embed} vocab "
+        f"{config.vocab_size} batch {options.batch_size}x{options.seq_len} {options.batching}"
+    )
+
+
+def step_work(
+    model: torch.nn.Module,
+    loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    device: torch.device,
+) -> precision.Work:
+    """One training step's forward and backward (no update) in a given way, for reverie.precision;
+    it draws no number from the run's random stream."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+
+    def work(way: str) -> tuple[float, torch.Tensor]:
+        saved = rng.capture(device)
+        torch.manual_seed(0)  # the same dropout masks for every way
+        try:
+            with autocast(device, precision.dtype_of(way)):
+                logits, _ = model(inputs)
+            loss = loss_of(logits.float(), targets)
+            gradients = torch.autograd.grad(loss, parameters)
+        finally:
+            rng.restore(saved, device)
+        return float(loss.detach()), torch.cat([g.flatten() for g in gradients])
+
+    return work
 
 
 class Trainer:
@@ -280,30 +314,14 @@ class Trainer:
         """What `--dtype auto` runs on this machine: rank 0 measures (once per machine and model
         kind, see reverie.precision) a training step of this model on its first batch, and every
         rank takes its choice."""
-        config, options = self.model_config, self.options
-        kind = (
-            f"text {config.kind} {config.layers}x{config.hidden} embed {config.embed} vocab "
-            f"{config.vocab_size} batch {options.batch_size}x{options.seq_len} {options.batching}"
-        )
         inputs, targets = (t.to(self.device) for t in next(iter(self.batches.epoch(0))))
-        parameters = [p for p in self.model.parameters() if p.requires_grad]
-        saved = rng.capture(self.device)  # measuring draws no number of the run's own stream
-
-        def work(way: str) -> tuple[float, torch.Tensor]:
-            torch.manual_seed(0)  # the same dropout masks for every way
-            with autocast(self.device, precision.dtype_of(way)):
-                logits, _ = self.model(inputs)
-            loss = self.batches.loss(logits.float(), targets)
-            gradients = torch.autograd.grad(loss, parameters)
-            return float(loss.detach()), torch.cat([g.flatten() for g in gradients])
+        kind = text_kind(self.model_config, self.options)
+        work = step_work(self.model, self.batches.loss, inputs, targets, self.device)
 
         def measure() -> bytes:
             return json.dumps(dataclasses.asdict(precision.choose(kind, self.device, work))).encode()
 
-        try:
-            choice = precision.Choice(**json.loads(distributed.share_from_main(measure)))
-        finally:
-            rng.restore(saved, self.device)
+        choice = precision.Choice(**json.loads(distributed.share_from_main(measure)))
         if self.where.is_main:
             print(f"reverie: --dtype auto: {choice.way} ({choice.reason})", file=sys.stderr, flush=True)
         return choice
