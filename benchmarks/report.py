@@ -122,24 +122,41 @@ def machine_summary() -> str:
     )
 
 
-def write_section(title: str, body: str, command: str) -> None:
-    """Replace (or append) the section `title` of docs/benchmarks.md with `body` and its command."""
-    DOC.parent.mkdir(parents=True, exist_ok=True)
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device (where to measure) and --doc (the file the section is written to)."""
+    parser.add_argument(
+        "--device", default="cpu", choices=("cpu", "cuda"), help="where to measure (default: cpu)"
+    )
+    parser.add_argument(
+        "--doc",
+        type=Path,
+        default=DOC,
+        help="the markdown file to write the section into (default: docs/benchmarks.md)",
+    )
+
+
+def section_title(title: str, device: str) -> str:
+    """A section's title, with the device where it is not the CPU (a GPU's figures stand beside the CPU's)."""
+    return title if device == "cpu" else f"{title} ({device.upper()})"
+
+
+def write_section(title: str, body: str, command: str, doc: Path = DOC) -> None:
+    """Replace (or append) the section `title` of `doc` (docs/benchmarks.md) with `body` and its command."""
+    doc.parent.mkdir(parents=True, exist_ok=True)
     text = (
-        DOC.read_text()
-        if DOC.exists()
+        doc.read_text()
+        if doc.exists()
         else "# Benchmarks\n\nEach section is written by the script named in it.\n"
     )
     begin, end = f"<!-- begin {title} -->", f"<!-- end {title} -->"
     stamp = time.strftime("%Y-%m-%d")
     section = f"{begin}\n## {title}\n\nMeasured {stamp} with `{command}`.\n\n{body.strip()}\n{end}"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
-    text = (
-        pattern.sub(lambda _: section, text)
-        if pattern.search(text)
-        else text.rstrip() + "\n\n" + section + "\n"
-    )
-    DOC.write_text(text)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    doc.write_text(text)
 
 
 def table(header: list[str], rows: list[list[Any]]) -> str:

@@ -27,10 +27,12 @@ import numpy as np
 from book_way import BOOK_WINDOW, rerun_window_tokens
 from report import (
     add_corpus_argument,
+    add_output_arguments,
     checked_corpus,
     emit,
     machine_summary,
     run_worker,
+    section_title,
     table,
     write_section,
 )
@@ -82,7 +84,7 @@ def worker_memory_book(corpus: str) -> None:
     emit({"windows": len(x), "onehot_mb": round((x.nbytes + y.nbytes) / 1e6)})
 
 
-def worker_train(corpus: str, minutes: str, preset: str, out: str = "") -> None:
+def worker_train(corpus: str, minutes: str, preset: str, out: str = "", device: str = "cpu") -> None:
     """reverie's training (defaults or a preset) for a number of minutes, or MEMORY_STEPS steps when
     minutes is 0; the run is kept in `out` if given (for the generation measurement)."""
     import reverie
@@ -91,18 +93,20 @@ def worker_train(corpus: str, minutes: str, preset: str, out: str = "") -> None:
     extra = {"preset": preset} if preset != "default" else {}
     with tempfile.TemporaryDirectory() as scratch:
         run = Path(out) if out else Path(scratch) / "run"
-        result = reverie.train(corpus, run, progress=False, sample_length=100, **budget, **extra)
+        result = reverie.train(
+            corpus, run, progress=False, sample_length=100, device=device, **budget, **extra
+        )
         emit({"val_loss": result.val_loss, "steps": result.step, "epochs": round(result.epoch, 3)})
 
 
-def worker_generation(run_dir: str, corpus: str) -> None:
+def worker_generation(run_dir: str, corpus: str, device: str = "cpu") -> None:
     """Chars/s: stateful (1 stream, 32 streams) and the book's window re-run (1 stream)."""
     import torch
 
     import reverie
     from reverie.text.sampling import SamplingOptions, generate_tokens
 
-    text_model = reverie.load(run_dir, device="cpu")
+    text_model = reverie.load(run_dir, device=device)
     model = text_model.model
     prompt = text_model.encode_prompt(Path(corpus).read_text(encoding="utf-8")[:BOOK_WINDOW])
     torch.manual_seed(0)
@@ -144,6 +148,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0, help="training budget for the quality runs")
     parser.add_argument("--only", default="memory,quality,generation")
     add_corpus_argument(parser)
+    add_output_arguments(parser)
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -155,6 +160,7 @@ def main() -> None:
         "python benchmarks/text_bench.py"
         + (f" --minutes {args.minutes:g}" if args.minutes != 5 else "")
         + (f" --only {args.only}" if parts != {"memory", "quality", "generation"} else "")
+        + (f" --device {args.device}" if args.device != "cpu" else "")
     )
     sections = [f"Machine: {machine_summary()}", corpus_note]
     with tempfile.TemporaryDirectory() as tmp:
@@ -194,7 +200,7 @@ def main() -> None:
             for name in ("default", "book"):
                 print(f"training {name} for {args.minutes} min ...", file=sys.stderr)
                 runs[name] = run_worker(
-                    SCRIPT, "train", str(corpus), str(args.minutes), name, str(tmp / name)
+                    SCRIPT, "train", str(corpus), str(args.minutes), name, str(tmp / name), args.device
                 )
         if "quality" in parts:
             sections.append(
@@ -219,7 +225,7 @@ def main() -> None:
         if "generation" in parts:
             rows = []
             for name in runs:
-                g = run_worker(SCRIPT, "generation", str(tmp / name), str(corpus))
+                g = run_worker(SCRIPT, "generation", str(tmp / name), str(corpus), args.device)
                 rows.append(
                     [
                         name,
@@ -244,8 +250,8 @@ def main() -> None:
                 + "\n\nTarget: stateful at least 30x the window re-run for the same model. "
                 + STREAM_BOUND
             )
-    write_section("Text generation", "\n\n".join(sections), command)
-    print(f"wrote {SCRIPT.parent.parent / 'docs' / 'benchmarks.md'}", file=sys.stderr)
+    write_section(section_title("Text generation", args.device), "\n\n".join(sections), command, args.doc)
+    print(f"wrote {args.doc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

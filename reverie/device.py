@@ -83,6 +83,24 @@ def use_available_cores() -> int:
     return threads
 
 
+def compiled(module: Any, device: torch.device, **settings: Any) -> Any:
+    """`torch.compile(module)` (a module or a function), refused in one line where this platform
+    cannot compile: on the CPU torch.compile's inductor needs a C++ compiler."""
+    import shutil
+
+    if device.type == "cpu" and not any(shutil.which(name) for name in ("c++", "g++", "clang++")):
+        raise ReverieError(
+            "--compile needs a C++ compiler for the CPU and none was found; install g++ or leave "
+            "--compile out"
+        )
+    try:
+        return torch.compile(module, **settings)
+    except RuntimeError as exc:  # e.g. a Python version torch.compile does not support yet
+        raise ReverieError(
+            f"torch.compile cannot run here ({str(exc).splitlines()[0]}); leave --compile out"
+        ) from None
+
+
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
     """bfloat16 autocast on `device` when dtype is bfloat16; a no-op context for float32."""
     if dtype == torch.float32:

@@ -5,6 +5,8 @@
   backpropagation through time) and every token is a target.
 - WindowBatches (the book): windows of `seq_len` tokens every `window_step` tokens, shuffled each
   epoch, a fresh state per window, only the token after the window as the target.
+- RandomWindows (the transformer's): windows of `--context` tokens at random starts, every token a
+  target, no state.
 
 With several processes (torchrun), `batch_size` is per process and the global batch is
 `batch_size * world_size`; what each rank reads depends only on the global batch, so W ranks of
@@ -140,6 +142,42 @@ class WindowBatches:
         return F.cross_entropy(logits[:, -1], targets)
 
 
+class RandomWindows:
+    """Windows of `seq_len` tokens at starts drawn at random for every step (a transformer's
+    batches: no state carried, every token of a window a target). The draw of a step depends only on
+    (seed, epoch, step), so a resumed run draws what an uninterrupted one would; rank r takes the
+    r-th block of the step's global batch. An epoch is as many steps as it takes to draw as many
+    tokens as the training text holds."""
+
+    carries_state = False
+
+    def __init__(
+        self, ids: np.ndarray, batch_size: int, seq_len: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
+        self.ids, self.seq_len, self.seed, self.rank = ids, seq_len, seed, rank
+        self.batch_size, self.global_batch = batch_size, batch_size * world_size
+        self.starts = len(ids) - seq_len  # windows of seq_len + 1 tokens: inputs and targets
+        require(self.starts > 0, f"the corpus is shorter than one window of {seq_len + 1} tokens")
+        self.steps_per_epoch = max(1, (len(ids) - 1) // (self.global_batch * seq_len))
+
+    def epoch(self, epoch: int, first_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for step in range(first_step, self.steps_per_epoch):
+            starts = np.random.default_rng([self.seed, epoch, step]).integers(
+                0, self.starts, self.global_batch
+            )
+            mine = starts[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+            window = gather_windows(self.ids, mine, self.seq_len + 1)
+            yield window[:, :-1], window[:, 1:]
+
+    def weight(self, step: int) -> float:
+        return 1.0
+
+    def step_tokens(self, step: int) -> int:
+        return self.global_batch * self.seq_len
+
+    loss = staticmethod(StreamBatches.loss)
+
+
 @torch.no_grad()
 def evaluate(model: LanguageModel, ids: np.ndarray, options: TrainOptions, device: torch.device) -> float:
     """Mean validation loss in nats per token, scored as the model was trained (see module doc),
@@ -149,7 +187,18 @@ def evaluate(model: LanguageModel, ids: np.ndarray, options: TrainOptions, devic
     model.eval()
     total, count = 0.0, 0
     try:
-        if options.batching == "windows":
+        if options.batching == "random":  # windows side by side, each read from a fresh start
+            length = options.window
+            starts = np.arange(0, max(1, len(ids) - length), length, dtype=np.int64)
+            for begin in range(0, len(starts), EVAL_STREAMS):
+                chunk = starts[begin : begin + EVAL_STREAMS]
+                window = gather_windows(ids, chunk, min(length, len(ids) - 1) + 1).to(device)
+                logits, _ = model(window[:, :-1])
+                total += F.cross_entropy(
+                    logits.float().reshape(-1, logits.shape[-1]), window[:, 1:].reshape(-1), reduction="sum"
+                ).item()
+                count += window[:, 1:].numel()
+        elif options.batching == "windows":
             starts = book_starts(len(ids), options.seq_len, options.window_step)
             for begin in range(0, len(starts), options.batch_size):
                 window = gather_windows(ids, starts[begin : begin + options.batch_size], options.seq_len + 1)

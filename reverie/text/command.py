@@ -100,6 +100,9 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
         help="the weights with the best validation loss, or the latest (default: best)",
     )
     parser.add_argument("--device", choices=DEVICES, default="auto", help="where to run (default: auto)")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile a transformer's one-token step (measure first)"
+    )
     parser.set_defaults(handler=run_generate)
 
 
@@ -109,7 +112,7 @@ def run_generate(args: argparse.Namespace) -> None:
     from reverie.text.stops import unescape
 
     prompt = _read_prompt_file(args.prompt_file) if args.prompt_file else args.prompt
-    model = load(args.run_dir, checkpoint=args.checkpoint, device=args.device)
+    model = load(args.run_dir, checkpoint=args.checkpoint, device=args.device, compile=args.compile)
     options = given(args, SamplingOptions)
     if "stop" in options:
         options["stop"] = [unescape(stop) for stop in options["stop"]]

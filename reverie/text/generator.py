@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from reverie.device import resolve_device
+from reverie.device import compiled, resolve_device
 from reverie.errors import ReverieError, require
 from reverie.text import rundir
 from reverie.text.models import LanguageModel, build_model
@@ -138,9 +138,12 @@ def join_samples(steps: Iterator[list[str]]) -> list[str]:
     return ["".join(pieces) for pieces in zip(*steps)]
 
 
-def load(run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> TextModel:
+def load(
+    run_dir: str | Path, checkpoint: str = "best", device: str = "auto", compile: bool = False
+) -> TextModel:
     """The model a run trained: `checkpoint="best"` (lowest validation loss; the latest weights when
-    the run has no best ones) or `"latest"` (where training stopped)."""
+    the run has no best ones) or `"latest"` (where training stopped). `compile`: torch.compile the
+    transformer's one-token step (the LSTM's is one fused kernel per layer already)."""
     require(checkpoint in CHECKPOINTS, f"unknown checkpoint {checkpoint!r}; choose best or latest")
     run_dir = Path(run_dir)
     target = resolve_device(device)
@@ -156,7 +159,11 @@ def load(run_dir: str | Path, checkpoint: str = "best", device: str = "auto") ->
                 raise
     model = build_model(config.model)
     restore_weights(model, tensors, config.path_of(run_dir, role))
-    return TextModel(model.to(target).eval(), config.tokenizer, target, run_dir)
+    model = model.to(target).eval()
+    if compile:
+        require(config.model.kind == "transformer", "--compile applies to a transformer's one-token step")
+        model._run = compiled(model._run, target, dynamic=True)
+    return TextModel(model, config.tokenizer, target, run_dir)
 
 
 def restore_weights(model: LanguageModel, tensors: dict[str, torch.Tensor], source: Path) -> None:

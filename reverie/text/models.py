@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reverie.errors import ReverieError
+from reverie.errors import ReverieError, require
 from reverie.options import MISSING, check, option
 
-KINDS = ("lstm", "gru", "conv")
+KINDS = ("lstm", "gru", "conv", "transformer")
+POSITIONS = ("rotary", "learned")
 INITS = ("torch", "keras")
 # What a config (a flag, or a run's config.json) may ask for: checked before anything is built.
 MAX_WIDTH = 16_384  # --hidden, --embed
@@ -63,12 +64,28 @@ class ModelConfig:
         0.0, "dropout between layers and before the output", low=0, high=1, high_open=True
     )
     kernel_size: int = option(3, "conv model: kernel size (layer i has dilation 2**i)", low=2, high=64)
+    heads: int = option(4, "transformer: attention heads (--hidden must be a multiple)", low=1, high=256)
+    context: int = option(
+        256, "transformer: tokens it sees, and the length of its training windows", low=2, high=1 << 16
+    )
+    positions: str = option("rotary", "transformer: rotary or learned position embeddings", choices=POSITIONS)
     init: str = option("torch", "weight initialization: PyTorch's or Keras' defaults", choices=INITS)
 
     def validate(self) -> None:
         """Refuse a configuration that cannot build a model, or would build one too big to hold
         (checked before any weight is allocated), in one line."""
         check(self)
+        if self.kind == "transformer":
+            head = self.hidden // self.heads
+            require(
+                self.hidden % self.heads == 0 and (self.positions != "rotary" or head % 2 == 0),
+                f"--hidden {self.hidden} must be a multiple of --heads {self.heads}"
+                + (
+                    " with an even quotient (rotary positions turn pairs)"
+                    if self.positions == "rotary"
+                    else ""
+                ),
+            )
         field = receptive_field(self)
         if field is not None and field > MAX_RECEPTIVE_FIELD:
             raise ReverieError(
@@ -140,11 +157,12 @@ class LanguageModel(nn.Module):
 
     config: ModelConfig
     state_batch_dim = 0  # the batch dimension of every tensor in the state (training splits it by rank)
+    takes_embed = True  # whether --embed sizes an input embedding (the transformer embeds at --hidden)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        if config.embed > 0:
+        if config.embed > 0 and self.takes_embed:
             self.embedding: nn.Embedding | None = nn.Embedding(config.vocab_size, config.embed)
         else:
             self.embedding = None
@@ -455,6 +473,10 @@ class ConvLM(LanguageModel):
 
 
 def _model_class(config: ModelConfig) -> type[LanguageModel]:
+    if config.kind == "transformer":
+        from reverie.text.transformer import TransformerLM
+
+        return TransformerLM
     return ConvLM if config.kind == "conv" else RecurrentLM
 
 

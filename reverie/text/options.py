@@ -28,7 +28,7 @@ from reverie.text.tokenizer import LEVELS
 
 DEFAULT_EPOCHS = 10  # when no --epochs, --steps or --minutes is given
 WORD_MAX_VOCAB = 10_000  # word level's default --max-vocab
-BATCHINGS = ("stream", "windows")
+BATCHINGS = ("stream", "windows", "random")
 OPTIMIZERS = ("adamw", "rmsprop")
 SCHEDULES = ("cosine", "constant")
 BUDGETS = ("epochs", "steps", "minutes")
@@ -99,11 +99,18 @@ class TrainOptions:
     dropout: float = shape_option("dropout")
     kernel_size: int = shape_option("kernel_size")
     init: str = shape_option("init")
+    heads: int = shape_option("heads")
+    context: int = shape_option("context")
+    positions: str = shape_option("positions")
+    compile: bool = option(
+        False, "torch.compile the training step and the one-token step (where the platform can)"
+    )
     # batches
     batching: str = option(
         "stream",
-        "stream: contiguous streams with the state carried (every token a "
-        "target); windows: the book's independent windows",
+        "stream: contiguous streams with the state carried (every token a target); windows: the "
+        "book's independent windows; random: windows of --context tokens at random starts (a "
+        "transformer's, the default for one)",
         choices=BATCHINGS,
     )
     seq_len: int = option(
@@ -177,8 +184,31 @@ class TrainOptions:
             dropout=self.dropout,
             kernel_size=self.kernel_size,
             init=self.init,
+            heads=self.heads,
+            context=self.context,
+            positions=self.positions,
         )
 
+    @property
+    def window(self) -> int:
+        """Tokens per training sequence: a transformer's --context, the others' --seq-len."""
+        return self.context if self.model == "transformer" else self.seq_len
+
+
+# The defaults of a model kind whose best settings differ from the LSTM's (the options' defaults):
+# applied for a new run of that kind, under any option given. How they were found: docs/benchmarks.md.
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "transformer": {
+        "batching": "random",
+        "layers": 4,
+        "heads": 4,
+        "hidden": 192,
+        "context": 128,
+        "dropout": 0.0,
+        "lr": 2e-3,
+        "warmup_steps": 100,
+    },
+}
 
 # What a resumed run may change; any other option given with resume must equal the run's.
 RESUME_OVERRIDABLE = frozenset(
@@ -193,12 +223,25 @@ RESUME_OVERRIDABLE = frozenset(
         "save_every",
         "save_every_minutes",
         "progress",
+        "compile",
         "resume",
     }
 )
 # Options that decide the model's shape, named in the refusal message.
 SHAPE_OPTIONS = frozenset(
-    {"model", "layers", "hidden", "embed", "kernel_size", "level", "max_vocab", "lower"}
+    {
+        "model",
+        "layers",
+        "hidden",
+        "embed",
+        "kernel_size",
+        "heads",
+        "context",
+        "positions",
+        "level",
+        "max_vocab",
+        "lower",
+    }
 )
 
 OPTION_NAMES = tuple(f.name for f in dataclasses.fields(TrainOptions))
@@ -227,6 +270,14 @@ def resolve_options(explicit: dict[str, Any], saved: dict[str, Any] | None = Non
         preset = explicit.get("preset")  # an unknown one is refused with the rest, below
         values = {f.name: f.default for f in dataclasses.fields(TrainOptions)}
         values.update(PRESETS.get(preset, {}) if preset else {})
+        model = explicit.get("model", values["model"])
+        if model == "transformer":
+            require(
+                "seq_len" not in explicit,
+                "--seq-len is the recurrent and conv models'; a transformer trains on windows of "
+                "--context tokens",
+            )
+        values.update(MODEL_DEFAULTS.get(model, {}))
     if any(explicit.get(name) is not None for name in BUDGETS):
         values.update({name: None for name in BUDGETS})  # a budget given replaces the preset's or the run's
     values.update(explicit)

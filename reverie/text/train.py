@@ -47,12 +47,12 @@ from tqdm import tqdm
 
 from reverie import distributed, precision, rng
 from reverie.checkpoint import join_tensors, load_tensor_bytes, split_tensors
-from reverie.device import autocast, resolve_dtype
+from reverie.device import autocast, compiled, resolve_dtype
 from reverie.distributed import SINGLE, Ranks
 from reverie.errors import ReverieError, require
 from reverie.interrupt import EXIT_CODES, StopRequests
 from reverie.text import rundir
-from reverie.text.batches import MAX_EVAL_TOKENS, StreamBatches, WindowBatches, evaluate
+from reverie.text.batches import MAX_EVAL_TOKENS, RandomWindows, StreamBatches, WindowBatches, evaluate
 from reverie.text.budget import Budget
 from reverie.text.corpus import TokenizedCorpus, load_corpus, split_ids
 from reverie.text.generator import TextModel, restore_weights
@@ -108,7 +108,9 @@ class TrainResult:
         return f"{line}; run saved in {self.run_dir}"
 
 
-def make_batches(options: TrainOptions, ids: np.ndarray, where: Ranks) -> StreamBatches | WindowBatches:
+def make_batches(
+    options: TrainOptions, ids: np.ndarray, where: Ranks
+) -> StreamBatches | WindowBatches | RandomWindows:
     """The training batches `options.batching` asks for, this rank's share."""
     if options.batching == "windows":
         return WindowBatches(
@@ -120,6 +122,10 @@ def make_batches(options: TrainOptions, ids: np.ndarray, where: Ranks) -> Stream
             where.rank,
             where.world_size,
         )
+    if options.batching == "random":
+        return RandomWindows(
+            ids, options.batch_size, options.window, options.seed, where.rank, where.world_size
+        )
     return StreamBatches(ids, options.batch_size, options.seq_len, options.seed, where.rank, where.world_size)
 
 
@@ -127,7 +133,7 @@ def text_kind(config: ModelConfig, options: TrainOptions) -> str:
     """The model kind --dtype auto measures once per machine: the model's shape and its batches."""
     return (
         f"text {config.kind} {config.layers}x{config.hidden} embed {config.embed} vocab "
-        f"{config.vocab_size} batch {options.batch_size}x{options.seq_len} {options.batching}"
+        f"{config.vocab_size} batch {options.batch_size}x{options.window} {options.batching}"
     )
 
 
@@ -212,6 +218,8 @@ class Trainer:
         if where.distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.network = DistributedDataParallel(self.model, device_ids=device_ids)
+        if options.compile:
+            self.network = compiled(self.network, self.device)
         self.session_start = time.monotonic()
         self.session_tokens = 0
         if where.distributed:
@@ -228,7 +236,7 @@ class Trainer:
             f"the corpus has only one distinct {unit[:-1]} ({tokenizer.vocab[0]!r}): there is nothing to "
             "predict; use a text with some variety",
         )
-        logits_bytes = 4 * options.batch_size * options.seq_len * tokenizer.vocab_size
+        logits_bytes = 4 * options.batch_size * options.window * tokenizer.vocab_size
         require(
             logits_bytes <= MAX_LOGITS_BYTES,
             f"a step's logits would take {logits_bytes / 1e9:.1f} GB (--batch-size x --seq-len x "
@@ -236,12 +244,13 @@ class Trainer:
             f"{MAX_LOGITS_BYTES / 1e9:.0f} GB; use a smaller --batch-size, --seq-len or --max-vocab",
         )
         require(
-            n_train > options.seq_len,
+            n_train > options.window,
             f"the corpus is too short: {n_train} {unit} to train on, shorter than one training window of "
-            f"{options.seq_len + 1}; use a longer corpus or a smaller --seq-len",
+            f"{options.window + 1}; use a longer corpus or a smaller "
+            + ("--context" if options.model == "transformer" else "--seq-len"),
         )
         if options.val_fraction > 0:
-            needed = options.seq_len + 1 if options.batching == "windows" else 2
+            needed = options.window + 1 if options.batching == "windows" else 2
             require(
                 n_val >= needed,
                 f"the validation tail has {n_val} {unit}, fewer than the {needed} it needs; raise "
@@ -535,7 +544,7 @@ class Trainer:
         if not options.sample_temperatures:
             return
         tokenizer = self.corpus.tokenizer
-        prompt_len = min(SAMPLE_PROMPT_TOKENS, options.seq_len, len(self.train_ids) - 1)
+        prompt_len = min(SAMPLE_PROMPT_TOKENS, options.window, len(self.train_ids) - 1)
         begin = int(
             np.random.default_rng([options.seed, self.step]).integers(0, len(self.train_ids) - prompt_len)
         )

@@ -179,7 +179,7 @@ def test_named_corpus_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
 @pytest.mark.parametrize(
     "flags, needle",
     [
-        (["--model", "transformer"], "--model"),
+        (["--model", "gpt2"], "--model"),
         (["--level", "byte"], "--level"),
         (["--epochs", "0"], "--epochs must be a positive integer"),
         (["--epochs", "-2"], "--epochs must be a positive integer"),

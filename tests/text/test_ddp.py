@@ -74,6 +74,7 @@ def close(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 # constant learning rate: a cosine schedule would follow each session's --steps budget
 BASE = {**TINY, "schedule": "constant", "dropout": 0.0, "val_fraction": 0.1, "seed": 3, "warmup_steps": 2}
+TRANSFORMER = {key: value for key, value in BASE.items() if key != "seq_len"}  # it trains on --context
 CASES = {
     "stream": {**BASE, "batch_size": 8},  # LSTM, its state carried from step to step
     # conv model, 75 windows in global batches of 14: the 6th step is a short one of 5 windows
@@ -86,10 +87,19 @@ CASES = {
         "window_step": 96,
         "batch_size": 7,
     },
+    # a transformer: windows at random starts, drawn per step for the global batch
+    "random": {
+        **TRANSFORMER,
+        "model": "transformer",
+        "heads": 4,
+        "hidden": 32,
+        "context": 16,
+        "batch_size": 4,
+    },
 }
 
 
-@pytest.mark.parametrize("batching, first, then", [("stream", 2, 1), ("windows", 1, 2)])
+@pytest.mark.parametrize("batching, first, then", [("stream", 2, 1), ("windows", 1, 2), ("random", 2, 1)])
 def test_two_ranks_equal_one_process_and_resume_across_world_sizes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batching: str, first: int, then: int
 ):

@@ -38,7 +38,7 @@ def test_config_json_round_trip_rebuilds_same_model():
 @pytest.mark.parametrize(
     "bad, message",
     [
-        ({"kind": "transformer"}, "unknown --kind 'transformer'"),
+        ({"kind": "gpt2"}, "unknown --kind 'gpt2'"),
         ({"init": "jax"}, "unknown --init"),
         ({"hidden": 0}, "--hidden must be a positive integer"),
         ({"layers": -1}, "--layers must be a positive integer"),
