@@ -81,27 +81,27 @@ def run_worker(script: Path, *args: str, timeout_s: float = 3600) -> dict[str, A
 
 
 @functools.cache
-def matmul_gflops(dtype: torch.dtype) -> float:
-    """This CPU's dense matmul throughput for `dtype`, GFLOP/s, measured once per process (so the
+def matmul_gflops(dtype: torch.dtype, device: str = "cpu") -> float:
+    """The device's dense matmul throughput for `dtype`, GFLOP/s, measured once per process (so the
     machine line and every figure against it use the same number)."""
-    return precision.matmul_gflops(dtype)
+    return precision.matmul_gflops(dtype, torch.device(device))
 
 
 @functools.cache
-def conv_gflops(dtype: torch.dtype) -> float:
-    """This CPU's 3x3 convolution throughput (64 channels, channels-last) for `dtype`, GFLOP/s, measured
-    once per process."""
-    return precision.conv_gflops(dtype)
+def conv_gflops(dtype: torch.dtype, device: str = "cpu") -> float:
+    """The device's 3x3 convolution throughput (64 channels, channels-last) for `dtype`, GFLOP/s,
+    measured once per process."""
+    return precision.conv_gflops(dtype, torch.device(device))
 
 
-def limit_gflops(dtype: torch.dtype) -> float:
+def limit_gflops(dtype: torch.dtype, device: str = "cpu") -> float:
     """The machine's measured limit for dense work in `dtype`: the better of matmul and convolution,
     so that a run's share of it ("of the limit") can never pass 100%."""
-    return max(matmul_gflops(dtype), conv_gflops(dtype))
+    return max(matmul_gflops(dtype, device), conv_gflops(dtype, device))
 
 
-def machine_summary() -> str:
-    """One paragraph on the machine the figures come from, with its measured throughput."""
+def machine_summary(device: str = "cpu") -> str:
+    """One paragraph on the machine the figures come from, with its measured throughput on `device`."""
     flags = ""
     try:
         flags = next(
@@ -112,13 +112,14 @@ def machine_summary() -> str:
     named = [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags.split()]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     f32, bf16 = torch.float32, torch.bfloat16
+    where = "" if device == "cpu" else f"; GPU {torch.cuda.get_device_name(0)}, measured on it"
     return (
         f"{precision.processor_name()}, {precision.available_cores()} cores "
-        f"(flags: {', '.join(named) or 'no bf16 flags'}); "
+        f"(flags: {', '.join(named) or 'no bf16 flags'}){where}; "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; measured: matmul 2048x2048 float32 "
-        f"{matmul_gflops(f32):.0f} / bfloat16 {matmul_gflops(bf16):.0f} GFLOP/s, 3x3 convolution 64 channels "
-        f"channels-last float32 {conv_gflops(f32):.0f} / bfloat16 {conv_gflops(bf16):.0f} GFLOP/s; "
-        f"load average at start {load:.1f}."
+        f"{matmul_gflops(f32, device):.0f} / bfloat16 {matmul_gflops(bf16, device):.0f} GFLOP/s, 3x3 "
+        f"convolution 64 channels channels-last float32 {conv_gflops(f32, device):.0f} / bfloat16 "
+        f"{conv_gflops(bf16, device):.0f} GFLOP/s; load average at start {load:.1f}."
     )
 
 

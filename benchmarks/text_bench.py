@@ -162,7 +162,7 @@ def main() -> None:
         + (f" --only {args.only}" if parts != {"memory", "quality", "generation"} else "")
         + (f" --device {args.device}" if args.device != "cpu" else "")
     )
-    sections = [f"Machine: {machine_summary()}", corpus_note]
+    sections = [f"Machine: {machine_summary(args.device)}", corpus_note]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if "memory" in parts:

@@ -201,8 +201,13 @@ def fold_batchnorm(model: ModuleT, inplace: bool = False) -> ModuleT:
                 and child.running_mean is not None
             ):
                 previous.weight, previous.bias = fuse_conv_bn_weights(
-                    previous.weight, previous.bias, child.running_mean, child.running_var, child.eps,
-                    child.weight, child.bias,
+                    previous.weight,
+                    previous.bias,
+                    child.running_mean,
+                    child.running_var,
+                    child.eps,
+                    child.weight,
+                    child.bias,
                 )
                 setattr(parent, name, nn.Identity())
             previous = child

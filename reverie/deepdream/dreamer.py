@@ -8,13 +8,16 @@
 
 The options are `reverie.deepdream.options.DreamOptions`, plus `preset=` and `objective=` /
 `transforms=` (`reverie.objectives`, `reverie.transforms`). A dreamer's model, weights and device
-are its own; `dtype` may change per dream (it picks the autocast). All arithmetic happens in the
+are its own; `dtype` may change per dream (it picks the autocast; `auto` is what reverie.precision
+measured for this model on this machine: float32 or bfloat16, with or without channels-last, the
+first time it dreams, then cached). All arithmetic happens in the
 model's input space (the book's [-1, 1] for InceptionV3), so `step` is in those units, as the
 book's 0.01.
 """
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +26,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from reverie import precision
 from reverie.deepdream.backbone import Backbone, LayerInfo, fold_batchnorm, load_backbone, meta_backbone
 from reverie.deepdream.images import ImageSource, load_image
 from reverie.deepdream.objectives import Objective, parse_objective
@@ -33,6 +37,7 @@ from reverie.device import DEVICES, autocast, resolve_device, resolve_dtype
 from reverie.errors import ReverieError, require
 
 Model = str | Backbone  # what load_dreamer takes: a registered model's name, or a Backbone to use as given
+MEASURE_SIZE = 224  # the square image --dtype auto times a dream step on (at least the model's minimum)
 
 
 class Dreamer:
@@ -55,14 +60,16 @@ class Dreamer:
         rather than copied."""
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.dtype_option = dtype
-        self.dtype = resolve_dtype(dtype, self.device)
+        resolve_dtype(dtype, self.device, lambda: precision.Choice("float32", "", {}))  # refuse a bad name
+        self._choice: precision.Choice | None = None
         self.weights = weights
         self._given = weakref.ref(backbone)  # the caller's model, which `model=` may name again
         if backbone.folds_batchnorm and any(isinstance(m, torch.nn.BatchNorm2d) for m in backbone.modules()):
             backbone = fold_batchnorm(backbone, inplace=owned)
         backbone = backbone.eval().requires_grad_(False)
-        # channels-last: the layout oneDNN's and cuDNN's convolutions run fastest
-        self.backbone = backbone.to(self.device, memory_format=torch.channels_last)
+        # channels-last: the layout oneDNN's and cuDNN's convolutions usually run fastest (auto measures)
+        self.memory_format = torch.channels_last
+        self.backbone = backbone.to(self.device, memory_format=self.memory_format)
         self.name = backbone.name
         zeros = torch.zeros(1, 3, 1, 1, device=self.device)
         self.low = self.backbone.preprocess(zeros)
@@ -74,8 +81,45 @@ class Dreamer:
         self._shapes: dict[tuple[Any, ...], dict[str, tuple[int, int]]] = {}
 
     def __repr__(self) -> str:
-        dtype = str(self.dtype).removeprefix("torch.")
-        return f"Dreamer({self.name!r}, device={str(self.device)!r}, dtype={dtype!r})"
+        return f"Dreamer({self.name!r}, device={str(self.device)!r}, dtype={self.dtype_option!r})"
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dreams' default autocast dtype (auto: measured on the first use, see `choice`)."""
+        return resolve_dtype(self.dtype_option, self.device, self.choice)
+
+    def choice(self) -> precision.Choice:
+        """What `--dtype auto` runs this model in here: reverie.precision times a dream step (the
+        model's default layers, a seeded 224x224 image) in float32 and bfloat16, each with and
+        without channels-last, keeps the fastest that agrees with float32 (cached per machine), and
+        moves the network to that layout."""
+        if self._choice is None:
+            kind = f"dream {self.name}"
+            measured_before = precision.cached(kind, self.device) is not None
+            self._choice = precision.choose(kind, self.device, self._step_work(), precision.LAYOUTS)
+            if not measured_before:
+                print(f"reverie: --dtype auto: {self._choice.way} ({self._choice.reason})", file=sys.stderr)
+            self.set_layout(self._choice.channels_last)
+        return self._choice
+
+    def set_layout(self, channels_last: bool) -> None:
+        """Run the network channels-last or in the plain (NCHW) layout from now on."""
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.backbone.to(memory_format=self.memory_format)
+
+    def _step_work(self) -> precision.Work:
+        objective = parse_objective(self.backbone)
+        objective.check(self)
+        size = max(MEASURE_SIZE, self.min_input_size(objective.layers))
+        generator = torch.Generator().manual_seed(0)
+        image = self.to_input(torch.rand(1, 3, size, size, generator=generator))
+
+        def work(way: str) -> tuple[float, torch.Tensor]:
+            self.set_layout(way.endswith("channels-last"))
+            bound = objective.bind(self, precision.dtype_of(way))
+            return self.loss_and_gradient(bound, image, dtype=precision.dtype_of(way))
+
+        return work
 
     # ---- dreams ---------------------------------------------------------------------------------
 
@@ -140,7 +184,7 @@ class Dreamer:
         step = opts.step
         if isinstance(step, PixelStep):
             step = step.levels * self.input_per_pixel_level
-        dtype = resolve_dtype(opts.dtype, self.device)
+        dtype = resolve_dtype(opts.dtype, self.device, self.choice)
         return Plan(self, opts, objective.bind(self, dtype), Compose(transforms), dtype, step)
 
     # ---- the network ----------------------------------------------------------------------------
@@ -163,7 +207,7 @@ class Dreamer:
         """Activations for `layers` (aliases allowed, the same stage may be named twice), under
         `dtype`'s autocast (default: the dreamer's)."""
         stage_of = {layer: self.backbone.resolve_layer(layer) for layer in layers}
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=self.memory_format)
         with autocast(self.device, dtype or self.dtype):
             out = self.backbone.features(x, list(dict.fromkeys(stage_of.values())))
         return {layer: out[stage] for layer, stage in stage_of.items()}
@@ -228,7 +272,7 @@ def load_dreamer(
 
     `weights` is a local weight file (None: the model's default, downloaded and cached on first use
     where it has to be); `device` auto|cpu|cuda|mps; `dtype` auto|float32|bfloat16, the dreams'
-    default autocast (auto: bfloat16 where the hardware runs it fast).
+    default autocast (auto: the fastest that agrees with float32, measured on the first dream).
     """
     torch_device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     resolve_dtype(dtype, torch_device)  # a bad dtype is refused before any weights load

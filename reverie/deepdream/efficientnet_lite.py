@@ -31,8 +31,15 @@ STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 NUM_CLASSES = 1000
 # EfficientNet-B0's stages: (blocks, kernel, stride of the first block, expansion, output channels)
-STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-          (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+STAGES = (
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
 PIXEL_CENTER, PIXEL_SCALE = 127.0, 128.0  # input = (pixel - 127) / 128, pixels in 0..255
 
 

@@ -32,7 +32,6 @@ from PIL import Image
 from tqdm import tqdm
 
 from reverie import distributed
-from reverie.checkpoint import atomic_path
 from reverie.deepdream.backbone import Backbone
 from reverie.deepdream.dreamer import Dreamer, plan_for, resolve_for
 from reverie.deepdream.images import check_output, load_image, save_image
@@ -139,9 +138,7 @@ def dream_folder(
     label = f"dreaming (rank {where.rank})" if where.distributed else "dreaming"
     for image in tqdm(todo, desc=label, unit="image", file=sys.stderr, disable=not progress):
         dreamed = run_octaves(plan, load_image(image, opts.max_size))
-        final = output_for(image, out)
-        with atomic_path(final, suffix=final.suffix) as partial:  # the suffix picks the format
-            save_image(dreamed.image, partial, image)
+        final = save_image(dreamed.image, output_for(image, out), image)  # atomically
         result.written.append(final)
         if on_written is not None:
             on_written(final)

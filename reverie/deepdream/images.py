@@ -1,10 +1,12 @@
 """Images in and out of DeepDream: load, resize, save, with every bad file refused in one line.
 
 `load_image` turns a path, a PIL image or a numpy array into a float RGB tensor (3, H, W) in
-[0, 1]; `save_image` writes a PIL image, the format taken from the file extension. Both refuse
-bad input with a ReverieError: a missing or unreadable file, something that is not an image, a
-truncated file, an image over the pixel cap (a decompression-bomb guard), an output folder that
-does not exist, or an output path that is the input itself.
+[0, 1]; 16-bit, 32-bit and float images are scaled from their real range (`to_eight_bit`), not
+clipped. `save_image` writes a PIL image, the format taken from the file extension, atomically (a
+kill never leaves half a file under the final name). Both refuse bad input with a ReverieError: a
+missing or unreadable file, something that is not an image, a truncated file, an image over the
+pixel cap (a decompression-bomb guard), an output folder that does not exist, an output path that
+is the input itself, or a write that fails.
 
     python -m reverie.deepdream.images photo.jpg      # print the size the loader sees
 """
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from reverie.checkpoint import atomic_path
 from reverie.errors import ReverieError, require
 
 ImageSource = str | os.PathLike | Image.Image | np.ndarray
@@ -30,13 +33,15 @@ MAX_PIXELS = 50_000_000
 # With --max-size the image is shrunk while decoding, so larger files are allowed, up to Pillow's
 # own decompression-bomb limit (about 179 megapixels).
 HARD_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else 2 * 89_478_485
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
 def load_image(source: ImageSource, max_size: int | None = None) -> torch.Tensor:
     """An RGB float tensor (3, H, W) in [0, 1] from a path, a PIL image or a numpy array.
 
-    EXIF rotation is applied, alpha dropped, grayscale expanded. `max_size` shrinks the image
-    (high-quality Lanczos) so that its longest side is at most that many pixels.
+    EXIF rotation is applied, alpha dropped, grayscale expanded, 16-bit and float images scaled to
+    8 bits (`to_eight_bit`). `max_size` shrinks the image (high-quality Lanczos) so that its longest
+    side is at most that many pixels.
     """
     if isinstance(source, np.ndarray):
         pil = _array_to_pil(source)
@@ -48,7 +53,8 @@ def load_image(source: ImageSource, max_size: int | None = None) -> torch.Tensor
         raise ReverieError(
             f"cannot read an image from a {type(source).__name__}; give a path, a PIL image or an array"
         )
-    pil = pil.convert("RGB")
+    name = str(source) if isinstance(source, (str, os.PathLike)) else "the image"
+    pil = to_eight_bit(pil, name).convert("RGB")
     if max_size is not None and max(pil.size) > max_size:
         scale = max_size / max(pil.size)
         size = (max(1, round(pil.width * scale)), max(1, round(pil.height * scale)))
@@ -93,6 +99,31 @@ def _open_file(path: Path, max_size: int | None) -> Image.Image:
         raise ReverieError(
             f"{path} is truncated or corrupt ({_first_line(exc)}); re-export or re-download it"
         ) from None
+
+
+def to_eight_bit(pil: Image.Image, name: str = "the image") -> Image.Image:
+    """A 16-bit, 32-bit integer or float image as 8-bit gray, its range scaled to 0..255 (Pillow's
+    convert("RGB") clips them instead: nearly white). Other images are returned as they are.
+
+    - 16-bit (modes I;16*): 0..65535 is 0..255 (divided by 257), as image viewers show them.
+    - 32-bit integers (mode I): the same when the values fit 0..65535 (how 16-bit files often
+      open), else the image's own min..max.
+    - float (mode F): 0..1 is 0..255 when every value lies there, else the image's own min..max;
+      NaN or infinite values are refused.
+    """
+    if pil.mode not in (*SIXTEEN_BIT_MODES, "I", "F"):
+        return pil
+    values = np.array(pil, dtype=np.float32)  # a writable copy, scaled in place
+    if pil.mode == "F":
+        require(bool(np.isfinite(values).all()), f"{name} holds NaN or infinite values; re-export it")
+    low, high = float(values.min()), float(values.max())
+    if pil.mode in SIXTEEN_BIT_MODES or (pil.mode == "I" and low >= 0 and high <= 65535):
+        low, high = 0.0, 65535.0
+    elif pil.mode == "F" and low >= 0 and high <= 1:
+        low, high = 0.0, 1.0
+    values -= low
+    values *= 255.0 / (high - low) if high > low else 0.0
+    return Image.fromarray((values + 0.5).astype(np.uint8), mode="L")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -168,14 +199,26 @@ def check_output(output: str | os.PathLike, input_path: str | os.PathLike | None
 
 
 def save_image(
-    image: Image.Image, output: str | os.PathLike, input_path: str | os.PathLike | None = None
+    image: Image.Image,
+    output: str | os.PathLike,
+    input_path: str | os.PathLike | None = None,
+    **save_options: object,
 ) -> Path:
-    """Write `image` to `output` (format from the extension), never over `input_path`."""
+    """Write `image` to `output` (format from the extension; `save_options` go to Pillow, e.g. an
+    animated GIF's frames), never over `input_path`. The file is written beside `output` and renamed
+    when complete, so `output` is either the old file or the whole new one; a failed write (a full
+    disk) is a ReverieError."""
     path = check_output(output, input_path)
-    if Image.registered_extensions()[path.suffix.lower()] == "JPEG":
-        image.save(path, quality=95)
-    else:
-        image.save(path)
+    image_format = Image.registered_extensions()[path.suffix.lower()]
+    if image_format == "JPEG":
+        save_options = {"quality": 95, **save_options}
+    try:
+        with atomic_path(path, suffix=path.suffix) as partial:
+            image.save(partial, format=image_format, **save_options)
+    except OSError as exc:
+        raise ReverieError(
+            f"cannot write {path} ({_first_line(exc)}); check the free space and permissions there"
+        ) from None
     return path
 
 

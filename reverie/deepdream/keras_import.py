@@ -13,6 +13,11 @@ output, deepest first), ties broken by the order a depth-first walk from the out
 n-th batch norm) of the file lands in the torch module Keras would have put it in. Every weight
 is mapped and checked: the layer counts and every shape must agree, else one-line ReverieError.
 
+Nothing is read before everything is checked: a tiny HDF5 file may declare a 60000 x 60000 dataset
+(14 GB of fill value), so every dataset's shape must be the one its torch module needs, its dtype
+floating point, its data inside the file (no external or soft links, no external raw storage, no
+virtual dataset reading other files); only then are the weights read, each at its expected size.
+
 Conversions: conv kernels HWIO -> OIHW; Keras's conv2d_bn has no BatchNorm scale, so gamma = 1;
 a with-top file's final `Dense` classifier is dropped, as torchvision's `fc` is.
 
@@ -23,9 +28,11 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,10 +54,11 @@ KIND_OF_CLASS = {"conv2d": "conv", "batch_normalization": "bn", "dense": "dense"
 
 @dataclass
 class KerasLayer:
-    """One Keras layer with weights: its name in the file and its arrays by role ("kernel", "beta", ...)."""
+    """One Keras layer with weights: its name in the file and its datasets by role ("kernel", "beta",
+    ...), not yet read (h5py datasets: their shape and dtype are known, their data is read on demand)."""
 
     name: str
-    weights: dict[str, np.ndarray]
+    weights: dict[str, Any]
 
     @property
     def kind(self) -> str:
@@ -74,15 +82,54 @@ def _role(weight_name: str) -> str:
     return weight_name.rsplit("/", 1)[-1].split(":", 1)[0]
 
 
-def _legacy_layers(root) -> list[KerasLayer]:
+def _member(group, name: str, path: Path):
+    """`group[name]` (`name` may be a/b/c) through hard links only: an external link reads another
+    file, a soft link may lead to one; Keras writes neither."""
+    import h5py
+
+    node = group
+    for part in name.strip("/").split("/"):
+        link = node.get(part, getlink=True)
+        if link is None:
+            raise ReverieError(f"{path}: {name} is listed but missing; give the Keras weight file unchanged")
+        if not isinstance(link, h5py.HardLink):
+            target = f"file {link.filename}" if isinstance(link, h5py.ExternalLink) else link.path
+            raise ReverieError(
+                f"{path}: {name} is a link to {target}, not data in the file; give a self-contained "
+                "Keras weight file"
+            )
+        node = node[part]
+    return node
+
+
+def _dataset(group, name: str, path: Path):
+    """The dataset `group[name]`, unread, refused unless it holds floating-point data stored in this
+    file (not virtual, not in external raw files)."""
+    import h5py
+
+    dataset = _member(group, name, path)
+    if not isinstance(dataset, h5py.Dataset):
+        problem = "is not a dataset"
+    elif dataset.is_virtual:
+        problem = "is a virtual dataset (its data lives in other files)"
+    elif dataset.external:
+        problem = "is stored in external files"
+    elif dataset.dtype.kind != "f":
+        problem = f"holds {dataset.dtype} values, not floating-point weights"
+    else:
+        return dataset
+    raise ReverieError(f"{path}: {name} {problem}; give Keras's InceptionV3 weight file")
+
+
+def _legacy_layers(root, path: Path) -> list[KerasLayer]:
     """Layers with weights, in the file's layer order (legacy HDF5: the `layer_names` attribute)."""
     layers = []
     for layer_name in map(_text, root.attrs["layer_names"]):
-        group = root[layer_name]
+        group = _member(root, layer_name, path)
         weight_names = [_text(name) for name in group.attrs.get("weight_names", [])]
         if weight_names:
-            arrays = {_role(name): np.asarray(group[name]) for name in weight_names}
-            layers.append(KerasLayer(layer_name, arrays))
+            datasets = {_role(name): _dataset(group, name, path) for name in weight_names}
+            layers.append(KerasLayer(layer_name, datasets))
     return layers
 
 
@@ -97,8 +144,11 @@ def _keras3_layers(layers_group, path: Path) -> list[KerasLayer]:
     """Layers with weights from a `.weights.h5`, in model order within each layer class."""
     layers = []
     for group_name in sorted(layers_group, key=_class_and_number):
-        variables = layers_group[group_name].get("vars")
-        if variables is None or len(variables) == 0:
+        group = _member(layers_group, group_name, path)
+        if "vars" not in group:
+            continue
+        variables = _member(group, "vars", path)
+        if len(variables) == 0:
             continue
         layer_class, _ = _class_and_number(group_name)
         roles = KERAS3_ROLES.get((layer_class, len(variables)))
@@ -107,13 +157,15 @@ def _keras3_layers(layers_group, path: Path) -> list[KerasLayer]:
                 f"{path}: layer {group_name} ({len(variables)} weights) is not part of an InceptionV3; "
                 "give Keras's InceptionV3 weight file"
             )
-        arrays = {role: np.asarray(variables[str(i)]) for i, role in enumerate(roles)}
-        layers.append(KerasLayer(group_name, arrays))
+        datasets = {role: _dataset(variables, str(i), path) for i, role in enumerate(roles)}
+        layers.append(KerasLayer(group_name, datasets))
     return layers
 
 
-def read_keras_layers(path: Path) -> list[KerasLayer]:
-    """Every Keras layer with weights in `path` (legacy `.h5` or Keras 3 `.weights.h5`), in layer order."""
+@contextmanager
+def open_keras_layers(path: Path) -> Iterator[list[KerasLayer]]:
+    """Every Keras layer with weights in `path` (legacy `.h5` or Keras 3 `.weights.h5`), in layer
+    order, its datasets checked but unread; the file stays open for the block."""
     import h5py
 
     path = Path(path)
@@ -121,16 +173,23 @@ def read_keras_layers(path: Path) -> list[KerasLayer]:
         raise ReverieError(f"weight file {path} does not exist; check the path given to --weights")
     try:
         with h5py.File(path, "r") as handle:
-            root = handle.get("model_weights", handle)
+            root = _member(handle, "model_weights", path) if "model_weights" in handle else handle
             if "layer_names" in root.attrs:
-                return _legacy_layers(root)
+                yield _legacy_layers(root, path)
+                return
             if "layers" in root:
-                return _keras3_layers(root["layers"], path)
-    except (OSError, KeyError, ValueError) as exc:
+                yield _keras3_layers(_member(root, "layers", path), path)
+                return
+    except (OSError, KeyError, ValueError, TypeError) as exc:
         raise ReverieError(
-            f"cannot read {path} as a Keras HDF5 weight file ({exc}); check --weights"
+            f"cannot read {path} as a Keras HDF5 weight file ({_first_line(exc)}); check --weights"
         ) from None
     raise ReverieError(f"{path} has no Keras layer weights (no layer_names, no layers/); check --weights")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def keras_layer_order(model: nn.Module) -> list[str]:
@@ -168,47 +227,56 @@ def _ordered_modules(
     return [(name, modules[name]) for name in order if isinstance(modules[name], kind)]
 
 
-def _checked(array: np.ndarray, shape: tuple[int, ...], what: str, path: Path) -> np.ndarray:
-    if tuple(array.shape) != tuple(shape):
+Read = Callable[[], torch.Tensor]  # a weight checked and ready to be read
+
+
+def _checked(dataset, shape: tuple[int, ...], what: str, path: Path, order: tuple[int, ...] = ()) -> Read:
+    """`dataset` (unread) refused unless its shape is `shape`; what reads it (axes in `order`) later."""
+    if tuple(dataset.shape) != tuple(shape):
         raise ReverieError(
-            f"{path}: {what} has shape {tuple(array.shape)}, the model needs {tuple(shape)}; "
+            f"{path}: {what} has shape {tuple(dataset.shape)}, the model needs {tuple(shape)}; "
             "give Keras's InceptionV3 weight file (inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5)"
         )
-    return array
+
+    def read() -> torch.Tensor:
+        array = np.asarray(dataset[()], dtype=np.float32)
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(order) if order else array))
+
+    return read
 
 
-def _tensor(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-
-
-def _conv_weights(layer: KerasLayer, name: str, conv: nn.Conv2d, path: Path) -> dict[str, torch.Tensor]:
+def _conv_weights(layer: KerasLayer, name: str, conv: nn.Conv2d, path: Path) -> dict[str, Read]:
     if ("bias" in layer.weights) != (conv.bias is not None):
         raise ReverieError(
             f"{path}: Keras layer {layer.name} and {name} disagree on having a bias; check --weights"
         )
     out_channels, in_channels, height, width = conv.weight.shape
-    kernel = _checked(
-        layer.weights["kernel"], (height, width, in_channels, out_channels), f"{layer.name} kernel", path
-    )
-    state = {f"{name}.weight": _tensor(kernel.transpose(3, 2, 0, 1))}  # HWIO -> OIHW
+    hwio = (height, width, in_channels, out_channels)
+    kernel = _checked(layer.weights["kernel"], hwio, f"{layer.name} kernel", path, order=(3, 2, 0, 1))
+    state = {f"{name}.weight": kernel}  # HWIO -> OIHW
     if conv.bias is not None:
-        bias = _checked(layer.weights["bias"], (out_channels,), f"{layer.name} bias", path)
-        state[f"{name}.bias"] = _tensor(bias)
+        state[f"{name}.bias"] = _checked(layer.weights["bias"], (out_channels,), f"{layer.name} bias", path)
     return state
 
 
-def _bn_weights(layer: KerasLayer, name: str, bn: nn.BatchNorm2d, path: Path) -> dict[str, torch.Tensor]:
+def _bn_weights(layer: KerasLayer, name: str, bn: nn.BatchNorm2d, path: Path) -> dict[str, Read]:
     shape = (bn.num_features,)
     # conv2d_bn's batch norms have scale=False: gamma 1
-    defaults = {"gamma": np.ones(shape, np.float32), "beta": np.zeros(shape, np.float32)}
-    state = {}
-    for role, key in (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
-                      ("moving_variance", "running_var")):
-        array = layer.weights.get(role, defaults.get(role))
-        if array is None:
+    defaults = {"gamma": lambda: torch.ones(shape), "beta": lambda: torch.zeros(shape)}
+    state: dict[str, Read] = {}
+    for role, key in (
+        ("gamma", "weight"),
+        ("beta", "bias"),
+        ("moving_mean", "running_mean"),
+        ("moving_variance", "running_var"),
+    ):
+        if role in layer.weights:
+            state[f"{name}.{key}"] = _checked(layer.weights[role], shape, f"{layer.name} {role}", path)
+        elif role in defaults:
+            state[f"{name}.{key}"] = defaults[role]
+        else:
             raise ReverieError(f"{path}: batch norm layer {layer.name} has no {role}; check --weights")
-        state[f"{name}.{key}"] = _tensor(_checked(array, shape, f"{layer.name} {role}", path))
-    state[f"{name}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
+    state[f"{name}.num_batches_tracked"] = lambda: torch.tensor(0, dtype=torch.long)
     return state
 
 
@@ -219,34 +287,35 @@ MAPPERS: dict[str, tuple[type[nn.Module], Callable]] = {
 
 
 def keras_state_dict(model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
-    """A state dict for `model` holding every weight of the Keras file `path`, mapped by layer order."""
+    """A state dict for `model` holding every weight of the Keras file `path`, mapped by layer order;
+    every dataset is checked before any is read."""
     path = Path(path)
-    layers = read_keras_layers(path)
-    unknown = [layer.name for layer in layers if layer.kind == "unknown"]
-    if unknown:
-        raise ReverieError(
-            f"{path}: cannot tell what Keras layer {unknown[0]} is; give Keras's InceptionV3 weights"
-        )
-    classifiers = [layer for layer in layers if layer.kind == "dense"]
-    if len(classifiers) > 1:
-        raise ReverieError(
-            f"{path} has {len(classifiers)} dense layers, InceptionV3 has one classifier at most"
-        )
-    # the one dense layer of a with-top file is the classifier: dropped, the model has none
-    order = keras_layer_order(model)
-    state: dict[str, torch.Tensor] = {}
-    for kind, (module_type, mapper) in MAPPERS.items():
-        keras_layers = [layer for layer in layers if layer.kind == kind]
-        modules = _ordered_modules(model, order, module_type)
-        if len(keras_layers) != len(modules):
+    with open_keras_layers(path) as layers:
+        unknown = [layer.name for layer in layers if layer.kind == "unknown"]
+        if unknown:
             raise ReverieError(
-                f"{path} has {len(keras_layers)} {kind} layers with weights, the model has {len(modules)}; "
-                "give Keras's InceptionV3 weight file "
-                "(inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5)"
+                f"{path}: cannot tell what Keras layer {unknown[0]} is; give Keras's InceptionV3 weights"
             )
-        for layer, (name, module) in zip(keras_layers, modules):
-            state.update(mapper(layer, name, module, path))
-    return state
+        classifiers = [layer for layer in layers if layer.kind == "dense"]
+        if len(classifiers) > 1:
+            raise ReverieError(
+                f"{path} has {len(classifiers)} dense layers, InceptionV3 has one classifier at most"
+            )
+        # the one dense layer of a with-top file is the classifier: dropped (never read), the model has none
+        order = keras_layer_order(model)
+        pending: dict[str, Read] = {}
+        for kind, (module_type, mapper) in MAPPERS.items():
+            keras_layers = [layer for layer in layers if layer.kind == kind]
+            modules = _ordered_modules(model, order, module_type)
+            if len(keras_layers) != len(modules):
+                raise ReverieError(
+                    f"{path} has {len(keras_layers)} {kind} layers with weights, the model has "
+                    f"{len(modules)}; give Keras's InceptionV3 weight file "
+                    "(inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5)"
+                )
+            for layer, (name, module) in zip(keras_layers, modules):
+                pending.update(mapper(layer, name, module, path))
+        return {key: read() for key, read in pending.items()}  # everything checked: now read
 
 
 def load_keras_weights(model: nn.Module, path: Path) -> None:
@@ -261,9 +330,9 @@ if __name__ == "__main__":
 
     net = build()
     net_order = keras_layer_order(net)
-    file_layers = read_keras_layers(Path(sys.argv[1]))
-    for kind, (module_type, _) in MAPPERS.items():
-        modules_in_order = _ordered_modules(net, net_order, module_type)
-        pairs = zip([layer for layer in file_layers if layer.kind == kind], modules_in_order)
-        for keras_layer, (module_name, _) in pairs:
-            print(f"{keras_layer.name:28} -> {module_name}")
+    with open_keras_layers(Path(sys.argv[1])) as file_layers:
+        for kind, (module_type, _) in MAPPERS.items():
+            modules_in_order = _ordered_modules(net, net_order, module_type)
+            pairs = zip([layer for layer in file_layers if layer.kind == kind], modules_in_order)
+            for keras_layer, (module_name, _) in pairs:
+                print(f"{keras_layer.name:28} -> {module_name}")

@@ -31,6 +31,8 @@ window to count and where the window sits in the full activation (see `View`).
 
 from __future__ import annotations
 
+import math
+import numbers
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -160,6 +162,7 @@ class Objective:
     def __truediv__(self, divisor: float) -> Objective:
         if isinstance(divisor, bool) or not isinstance(divisor, (int, float)):
             return NotImplemented
+        require(finite_weight(divisor, "an objective's divisor") != 0, "an objective divided by 0")
         return Scaled(self, 1.0 / divisor)
 
     def __neg__(self) -> Objective:
@@ -208,6 +211,7 @@ class Scaled(Objective):
     """An objective times a number."""
 
     def __init__(self, objective: Objective, factor: float) -> None:
+        factor = finite_weight(factor, "an objective's factor")
         if isinstance(objective, Scaled):
             objective, factor = objective.objective, objective.factor * factor
         self.objective = objective
@@ -316,7 +320,7 @@ class Guide(Objective):
     """Guided dreaming toward an image's features at one or more (weighted) layers; see `guide`."""
 
     def __init__(self, layers: str | Mapping[str, float], image: ImageSource) -> None:
-        self.weights = {layers: 1.0} if isinstance(layers, str) else {k: float(v) for k, v in layers.items()}
+        self.weights = {layers: 1.0} if isinstance(layers, str) else layer_weights(layers)
         require(len(self.weights) > 0, "a guide needs at least one layer, e.g. guide('mixed4', image)")
         self.image = load_image(image, GUIDE_MAX_SIZE)  # a bad file is refused now, before any weights load
         self.layers = tuple(self.weights)
@@ -371,6 +375,25 @@ def book() -> Objective:
 
 def _weighted(objective: Objective, weight: float) -> Objective:
     return objective if weight == 1 else weight * objective
+
+
+def finite_weight(weight: object, what: str) -> float:
+    """`weight` as a float, refused in one line unless it is a finite number (a NaN or infinite weight
+    makes every pixel NaN: a black image)."""
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight):
+        raise ReverieError(f"{what} must be a finite number, got {weight!r}")
+    return float(weight)
+
+
+def layer_weights(weights: Mapping[str, object]) -> dict[str, float]:
+    """{layer: weight} checked: every weight a finite number, not all of them 0 (nothing to maximize:
+    the image would come back unchanged). Negative weights are allowed (they minimize a layer)."""
+    checked = {name: finite_weight(weight, f"the weight of layer {name}") for name, weight in weights.items()}
+    require(
+        not checked or any(checked.values()),
+        "every layer weight is 0, so there is nothing to dream; give at least one layer a non-zero weight",
+    )
+    return checked
 
 
 def parse_layers(text: str) -> dict[str, float]:
@@ -436,7 +459,7 @@ def parse_objective(
     channels = dict(channels or {})
     if layers is not None:
         require(len(layers) > 0, "no layers given; name at least one, e.g. mixed4:1")
-    weights = dict(layers) if layers is not None else ({} if channels else default_layers(backbone))
+    weights = layer_weights(layers) if layers is not None else ({} if channels else default_layers(backbone))
     for name in channels:
         weights.setdefault(name, 1.0)
     if guide is not None:

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from reverie.deepdream.dreamer import Dreamer
 
 
+class DreamStopped(ReverieError):
+    """A dream ended early because its `stop` function (DreamOptions.stop) returned True."""
+
+
 @dataclass
 class Plan:
     """One dream's settings on a dreamer: the options, the bound objective, the transforms (one
@@ -135,14 +139,20 @@ def ascend(
     """Gradient ascent at one size, updating `x` in place: `iterations` steps of
     `step * g / max(mean|g|, 1e-7)`, the transforms around each.
 
-    Stops early, before stepping, once the loss exceeds `max_loss` (the book's rule). Returns the
-    image and the loss at each evaluated step.
+    Stops early, before stepping, once the loss exceeds `max_loss` (the book's rule). Before every
+    step it asks `stop` (if given) and raises DreamStopped once it says so. Returns the image and the
+    loss at each evaluated step.
     """
     opts = plan.options
     losses: list[float] = []
     bar = tqdm(total=opts.iterations, desc=desc, file=sys.stderr, disable=not opts.progress)
     with bar:
-        for _ in range(opts.iterations):
+        for index in range(opts.iterations):
+            if opts.stop is not None and opts.stop():
+                raise DreamStopped(
+                    f"the dream was stopped before step {index + 1} of {opts.iterations} "
+                    f"of octave {context.octave + 1}"
+                )
             loss, grad = loss_and_gradient(plan, x, context)
             losses.append(loss)
             bar.set_postfix(loss=f"{loss:.4g}")

@@ -3,7 +3,8 @@
 Each frame is the dream of the previous frame with its center enlarged by `zoom` (0.05 crops 5%
 and rescales to full size), as google/deepdream's endless-zoom video. The model is loaded once for
 all the frames (or given as a Dreamer). The frames are returned as PIL images; `save_zoom` writes
-them as numbered PNGs and one looping animated GIF (`reverie dream IN OUT --zoom-frames N`).
+them as numbered PNGs and one looping animated GIF (`reverie dream IN OUT --zoom-frames N`), each
+written atomically.
 
     from reverie.deepdream.zoom import dream_zoom, save_zoom
     frames = dream_zoom("photo.jpg", frames=20, model="efficientnet_lite0")
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from reverie.deepdream.backbone import Backbone
 from reverie.deepdream.dreamer import Dreamer, plan_for, resolve_for
-from reverie.deepdream.images import ImageSource, check_output, load_image, resize
+from reverie.deepdream.images import ImageSource, check_output, load_image, resize, save_image
 from reverie.deepdream.octaves import run_octaves
 from reverie.options import check_value
 
@@ -73,12 +74,13 @@ def frame_paths(output: str | Path, count: int) -> tuple[Path, list[Path]]:
 def save_zoom(
     frames: list[Image.Image], output: str | Path, input_path: str | Path | None = None
 ) -> list[Path]:
-    """Write the numbered PNG frames and the animated GIF; return their paths (GIF first)."""
+    """Write the numbered PNG frames and the animated GIF, each atomically; return their paths (GIF
+    first)."""
     gif, pngs = frame_paths(output, len(frames))
     for path in [gif, *pngs]:
         check_output(path, input_path)
     for frame, path in zip(frames, pngs):
-        frame.save(path)
-    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=FRAME_MILLISECONDS, loop=0)
+        save_image(frame, path, input_path)
+    options = {"save_all": True, "append_images": frames[1:], "duration": FRAME_MILLISECONDS, "loop": 0}
+    save_image(frames[0], gif, input_path, **options)
     return [gif, *pngs]
-

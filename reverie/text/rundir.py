@@ -318,8 +318,8 @@ def check_new_run(run_dir: Path, overwrite: bool) -> None:
         others = foreign_files(run_dir)
         require(
             not others,
-            f"--overwrite would replace the run in {run_dir}, which also holds {_listed(others)} that "
-            "reverie did not write; move them or choose another --out",
+            f"--overwrite would clear {run_dir}, which holds {_listed(others)} that reverie did not "
+            "write; move them or choose another --out",
         )
     if not has_run(run_dir):
         clash = [name for name in (CONFIG, METRICS, PLOT, SAMPLES) if (run_dir / name).exists()]

@@ -8,9 +8,12 @@
 Text: pick a run trained into RUNS_DIR, write a prompt, choose the sampling rules, and the text
 streams into the page (`reverie.load(run).stream_batch(...)`); Stop ends it. Dream: upload a photo
 or take the sample, pick the model, layers and weights, and `dreamer.octaves(...)` (one
-`reverie.load_dreamer` per model, kept loaded) runs through Gradio's queue (at
-most `concurrency` jobs at once, the others see their place in line), with a progress bar per
-octave. Bad input of any kind becomes a message in the page (gr.Error), never a crash.
+`reverie.load_dreamer` per model, kept loaded) runs with a progress bar per octave; Cancel stops it
+between two steps. Both run through Gradio's queue and share its `concurrency` slots (the others see
+their place in line); each job stops at `job_seconds`, and a client may have `jobs_per_client` of
+them waiting or running (reverie.web.limits, which also caps what a request may carry). Bad input
+of any kind becomes a one-line message in the page (gr.Error), never a crash; an internal error
+shows a generic line, its details only in the server's log.
 
 Nothing here knows how a model works; the page only turns widgets into API arguments. It also
 works with no internet: telemetry is off and the theme uses the system's fonts (no CDN).
@@ -26,22 +29,26 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported
 import tempfile
 import threading
 import time
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from functools import partial
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import gradio as gr
 from PIL import Image, UnidentifiedImageError
+from starlette.middleware import Middleware
 
 import reverie
+from reverie.deepdream.octaves import DreamStopped
 from reverie.deepdream.options import PRESETS
 from reverie.errors import ReverieError
 from reverie.options import bounds
 from reverie.text import rundir
 from reverie.text.sampling import SamplingOptions
 from reverie.text.stops import unescape
+from reverie.web.limits import DATA_URL_REFUSED, HEAVY, Guard, Job, Jobs, RequestGuard, is_data_url
 from reverie.web.settings import WebSettings
 
 DEFAULT_MODEL = "efficientnet_lite0"  # its weights ship with the package, so the page works offline
@@ -57,6 +64,9 @@ MAX_OCTAVES, MAX_ITERATIONS, MAX_STEP, MAX_JITTER = 8, 50, 0.1, 64
 STREAM_INTERVAL_S = 0.05  # the text box is refreshed at most this often while a generation streams
 CACHE_KEEP_S = 3600  # Gradio's cached result files, and each dream's own folder, are removed after this
 JOB_DIR_PREFIX = "reverie-dream-"
+INTERNAL_ERROR = (
+    "the server failed on this request (its log says why); try again, or report it if it persists"
+)
 # Shown when there is no run yet: Python's own library is a corpus that needs no download.
 TRAIN_HINT = "reverie train python-stdlib --out {runs}/python-stdlib --minutes 5"
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
@@ -68,6 +78,21 @@ Value = TypeVar("Value")
 def refusal(message: str) -> gr.Error:
     """A message for the page about the user's input (no traceback in the server's log)."""
     return gr.Error(message, print_exception=False)
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """A user's mistake (ReverieError) as its own line in the page; any other error as INTERNAL_ERROR,
+    its traceback on the server's stderr only (it may name server paths)."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except ReverieError as exc:
+        raise refusal(str(exc)) from None
+    except Exception:  # noqa: BLE001 - anything else is the server's fault: logged, not shown
+        traceback.print_exc()
+        raise refusal(INTERNAL_ERROR) from None
 
 
 # ---- text ------------------------------------------------------------------------------------------
@@ -142,56 +167,16 @@ def stop_sequences(box: str | None) -> list[str]:
     return [unescape(line) for line in (box or "").split("\n") if line]
 
 
-def generate_text(
-    settings: WebSettings,
-    models: Loaded[RunKey, reverie.TextModel],
-    run: str | None,
-    prompt: str,
-    temperature: float,
-    top_k: float | None,
-    top_p: float,
-    min_p: float,
-    repetition_penalty: float | None,
-    stop: str | None,
-    length: float,
-    num_samples: float,
-    seed: float | None,
-) -> Iterator[str]:
-    """Stream the generated text (prompt included), refreshed every STREAM_INTERVAL_S at most."""
-    runs = find_runs(settings.runs)
-    if not runs:
-        raise refusal(
-            f"no trained run in {settings.runs} yet; train one with: {train_command(settings.runs)}"
-        )
-    if run not in runs:
-        raise refusal(f"no run named {run!r} in {settings.runs}; pick one of: {', '.join(runs)}")
-    count = _whole(num_samples)
-    prompt = prompt or ""
-    try:
-        model = models.get(run_key(settings.runs / run))
-        stream = model.stream_batch(
-            prompt,
-            length=_whole(length),
-            temperature=float(temperature),
-            top_k=_whole(top_k) or None,  # 0 or empty: off (the others' neutral values are off already)
-            top_p=top_p,
-            min_p=min_p,
-            repetition_penalty=repetition_penalty,
-            stop=stop_sequences(stop),
-            num_samples=count,
-            seed=_whole(seed),
-        )
-        parts: list[list[str]] = [[] for _ in range(count)]  # joined only when shown
-        shown = 0.0  # the first piece shows at once
-        for step in stream:
-            for sample, piece in zip(parts, step):
-                sample.append(piece)
-            if time.monotonic() - shown >= STREAM_INTERVAL_S:
-                shown = time.monotonic()
-                yield format_samples(prompt, ["".join(sample) for sample in parts])
-    except ReverieError as exc:
-        raise refusal(str(exc)) from None
-    yield format_samples(prompt, ["".join(sample) for sample in parts])
+def _extend(parts: list[list[str]], stream: Iterator[list[str]], seconds: float, job: Job) -> bool:
+    """Add at least one step of `stream` to `parts`, and more for `seconds` or until `job` should
+    stop; False once the stream has ended."""
+    until = time.monotonic() + seconds
+    for step in stream:
+        for sample, piece in zip(parts, step):
+            sample.append(piece)
+        if time.monotonic() >= until or job.should_stop():
+            return True
+    return False
 
 
 # ---- dream ---------------------------------------------------------------------------------------
@@ -249,68 +234,19 @@ def check_upload(path: str, settings: WebSettings) -> None:
     try:
         with Image.open(path) as image:
             width, height = image.size
+    except Image.DecompressionBombError:
+        raise refusal(pixels_refused(settings)) from None
     except (UnidentifiedImageError, OSError):
         return
     if width * height > settings.max_pixels:
-        raise refusal(
-            f"the image is {width}x{height} = {width * height / 1e6:.3g} megapixels, over this page's cap "
-            f"of {settings.max_pixels / 1e6:.3g}; shrink it first"
-        )
+        raise refusal(pixels_refused(settings, width, height))
 
 
-def dream_image(
-    settings: WebSettings,
-    dreamers: Loaded[str, reverie.Dreamer],
-    image: str | None,
-    model: str,
-    layers: Sequence[str] | None,
-    weights: Any,
-    octaves: float,
-    iterations: float,
-    step: float,
-    jitter: float,
-    tile: float | None,
-    preset: str | None,
-    progress: gr.Progress = DREAM_PROGRESS,
-) -> tuple[str, list[tuple[str, str]], str]:
-    """The dreamed image, the image after each octave (captioned), and a one-line summary.
-
-    Images go back as PNG files of this job's own, not PIL images: Gradio caches a PIL image under
-    its content hash by rewriting the file in place, so two jobs with the same result would truncate
-    the file while a client downloads it; files are copied into its cache atomically."""
-    if not image:
-        raise refusal("upload an image or pick the sample photo first")
-    check_upload(image, settings)
-    progress(0, desc="loading the model")
-    if preset and preset != NO_PRESET:
-        model = PRESETS.get(preset, {}).get("model", model)
-        options: dict[str, Any] = {"preset": preset}
-    else:
-        chosen = list(layers or [])
-        options = {
-            "layers": layer_weights(chosen, weights) if chosen else None,  # None: the model's own
-            "octaves": _whole(octaves),
-            "iterations": _whole(iterations),
-            "step": float(step),
-            "jitter": _whole(jitter),
-            "tile": _whole(tile) or None,  # 0 or empty: whole image at once
-        }
-    try:
-        result = dreamers.get(model).octaves(image, max_size=settings.max_size, **options)
-    except ReverieError as exc:
-        raise refusal(str(exc)) from None
-    job_dir = new_job_dir()
-    gallery = [
-        (_saved(octave, job_dir / f"octave{i + 1}.png"), f"octave {i + 1}: {octave.width}x{octave.height}")
-        for i, octave in enumerate(result.octaves)
-    ]
-    losses = [loss for octave in result.losses for loss in octave]
-    summary = f"{result.image.width}x{result.image.height}, {len(result.octaves)} octave(s)"
-    if "octaves" in options and len(result.octaves) < options["octaves"]:
-        summary += " (the smaller ones were below the model's minimum size)"
-    if losses:
-        summary += f", loss {losses[0]:.4g} → {losses[-1]:.4g}"
-    return _saved(result.image, job_dir / "dream.png"), gallery, summary
+def pixels_refused(settings: WebSettings, width: int | None = None, height: int | None = None) -> str:
+    """The page's refusal of an image over its pixel cap (its size where it is known)."""
+    size = f"{width}x{height} = {width * height / 1e6:.3g} megapixels" if width and height else "too large"
+    cap = f"{settings.max_pixels / 1e6:.3g} megapixels"
+    return f"the image is {size}, over this page's cap of {cap}; shrink it first"
 
 
 def new_job_dir() -> Path:
@@ -330,15 +266,21 @@ def _saved(image: Image.Image, path: Path) -> str:
     return str(path)
 
 
-def refuse_non_images(component: gr.Image) -> gr.Image:
-    """`component` with an upload that is no image at all refused in one line in the page (gr.Image's
-    own error names the server's temporary paths). Wrapped on the instance: a gr.Image subclass
-    would make Gradio write a .pyi stub next to this file."""
+def refuse_non_images(component: gr.Image, settings: WebSettings) -> gr.Image:
+    """`component` with an upload that is no image at all, or one over Pillow's decompression-bomb
+    limit, refused in one line in the page (gr.Image's own error names the server's temporary
+    paths), and an image sent inline as a data: URL refused before Gradio decodes it (the request
+    guard refuses those already; this holds wherever the page is served). Wrapped on the instance:
+    a gr.Image subclass would make Gradio write a .pyi stub next to this file."""
     preprocess = component.preprocess
 
     def checked(payload: Any) -> Any:
+        if is_data_url(str(getattr(payload, "url", None) or "")):
+            raise refusal(DATA_URL_REFUSED)
         try:
             return preprocess(payload)
+        except Image.DecompressionBombError:
+            raise refusal(pixels_refused(settings)) from None
         except (UnidentifiedImageError, OSError):
             name = getattr(payload, "orig_name", None) or "the upload"
             raise refusal(f"{name} is not an image (PNG, JPEG, WebP, ...)") from None
@@ -347,14 +289,175 @@ def refuse_non_images(component: gr.Image) -> gr.Image:
     return component
 
 
+class Page:
+    """What one server's page works with: its settings, the loaded text models (one per run, reloaded
+    when the run saves again) and dreamers (one per model), and the heavy jobs running now. Its
+    `generate` and `dream` are the page's two endpoints."""
+
+    def __init__(
+        self,
+        settings: WebSettings,
+        models: Loaded[RunKey, reverie.TextModel] | None = None,
+        dreamers: Loaded[str, reverie.Dreamer] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.models = models or Loaded(lambda key: reverie.load(key[0]))
+        self.dreamers = dreamers or Loaded(reverie.load_dreamer)
+        self.jobs = Jobs(settings.concurrency, settings.job_seconds)
+
+    def generate(
+        self,
+        run: str | None,
+        prompt: str,
+        temperature: float,
+        top_k: float | None,
+        top_p: float,
+        min_p: float,
+        repetition_penalty: float | None,
+        stop: str | None,
+        length: float,
+        num_samples: float,
+        seed: float | None,
+        request: gr.Request | None = None,
+    ) -> Iterator[str]:
+        """Stream the generated text (prompt included), refreshed every STREAM_INTERVAL_S at most.
+
+        A job of the client's (`request`): the text is made in one of the shared slots, a piece at a
+        time, and a generation that reaches the time limit ends with the text so far and a warning."""
+        settings, jobs = self.settings, self.jobs
+        runs = find_runs(settings.runs)
+        if not runs:
+            raise refusal(
+                f"no trained run in {settings.runs} yet; train one with: {train_command(settings.runs)}"
+            )
+        if run not in runs:
+            raise refusal(f"no run named {run!r} in {settings.runs}; pick one of: {', '.join(runs)}")
+        prompt = prompt or ""
+        if len(prompt) > settings.max_prompt_chars:
+            raise refusal(
+                f"the prompt is {len(prompt):,} characters, over this page's cap of "
+                f"{settings.max_prompt_chars:,}; shorten it"
+            )
+        count = _whole(num_samples)
+        parts: list[list[str]] = [[] for _ in range(count)]  # joined only when shown
+        with jobs.job(client_of(request), "generate") as job, one_line_errors():
+            with jobs.slot():
+                model = self.models.get(run_key(settings.runs / run))
+                # top_k 0 or empty: off (the other rules' neutral values are off already)
+                stream = model.stream_batch(
+                    prompt,
+                    length=_whole(length),
+                    temperature=float(temperature),
+                    top_k=_whole(top_k) or None,
+                    top_p=top_p,
+                    min_p=min_p,
+                    repetition_penalty=repetition_penalty,
+                    stop=stop_sequences(stop),
+                    num_samples=count,
+                    seed=_whole(seed),
+                )
+            try:
+                interval, more = 0.0, True  # the first piece shows at once
+                while more and not job.should_stop():
+                    with jobs.slot():
+                        more = _extend(parts, stream, interval, job)
+                    interval = STREAM_INTERVAL_S
+                    if more:
+                        yield format_samples(prompt, ["".join(sample) for sample in parts])
+            finally:
+                stream.close()
+            if job.expired() and more:
+                gr.Warning(
+                    f"the generation reached this page's time limit of {settings.job_seconds:g} s; "
+                    "this is the text so far"
+                )
+        yield format_samples(prompt, ["".join(sample) for sample in parts])
+
+    def dream(
+        self,
+        image: str | None,
+        model: str,
+        layers: Sequence[str] | None,
+        weights: Any,
+        octaves: float,
+        iterations: float,
+        step: float,
+        jitter: float,
+        tile: float | None,
+        preset: str | None,
+        request: gr.Request | None = None,
+        progress: gr.Progress = DREAM_PROGRESS,
+    ) -> tuple[str, list[tuple[str, str]], str]:
+        """The dreamed image, the image after each octave (captioned), and a one-line summary.
+
+        A job of the client's (`request`): it dreams in one of the shared slots and stops between
+        gradient steps once it is cancelled or reaches the time limit.
+
+        Images go back as PNG files of this job's own, not PIL images: Gradio caches a PIL image under
+        its content hash by rewriting the file in place, so two jobs with the same result would truncate
+        the file while a client downloads it; files are copied into its cache atomically."""
+        settings, jobs = self.settings, self.jobs
+        if not image:
+            raise refusal("upload an image or pick the sample photo first")
+        check_upload(image, settings)
+        progress(0, desc="loading the model")
+        if preset and preset != NO_PRESET:
+            model = PRESETS.get(preset, {}).get("model", model)
+            options: dict[str, Any] = {"preset": preset}
+        else:
+            chosen = list(layers or [])
+            options = {
+                "layers": layer_weights(chosen, weights) if chosen else None,  # None: the model's own
+                "octaves": _whole(octaves),
+                "iterations": _whole(iterations),
+                "step": float(step),
+                "jitter": _whole(jitter),
+                "tile": _whole(tile) or None,  # 0 or empty: whole image at once
+            }
+        with jobs.job(client_of(request), "dream") as job, one_line_errors():
+            try:
+                with jobs.slot():
+                    dreamer = self.dreamers.get(model)
+                    result = dreamer.octaves(
+                        image, max_size=settings.max_size, stop=job.should_stop, **options
+                    )
+            except DreamStopped:
+                if job.cancelled.is_set():
+                    raise refusal("the dream was cancelled") from None
+                raise refusal(
+                    f"the dream reached this page's time limit of {settings.job_seconds:g} s and was "
+                    "stopped; use fewer octaves or iterations, or a smaller image"
+                ) from None
+        job_dir = new_job_dir()
+        gallery = [
+            (
+                _saved(octave, job_dir / f"octave{i + 1}.png"),
+                f"octave {i + 1}: {octave.width}x{octave.height}",
+            )
+            for i, octave in enumerate(result.octaves)
+        ]
+        losses = [loss for octave in result.losses for loss in octave]
+        summary = f"{result.image.width}x{result.image.height}, {len(result.octaves)} octave(s)"
+        if "octaves" in options and len(result.octaves) < options["octaves"]:
+            summary += " (the smaller ones were below the model's minimum size)"
+        if losses:
+            summary += f", loss {losses[0]:.4g} → {losses[-1]:.4g}"
+        return _saved(result.image, job_dir / "dream.png"), gallery, summary
+
+
+def client_of(request: gr.Request | None) -> str:
+    """Whose job this is: the client's session (a browser tab, a gradio_client Client)."""
+    return getattr(request, "session_hash", None) or "local"
+
+
 # ---- the page --------------------------------------------------------------------------------------
 
 
 def build_app(settings: WebSettings) -> gr.Blocks:
-    """The page, with its queue set up; `launch` starts serving it."""
+    """The page, with its queue set up; `launch` starts serving it. `app.reverie_page` is its Page
+    (the loaded models, the running jobs)."""
     settings.validate()
-    models: Loaded[RunKey, reverie.TextModel] = Loaded(lambda key: reverie.load(key[0]))
-    dreamers: Loaded[str, reverie.Dreamer] = Loaded(reverie.load_dreamer)
+    page = Page(settings)
     sampling = SamplingOptions()  # the text widgets start at the API's defaults
     defaults = reverie.DreamOptions()  # the dream widgets start at the API's defaults and bounds
 
@@ -384,7 +487,12 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                     )
                     refresh = gr.Button("Refresh", scale=0, size="sm", min_width=90)
                 hint = gr.Markdown(no_run_message(settings.runs), visible=not runs)
-                prompt = gr.Textbox(label="Prompt", lines=3, placeholder="the text to continue")
+                prompt = gr.Textbox(
+                    label="Prompt",
+                    lines=3,
+                    placeholder="the text to continue",
+                    max_length=settings.max_prompt_chars,
+                )
                 temperature = gr.Slider(
                     *rule_range("temperature", 0.05, MAX_TEMPERATURE),
                     value=sampling.temperature,
@@ -445,7 +553,7 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                     height=420,
                     elem_id="dream-input",
                 )
-                refuse_non_images(source)
+                refuse_non_images(source, settings)
                 result = gr.Image(
                     type="pil",
                     format="png",
@@ -500,7 +608,7 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                         )
                     tile = gr.Number(
                         defaults.tile or 0,
-                        label="Tile (pixels; 0: whole image at once)",
+                        label=f"Tile (pixels, {low('tile'):g} or more; 0: whole image at once)",
                         precision=0,
                         minimum=0,
                     )
@@ -509,7 +617,9 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                         value=NO_PRESET,
                         label="Preset (sets the model, layers and everything above)",
                     )
-                    dream = gr.Button("Dream", variant="primary")
+                    with gr.Row():
+                        dream = gr.Button("Dream", variant="primary")
+                        cancel = gr.Button("Cancel", variant="stop")
                     summary = gr.Markdown()
             octave_gallery = gr.Gallery(label="Octaves, smallest first", columns=6, height=200)
 
@@ -521,8 +631,9 @@ def build_app(settings: WebSettings) -> gr.Blocks:
         refresh.click(refresh_runs, inputs=run, outputs=[run, hint], api_name=False)
         app.load(refresh_runs, inputs=run, outputs=[run, hint], api_name=False)
 
+        heavy = {"concurrency_id": HEAVY, "concurrency_limit": settings.concurrency}
         generation = generate.click(
-            partial(generate_text, settings, models),
+            page.generate,
             inputs=[
                 run,
                 prompt,
@@ -531,15 +642,18 @@ def build_app(settings: WebSettings) -> gr.Blocks:
             ],
             outputs=text,
             api_name="generate",
+            **heavy,
         )
         stop.click(None, cancels=[generation], api_name=False)
 
-        dream.click(
-            partial(dream_image, settings, dreamers),
+        dreaming = dream.click(
+            page.dream,
             inputs=[source, model, layers, weights, octaves, iterations, step, jitter, tile, preset],
             outputs=[result, octave_gallery, summary],
             api_name="dream",
+            **heavy,
         )
+        cancel.click(None, cancels=[dreaming], api_name=False)  # the guard stops it between steps
 
         def on_model(name: str) -> tuple[Any, Any]:
             return gr.update(choices=layer_choices(name), value=[]), gr.update(value=[])
@@ -557,7 +671,9 @@ def build_app(settings: WebSettings) -> gr.Blocks:
             api_name=False,
         )
 
-    app.queue(default_concurrency_limit=settings.concurrency, max_size=QUEUE_SIZE)
+    # api_open=False: Gradio's /run routes, which skip the queue and its limits, are closed
+    app.queue(max_size=QUEUE_SIZE, api_open=False)
+    app.reverie_page = page
     return app
 
 
@@ -567,6 +683,7 @@ def launch(settings: WebSettings) -> tuple[gr.Blocks, str]:
     `app.block_thread()` then waits until Ctrl-C; `app.close()` stops the server.
     """
     app = build_app(settings)
+    guard = Guard(app, app.reverie_page.jobs, settings.max_request_bytes, settings.jobs_per_client)
     host, port = settings.host, settings.port
     try:
         _, url, _ = app.launch(
@@ -576,8 +693,9 @@ def launch(settings: WebSettings) -> tuple[gr.Blocks, str]:
             quiet=True,
             share=False,
             ssr_mode=False,
-            show_error=True,
+            show_error=False,  # internal errors' text (paths, tracebacks) stays in the server's log
             max_file_size=settings.max_upload_bytes,
+            app_kwargs={"middleware": [Middleware(RequestGuard, guard=guard)]},
             theme=gr.themes.Default(font=SYSTEM_FONTS, font_mono=SYSTEM_MONO_FONTS),
         )
     except OSError as exc:

@@ -15,6 +15,8 @@ from pathlib import Path
 from reverie.errors import require
 from reverie.options import check, option
 
+REQUEST_MARGIN_BYTES = 2**20  # a request may exceed the upload cap by this: multipart framing, JSON
+
 
 @dataclass(frozen=True)
 class WebSettings:
@@ -28,16 +30,37 @@ class WebSettings:
     max_size: int = option(
         1024, "images are shrunk to this longest side before dreaming", low=1, metavar="PIXELS"
     )
-    max_upload_mb: float = option(20.0, "largest upload accepted, in MB", low=0, low_open=True, metavar="MB")
+    max_upload_mb: float = option(
+        20.0,
+        "largest upload accepted, in MB; a request's body may be 1 MB more, no larger",
+        low=0,
+        low_open=True,
+        metavar="MB",
+    )
     max_pixels: int = option(
         50_000_000, "uploads with more pixels are refused before they are decoded", low=1, metavar="N"
     )
     concurrency: int = option(
         1,
-        "jobs of each kind that run at once, the rest wait in the queue (raise it on a GPU)",
+        "jobs that run at once, text generations and dreams together; the rest wait in the queue "
+        "(raise it on a GPU)",
         low=1,
         metavar="N",
     )
+    job_seconds: float = option(
+        300.0,
+        "a job running longer is stopped: a generation keeps the text so far, a dream ends with a message",
+        low=0,
+        low_open=True,
+        metavar="SECONDS",
+    )
+    jobs_per_client: int = option(
+        4,
+        "jobs one client (a browser tab, an API session) may have waiting or running; more are refused",
+        low=1,
+        metavar="N",
+    )
+    max_prompt_chars: int = option(10_000, "longest prompt accepted, in characters", low=1, metavar="N")
 
     def validate(self) -> None:
         check(self)
@@ -49,3 +72,8 @@ class WebSettings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 2**20)
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The largest request body the server reads: an upload at the cap and its form's framing."""
+        return self.max_upload_bytes + REQUEST_MARGIN_BYTES

@@ -87,7 +87,9 @@ def float32_auto(monkeypatch):
     measured: reverie.precision's choice is float32)."""
     from reverie.precision import Choice
 
-    monkeypatch.setattr("reverie.precision.choose", lambda *args, **kwargs: Choice("float32", "tests", {}))
+    choice = Choice("float32 channels-last", "tests", {})
+    monkeypatch.setattr("reverie.precision.choose", lambda *args, **kwargs: choice)
+    monkeypatch.setattr("reverie.precision.cached", lambda *args, **kwargs: choice)
 
 
 TINY_BOOK_LAYERS = {"b": 0.02, "c": 0.3, "d": 0.2}  # the book's weights / 10: losses below max_loss

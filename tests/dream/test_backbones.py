@@ -79,7 +79,12 @@ def test_unreadable_weight_file_is_refused_in_one_line(tmp_path):
 def test_inception_layer_table_without_weights():
     table = {info.name: info for info in reverie.list_layers("inception_v3")}
     assert list(table)[:7] == [
-        "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+        "Conv2d_1a_3x3",
+        "Conv2d_2a_3x3",
+        "Conv2d_2b_3x3",
+        "maxpool1",
+        "Conv2d_3b_1x1",
+        "Conv2d_4a_3x3",
         "maxpool2",
     ]
     keras_channels = [256, 288, 288, 768, 768, 768, 768, 768, 1280, 2048, 2048]
@@ -100,9 +105,22 @@ def test_inception_layer_table_without_weights():
 def test_googlenet_and_efficientnet_layer_tables():
     table = {info.name: (info.channels, info.stride) for info in reverie.list_layers("googlenet")}
     assert list(table) == [
-        "conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
-        "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
-        "inception5a", "inception5b",
+        "conv1",
+        "maxpool1",
+        "conv2",
+        "conv3",
+        "maxpool2",
+        "inception3a",
+        "inception3b",
+        "maxpool3",
+        "inception4a",
+        "inception4b",
+        "inception4c",
+        "inception4d",
+        "inception4e",
+        "maxpool4",
+        "inception5a",
+        "inception5b",
     ]
     assert table["inception3b"] == (480, 8) and table["inception4c"] == (512, 16)
     assert table["inception4e"] == (832, 16) and table["inception5b"] == (1024, 32)
@@ -214,8 +232,10 @@ def calibrated(model_name: str) -> torch.nn.Module:
     return model.eval().requires_grad_(False)
 
 
-@pytest.mark.parametrize("model_name,layer", [("inception_v3", "mixed3"), ("googlenet", "inception4c"),
-                                              ("efficientnet_lite0", "block8")])
+@pytest.mark.parametrize(
+    "model_name,layer",
+    [("inception_v3", "mixed3"), ("googlenet", "inception4c"), ("efficientnet_lite0", "block8")],
+)
 def test_channels_last_and_bfloat16_autocast_run_forward_and_backward(model_name, layer):
     model = calibrated(model_name)
     image = torch.rand(1, 3, 96, 96)

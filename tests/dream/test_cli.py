@@ -4,6 +4,7 @@ exit code 2, one line on stderr, no traceback, the input file untouched."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,7 +116,11 @@ BAD = [
     (["{photo}", "--octaves", "0"], "--octaves must be a positive integer, got 0"),
     (["{photo}", "--step", "0"], "--step must be positive"),
     (["{photo}", "--step", "-0.1"], "--step must be positive"),
-    (["{photo}", "--tile", "0"], "--tile must be a positive integer, got 0"),
+    (["{photo}", "--tile", "0"], "--tile must be an integer of at least 64, got 0"),
+    (["{photo}", "--tile", "1"], "--tile must be an integer of at least 64, got 1"),
+    (["{photo}", "--layers", "b:nan"], "the weight of layer b must be a finite number, got nan"),
+    (["{photo}", "--layers", "b:inf,c:1"], "the weight of layer b must be a finite number, got inf"),
+    (["{photo}", "--layers", "b:0,c:0"], "every layer weight is 0, so there is nothing to dream"),
     (["{photo}", "--octave-scale", "1"], "--octave-scale must be above 1"),
     (["{photo}", "--octave-scale", "0.7"], "--octave-scale must be above 1"),
     (["{photo}", "--seed", "-5"], "--seed must be a whole number"),
@@ -163,12 +168,46 @@ def test_layers_refuses_an_unknown_model(capsys):
     assert code == 2 and "unknown model 'alexnet'" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("option, message", [("--layers=mixed99", "unknown layer 'mixed99'"),
-                                             ("--channels=mixed4:768", "channels 0..767")])
-def test_unknown_layer_or_channel_is_refused_before_weights_are_fetched(photo, tmp_path, capsys, monkeypatch,
-                                                                        option, message):
+@pytest.mark.parametrize(
+    "option, message",
+    [("--layers=mixed99", "unknown layer 'mixed99'"), ("--channels=mixed4:768", "channels 0..767")],
+)
+def test_unknown_layer_or_channel_is_refused_before_weights_are_fetched(
+    photo, tmp_path, capsys, monkeypatch, option, message
+):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no-keras"))
     code, _, err = run_cli(["dream", str(photo), "--model", "inception_v3", option, "--quiet"], capsys)
     assert code == 2 and message in err and "download" not in err and err.count("\n") == 1, err
     assert not (tmp_path / "no-weights").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, fails_on",
+    [([], "out"), (["--save-octaves"], "out-octave2"), (["--zoom-frames", "2"], ".gif")],
+    ids=["image", "octaves", "zoom gif"],
+)
+def test_a_write_that_fails_half_way_leaves_no_half_image(
+    tiny_model, photo, tmp_path, capsys, monkeypatch, extra, fails_on
+):
+    """Every file of `reverie dream IN OUT` is written beside its name and renamed when whole: a write
+    cut short (a full disk, a kill) leaves the previous file, never half of the new one."""
+    output = tmp_path / "out.png"
+    old = {name: tmp_path / name for name in ("out.png", "out-octave2.png", "out.gif")}
+    for path in old.values():
+        Image.new("RGB", (4, 4), (1, 2, 3)).save(path)
+    before = {name: path.read_bytes() for name, path in old.items()}
+    save = Image.Image.save
+
+    def cut_short(image, path, *args, **kwargs):
+        if fails_on not in Path(path).name:
+            return save(image, path, *args, **kwargs)
+        Path(path).write_bytes(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", cut_short)
+    code, _out, err = run_cli(["dream", str(photo), str(output), *FAST, *extra], capsys)
+    assert code == 2 and err.count("\n") == 1 and "No space left on device" in err, err
+    failed = next(name for name in old if name.startswith(fails_on) or name.endswith(fails_on))
+    assert old[failed].read_bytes() == before[failed]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial file left

@@ -185,3 +185,47 @@ def test_a_short_dream_with_real_weights_raises_the_objective(lite0, hopper):
         small.permute(1, 2, 0).numpy(), layers="block10", octaves=1, iterations=3, progress=False
     )
     assert np.array_equal(np.asarray(again), np.asarray(result.image))
+
+
+def test_auto_measures_a_dream_step_in_each_layout_once_and_uses_the_choice(
+    tiny, monkeypatch, tmp_path, capsys
+):
+    """--dtype auto on a dreamer: reverie.precision times the model's own dream step in float32 and
+    bfloat16, each with and without channels-last (a fake timer makes plain float32 the fastest),
+    and the network takes the chosen layout; a second dreamer reuses the cached choice."""
+    from reverie import precision
+
+    monkeypatch.undo()  # the real choose and cache (conftest fixes auto to float32)
+    monkeypatch.setenv("REVERIE_CACHE", str(tmp_path))
+    seen: dict[str, tuple[float, torch.Tensor]] = {}
+    real_choose = precision.choose
+
+    seconds_per_run = dict(zip(precision.LAYOUTS, (1.0, 2.0, 3.0, 4.0)))  # plain float32 the fastest
+
+    def timed_choose(kind, device, work, ways=precision.DTYPES, **kwargs):
+        clock = [0.0]
+
+        def timed(way):
+            clock[0] += seconds_per_run[way]
+            seen[way] = work(way)
+            return seen[way]
+
+        return real_choose(kind, device, timed, ways, timer=lambda: clock[0], **kwargs)
+
+    monkeypatch.setattr(precision, "choose", timed_choose)
+    dreamer = load_dreamer(tiny, device="cpu", dtype="auto")
+    plan = dreamer.plan(progress=False)
+    assert set(seen) == set(precision.LAYOUTS)
+    loss32, grad32 = seen["float32"]
+    loss_cl, grad_cl = seen["float32 channels-last"]
+    assert loss_cl == pytest.approx(loss32, rel=1e-5) and torch.allclose(grad_cl, grad32, atol=1e-6)
+    assert seen["bfloat16"][1].dtype == torch.float32  # the gradient comes back in float32 either way
+    assert plan.dtype == torch.float32 and dreamer.memory_format == torch.contiguous_format
+    assert next(p for p in dreamer.backbone.parameters() if p.dim() == 4).is_contiguous()
+    assert "--dtype auto: float32 (" in capsys.readouterr().err
+
+    seen.clear()
+    again = load_dreamer(tiny, device="cpu", dtype="auto")
+    assert again.plan(progress=False).dtype == torch.float32 and seen == {}  # cached: nothing measured
+    assert again.memory_format == torch.contiguous_format
+    assert "--dtype auto" not in capsys.readouterr().err

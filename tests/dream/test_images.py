@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -102,3 +104,54 @@ def test_format_follows_the_extension(tmp_path):
     save_image(image, tmp_path / "a.png")
     assert Image.open(tmp_path / "a.jpg").format == "JPEG"
     assert Image.open(tmp_path / "a.png").format == "PNG"
+
+
+def test_sixteen_bit_and_float_images_keep_their_brightness(tmp_path):
+    """16-bit, 32-bit integer and float files are scaled from their own range, not clipped to white."""
+    ramp = np.linspace(0.0, 1.0, 48 * 40, dtype=np.float32).reshape(40, 48)  # dark to light
+    files = {
+        "16-bit.png": Image.fromarray((ramp * 65535).round().astype(np.uint16)),  # opens as I;16
+        "16-bit.tif": Image.fromarray((ramp * 65535).round().astype(np.uint16)),
+        "32-bit.tif": Image.fromarray((ramp * 65535).round().astype(np.int32)),  # mode I, 16-bit values
+        "float.tif": Image.fromarray(ramp),  # mode F in [0, 1]
+        "float-range.tif": Image.fromarray(ramp * 4000 - 1000),  # mode F, its own range
+    }
+    for name, image in files.items():
+        image.save(tmp_path / name)
+        loaded = load_image(tmp_path / name)
+        assert loaded.shape == (3, 40, 48), name
+        assert torch.allclose(loaded[0], torch.from_numpy(ramp), atol=1 / 255), name  # the ramp, 8-bit
+        assert torch.equal(loaded[0], loaded[2]), name  # gray
+    dim = np.full((8, 8), 1000, dtype=np.uint16)  # a dark 16-bit image stays dark
+    Image.fromarray(dim).save(tmp_path / "dim.png")
+    assert load_image(tmp_path / "dim.png").max() == pytest.approx(round(1000 / 257) / 255)
+    nan = np.zeros((8, 8), dtype=np.float32)
+    nan[2, 3] = np.nan
+    Image.fromarray(nan).save(tmp_path / "nan.tif")
+    with pytest.raises(ReverieError, match=r"nan.tif holds NaN or infinite values") as error:
+        load_image(tmp_path / "nan.tif")
+    assert "\n" not in str(error.value)
+
+
+def test_decompression_bombs_are_refused_in_one_line(photo, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses over twice this: 2000 pixels
+    with pytest.raises(ReverieError, match="decompression-bomb limit; shrink it first") as error:
+        load_image(photo)
+    assert "\n" not in str(error.value)
+
+
+def test_a_failed_write_keeps_the_old_file_and_says_so_in_one_line(tmp_path, monkeypatch):
+    output = tmp_path / "dream.png"
+    Image.new("RGB", (4, 4), (10, 20, 30)).save(output)
+    before = output.read_bytes()
+
+    def full_disk(image, path, *args, **kwargs):
+        Path(path).write_bytes(b"\x89PNG half an image")  # a write that stops half way
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    with pytest.raises(ReverieError, match=r"cannot write .*dream.png \(.*No space left on device\)") as e:
+        save_image(Image.new("RGB", (4, 4)), output)
+    assert "\n" not in str(e.value)
+    assert output.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dream.png"]  # no partial file left either

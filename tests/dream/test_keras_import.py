@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from reverie.deepdream.backbone import build_backbone, load_backbone
-from reverie.deepdream.keras_import import keras_layer_order, read_keras_layers
+from reverie.deepdream.keras_import import keras_layer_order, open_keras_layers
 from reverie.errors import ReverieError
 
 SIZE = 139  # small, and still 15x15 at mixed2: the border of every average pool matters
@@ -81,8 +81,11 @@ def keras_files(tmp_path_factory) -> dict:
         rng = np.random.default_rng(0)
         model = keras.applications.InceptionV3(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
         randomize(model, rng)
-        files = {"legacy": folder / "inception_v3_notop.h5", "keras3": folder / "inception_v3.weights.h5",
-                 "keras2_names": folder / "inception_v3_keras2_names.h5"}
+        files = {
+            "legacy": folder / "inception_v3_notop.h5",
+            "keras3": folder / "inception_v3.weights.h5",
+            "keras2_names": folder / "inception_v3_keras2_names.h5",
+        }
         with h5py.File(files["legacy"], "w") as handle:
             legacy_h5_format.save_weights_to_hdf5_group(handle, model)
         model.save_weights(files["keras3"])
@@ -125,7 +128,8 @@ def test_file_order_is_not_definition_order(keras_files):
     definition_order = [name for name, _ in model.named_modules() if name.endswith(".conv")]
     assert sorted(conv_order) == sorted(definition_order) and conv_order != definition_order
     assert conv_order[5] == "Mixed_5b.branch3x3dbl_1.conv"
-    kernels = [layer for layer in read_keras_layers(keras_files["files"]["legacy"]) if layer.kind == "conv"]
+    with open_keras_layers(keras_files["files"]["legacy"]) as layers:
+        kernels = [layer for layer in layers if layer.kind == "conv"]
     assert len(kernels) == len(conv_order) == 94
 
 
@@ -184,3 +188,59 @@ def test_bad_keras_files_are_refused_in_one_line(tmp_path):
         message = str(error.value)
         assert "\n" not in message and str(path) in message and expected in message, case
 
+
+def tampered_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Small Keras files whose first kernel is something a weight file must not be, and what the
+    refusal says about each."""
+    layers = zero_layers()
+    first = layers[0][0]
+    shape = layers[0][1]["kernel"]
+    key = f"{first}/{first}/kernel:0"
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as handle:
+        handle.create_dataset("kernel", shape=shape, dtype="float32", fillvalue=0.0)
+    raw = tmp_path / "kernel.raw"
+    raw.write_bytes(b"\0" * 4 * int(np.prod(shape)))
+
+    def virtual(handle):
+        layout = h5py.VirtualLayout(shape=shape, dtype="float32")
+        layout[...] = h5py.VirtualSource(str(other), "kernel", shape=shape)
+        handle.create_virtual_dataset(key, layout, fillvalue=0.0)
+
+    def external_storage(handle):
+        handle.create_dataset(key, shape=shape, dtype="float32", external=[(str(raw), 0, raw.stat().st_size)])
+
+    huge = (60000, 60000, 1, 1)  # 14 GB of float32: a fill value declared in a few bytes
+    changes = {
+        "huge": (lambda h: h.create_dataset(key, shape=huge, dtype="float32"), "(60000, 60000, 1, 1)"),
+        "external link": (lambda h: h.__setitem__(key, h5py.ExternalLink(str(other), "kernel")), "to file"),
+        "soft link": (lambda h: h.__setitem__(key, h5py.SoftLink("/elsewhere")), "a link to /elsewhere"),
+        "virtual": (virtual, "is a virtual dataset"),
+        "external storage": (external_storage, "is stored in external files"),
+        "integers": (lambda h: h.create_dataset(key, shape=shape, dtype="int32"), "holds int32 values"),
+    }
+    files = {}
+    for case, (change, message) in changes.items():
+        path = write_legacy_file(tmp_path / f"{case.replace(' ', '_')}.h5", layers)
+        with h5py.File(path, "r+") as handle:
+            del handle[key]
+            change(handle)
+        files[case] = (path, message)
+    return files
+
+
+def test_every_dataset_is_checked_before_any_is_read(tmp_path, monkeypatch):
+    """A tiny file declaring a 60000 x 60000 kernel (14 GB), links to other files, virtual datasets,
+    external raw storage, integers: each refused in one line, and no weight read before that."""
+    files = tampered_files(tmp_path)
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("a dataset was read before every dataset was checked")
+
+    for method in ("__getitem__", "__array__", "read_direct"):
+        monkeypatch.setattr(h5py.Dataset, method, no_read)
+    for case, (path, message) in files.items():
+        with pytest.raises(ReverieError) as error:
+            load_backbone("inception_v3", weights=path)
+        text = str(error.value)
+        assert "\n" not in text and str(path) in text and message in text, (case, text)

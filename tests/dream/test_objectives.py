@@ -198,3 +198,36 @@ def test_a_guide_and_channels_are_refused_together(tiny):
     with pytest.raises(ReverieError, match="the guide image is 8x8; it needs at least 9 pixels"):
         too_small = guide("d", smooth_image(8, 8))
         dream_octaves(smooth_image(32, 32), model=tiny, objective=too_small, progress=False)
+
+
+@pytest.mark.parametrize(
+    "layers, message",
+    [
+        ({"b": float("nan")}, "the weight of layer b must be a finite number, got nan"),
+        ({"b": 1.0, "c": float("inf")}, "the weight of layer c must be a finite number, got inf"),
+        ({"b": "2"}, "the weight of layer b must be a finite number, got '2'"),
+        ({"b": 0, "c": 0.0}, "every layer weight is 0, so there is nothing to dream"),
+        ("b:nan", "the weight of layer b must be a finite number, got nan"),
+    ],
+)
+def test_layer_weights_must_be_finite_and_not_all_zero(tiny, layers, message):
+    """A NaN or infinite weight would make every pixel NaN (a black image), all-zero weights the
+    input back unchanged: both are refused in one line, from a string or a dict, for a guide too."""
+    with pytest.raises(ReverieError, match=message) as error:
+        dream_octaves(smooth_image(32, 32), model=tiny, layers=layers, iterations=1, progress=False)
+    assert "\n" not in str(error.value)
+    if isinstance(layers, dict):
+        with pytest.raises(ReverieError, match=message):
+            guide(layers, smooth_image(32, 32))
+    assert dream_octaves(
+        smooth_image(32, 32), model=tiny, layers={"b": 1, "c": -0.5}, iterations=1, progress=False
+    )  # a negative weight minimizes a layer: allowed
+
+
+def test_scaling_an_objective_by_a_non_finite_number_is_refused():
+    for factor in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ReverieError, match="an objective's factor must be a finite number"):
+            factor * layer("b")
+    with pytest.raises(ReverieError, match="an objective divided by 0"):
+        layer("b") / 0
+    assert repr(layer("b") / 4) == "0.25 * layer('b')"

@@ -10,7 +10,7 @@ from PIL import Image
 
 import reverie
 from reverie.deepdream.dreamer import dream, dream_octaves
-from reverie.deepdream.octaves import ascend
+from reverie.deepdream.octaves import DreamStopped, ascend
 from reverie.errors import ReverieError
 
 from .conftest import TINY_BOOK_LAYERS, TinyNet, cpu_plan, smooth_image, step_context
@@ -119,6 +119,40 @@ def test_max_loss_stops_before_stepping(tiny):
     result = dream_octaves(image, model=tiny, max_loss=1e-6, octaves=2, iterations=5, progress=False)
     assert [len(losses) for losses in result.losses] == [1, 1]
     assert np.abs(np.asarray(result.image).astype(int) - image).max() <= 1
+
+
+def test_stop_is_asked_before_every_step_and_ends_the_dream_between_steps(tiny, tmp_path):
+    """`stop=` (a threading.Event's is_set, a deadline, ...) ends a dream between two gradient steps."""
+    import threading
+
+    asked = []
+
+    def stop_at_the_seventh() -> bool:
+        asked.append(len(asked) + 1)
+        return len(asked) == 7
+
+    with pytest.raises(DreamStopped, match="stopped before step 2 of 5 of octave 2") as error:
+        dream_octaves(
+            smooth_image(40, 40),
+            model=tiny,
+            octaves=2,
+            iterations=5,
+            stop=stop_at_the_seventh,
+            progress=False,
+        )
+    assert isinstance(error.value, ReverieError) and asked == [1, 2, 3, 4, 5, 6, 7]  # no step after it
+    cancelled = threading.Event()
+    dreamer = reverie.load_dreamer(tiny, device="cpu")
+    assert dreamer.dream(smooth_image(40, 40), iterations=2, stop=cancelled.is_set, progress=False)
+    cancelled.set()
+    for run in (
+        lambda: dreamer.dream(smooth_image(40, 40), iterations=2, stop=cancelled.is_set, progress=False),
+        lambda: reverie.dream_folder(tmp_path, tmp_path / "out", model=dreamer, stop=cancelled.is_set),
+    ):
+        Image.fromarray(smooth_image(40, 40)).save(tmp_path / "a.png")
+        with pytest.raises(DreamStopped, match="before step 1 of"):
+            run()
+    assert not (tmp_path / "out" / "a.png").exists()
 
 
 def test_api_sources_and_results(tiny, photo):

@@ -12,16 +12,18 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from .conftest import MAX_SIZE, RUN_NAME, TINY_DREAM
+from .conftest import MAX_SIZE, RUN_NAME, TINY_DREAM, TRANSFORMER_RUN_NAME
 
 TEXT = {"temperature": 0.8, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "repetition_penalty": 1.0, "stop": ""}
 
 
-def text_args(prompt: str, length: int, seed: int | None, num_samples: int = 1, **overrides) -> list:
+def text_args(
+    prompt: str, length: int, seed: int | None, num_samples: int = 1, run: str = RUN_NAME, **overrides
+) -> list:
     """The /generate endpoint's inputs, in the page's order."""
     args = {**TEXT, **overrides}
     rules = [args[name] for name in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "stop")]
-    return [RUN_NAME, prompt, *rules, length, num_samples, seed]
+    return [run, prompt, *rules, length, num_samples, seed]
 
 
 def generate(client, prompt: str, length: int, seed: int | None, **overrides) -> str:
@@ -37,6 +39,19 @@ def test_generate_returns_prompt_and_length_new_characters(client) -> None:
     text = generate(client, "ROMEO:", 60, seed=0)
     assert text.startswith("ROMEO:")
     assert len(text) == len("ROMEO:") + 60  # a character-level run: one character per token
+
+
+def test_a_transformer_run_generates_streams_and_stops_like_any_other(client) -> None:
+    """Past its 32-token context: the KV cache is re-run and generation goes on."""
+    text = generate(client, "ROMEO:", 80, seed=0, run=TRANSFORMER_RUN_NAME)
+    assert text.startswith("ROMEO:") and len(text) == len("ROMEO:") + 80
+    assert generate(client, "ROMEO:", 80, seed=0, run=TRANSFORMER_RUN_NAME) == text
+    assert text != generate(client, "ROMEO:", 80, seed=0)  # another model: another text
+    stop = text[len("ROMEO:") + 20 : len("ROMEO:") + 22]
+    stopped = generate(client, "ROMEO:", 80, seed=0, run=TRANSFORMER_RUN_NAME, stop=stop)
+    assert stopped == text[: text.index(stop, len("ROMEO:"))]
+    job = client.submit(*text_args("ROMEO:", 300, 0, run=TRANSFORMER_RUN_NAME), api_name="/generate")
+    assert len(job.result()) == len("ROMEO:") + 300 and len(job.outputs()) >= 2
 
 
 def test_generate_streams_growing_text(client) -> None:
@@ -186,13 +201,13 @@ def test_find_runs_lists_run_folders_and_the_runs_folder_itself_if_it_is_one(
 ) -> None:
     from reverie.web.app import find_runs
 
-    assert find_runs(runs_dir) == [RUN_NAME]
+    assert find_runs(runs_dir) == sorted([RUN_NAME, TRANSFORMER_RUN_NAME])
     assert find_runs(runs_dir / RUN_NAME) == ["."]
     assert find_runs(tmp_path / "missing") == []
 
 
 def test_a_preset_decides_everything_but_the_image_and_its_size(images) -> None:
-    from reverie.web.app import dream_image
+    from reverie.web.app import Page
     from reverie.web.settings import WebSettings
 
     calls = []
@@ -209,10 +224,11 @@ def test_a_preset_decides_everything_but_the_image_and_its_size(images) -> None:
 
             return SimpleNamespace(octaves=octaves)
 
-    settings = WebSettings(max_size=64)
+    page = Page(WebSettings(max_size=64), dreamers=FakeDreamers())
     args = [str(images["small"]), "efficientnet_lite0", ["block2"], [], 3, 7, 0.05, 8, 0]
-    _, gallery, summary = dream_image(settings, FakeDreamers(), *args, "book", progress=lambda *a, **k: None)
-    _, _, own_summary = dream_image(settings, FakeDreamers(), *args, "(none)", progress=lambda *a, **k: None)
+    _, gallery, summary = page.dream(*args, "book", progress=lambda *a, **k: None)
+    _, _, own_summary = page.dream(*args, "(none)", progress=lambda *a, **k: None)
+    assert all(callable(call.pop("stop")) for call in calls)  # the job's cancel flag and time limit
     assert calls[0] == {"model": "inception_v3", "preset": "book", "max_size": 64}  # the preset's model
     assert calls[1] == {
         "model": "efficientnet_lite0",
@@ -244,3 +260,25 @@ def test_each_dream_job_folder_is_removed_once_older_than_the_cache(tmp_path, mo
     fresh = new_job_dir()
     assert fresh.is_dir() and fresh.parent == tmp_path and fresh.name.startswith(JOB_DIR_PREFIX)
     assert not old.exists() and recent.exists()
+
+
+def test_the_image_input_refuses_data_urls_and_bombs_wherever_the_page_is_served(images, monkeypatch) -> None:
+    """The request guard refuses data: URLs at the door; the page's image input refuses them too (and
+    images over Pillow's decompression-bomb limit) in one line, for a page mounted without the guard."""
+    import gradio as gr
+    from gradio.data_classes import ImageData
+
+    from reverie.web.app import check_upload, refuse_non_images
+    from reverie.web.settings import WebSettings
+
+    settings = WebSettings(max_pixels=400_000)
+    component = refuse_non_images(gr.Image(type="filepath", image_mode=None), settings)
+    with pytest.raises(gr.Error, match="images must be uploaded as files"):
+        component.preprocess(ImageData(url="data:image/png;base64,iVBORw0KGgo=", path=None))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    for check in (
+        lambda: component.preprocess(ImageData(path=str(images["small"]))),
+        lambda: check_upload(str(images["small"]), settings),
+    ):
+        with pytest.raises(gr.Error, match="the image is too large, over this page's cap of 0.4 megapixels"):
+            check()

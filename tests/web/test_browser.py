@@ -184,3 +184,50 @@ def test_without_runs_the_text_tab_shows_the_train_command_until_one_appears(
     finally:
         page.close()
         app.close()
+
+
+def test_cancel_stops_a_running_dream_and_the_next_one_runs(browser, runs_dir: Path, tmp_path: Path) -> None:
+    import re
+
+    import numpy as np
+
+    from .conftest import serve
+
+    photo = tmp_path / "large.png"
+    noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    Image.fromarray(noise).resize((1024, 1024)).save(photo)  # minutes of dreaming on a CPU
+    with serve(runs_dir, max_size=1024, max_upload_mb=8, max_pixels=2_000_000) as (app, url):
+        jobs = app.reverie_page.jobs
+        page = Page(browser, url)
+        try:
+            page.tab.get_by_role("tab", name="Dream").click()
+            page.set_number("Octaves", 3)
+            page.set_number("Iterations", 50)
+            page.tab.get_by_label("Layers (none: the model's own choice)").click()
+            page.tab.get_by_role("option", name=re.compile(r"^block10 ")).click()
+            page.tab.keyboard.press("Escape")
+            page.tab.locator("#dream-input input[type=file]").set_input_files(photo)
+            page.tab.locator("#dream-input img").wait_for(state="visible")
+            page.tab.get_by_role("button", name="Dream", exact=True).click()
+            running = wait_for(lambda: jobs.running(), "a running dream")
+            page.tab.get_by_role("button", name="Cancel").click()
+            wait_for(lambda: not jobs.running(), "the cancelled dream ending")
+            assert running[0].cancelled.is_set() and not running[0].expired()
+            page.set_number("Octaves", 1)
+            page.set_number("Iterations", 1)
+            assert page.dreamed_size() == [1024, 1024]  # the server is free for the next one
+            assert page.offsite == []
+        finally:
+            page.close()
+
+
+def wait_for(condition, what: str, timeout_s: float = TIMEOUT_MS / 1000):
+    """`condition()` once it is true (at most `timeout_s`)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"the server never got to: {what}")

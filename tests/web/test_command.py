@@ -56,6 +56,9 @@ def test_serve_prints_its_url_and_serves_the_page_until_ctrl_c(tmp_path: Path) -
         (["--max-size", "0"], "--max-size must be a positive integer, got 0"),
         (["--max-upload-mb", "-1"], "--max-upload-mb must be positive, got -1.0"),
         (["--concurrency", "0"], "--concurrency must be a positive integer, got 0"),
+        (["--job-seconds", "0"], "--job-seconds must be positive, got 0.0"),
+        (["--jobs-per-client", "0"], "--jobs-per-client must be a positive integer, got 0"),
+        (["--max-prompt-chars", "-5"], "--max-prompt-chars must be a positive integer, got -5"),
         (["--port", "many"], "argument --port: invalid int value: 'many'"),
     ],
 )

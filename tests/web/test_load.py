@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-from gradio_client import handle_file
+from gradio_client import Client, handle_file
 from PIL import Image
 
 from .conftest import RUN_NAME, TINY_DREAM
@@ -27,11 +27,12 @@ def queue_ranks(job) -> list[int]:
             ranks.append(update.rank)
 
 
-def test_twenty_concurrent_dreams_all_complete_and_the_server_still_answers(client, images) -> None:
+def test_twenty_concurrent_dreams_all_complete_and_the_server_still_answers(server, client, images) -> None:
     settings = {**TINY_DREAM, "iterations": 1}
+    clients = [Client(server, verbose=False) for _ in range(CLIENTS)]  # a session each (jobs_per_client)
     jobs = [
-        client.submit(handle_file(str(images["small"])), *settings.values(), api_name="/dream")
-        for _ in range(CLIENTS)
+        each.submit(handle_file(str(images["small"])), *settings.values(), api_name="/dream")
+        for each in clients
     ]
     results = [job.result(timeout=300) for job in jobs]
 
