@@ -41,6 +41,7 @@ _API = {
     "load_dreamer": "reverie.deepdream.dreamer",
     "Dreamer": "reverie.deepdream.dreamer",
     "DreamResult": "reverie.deepdream.octaves",
+    "DreamStopped": "reverie.deepdream.octaves",
     "dream": "reverie.deepdream.dreamer",
     "dream_octaves": "reverie.deepdream.dreamer",
     "DreamOptions": "reverie.deepdream.options",
@@ -54,6 +55,7 @@ _MODULES = {"objectives": "reverie.deepdream.objectives", "transforms": "reverie
 __all__ = [  # the API: _API and _MODULES, and the error every bad input raises
     "DreamOptions",
     "DreamResult",
+    "DreamStopped",
     "Dreamer",
     "ReverieError",
     "SamplingOptions",
@@ -91,7 +93,7 @@ if TYPE_CHECKING:  # for type checkers and editors, which do not run __getattr__
     from reverie.deepdream.backbone import available_models, list_layers
     from reverie.deepdream.dreamer import Dreamer, dream, dream_octaves, load_dreamer
     from reverie.deepdream.folder import dream_folder
-    from reverie.deepdream.octaves import DreamResult
+    from reverie.deepdream.octaves import DreamResult, DreamStopped
     from reverie.deepdream.options import DreamOptions
     from reverie.deepdream.zoom import dream_zoom
     from reverie.text.generator import TextModel, load

@@ -93,7 +93,7 @@ def test_real_work_gives_a_real_choice():
         ):
             loss = layer(data).float().square().mean()
         (gradient,) = torch.autograd.grad(loss, layer.weight)
-        return float(loss), gradient
+        return float(loss.detach()), gradient
 
     choice = precision.choose("linear 64", CPU, work, say=lambda _: None)
     assert choice.way in precision.DTYPES and set(choice.seconds) == set(precision.DTYPES)

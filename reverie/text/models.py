@@ -53,7 +53,11 @@ class ModelConfig:
     bounds are defined once.
     """
 
-    kind: str = option("lstm", "model kind", choices=KINDS)
+    kind: str = option(
+        "lstm",
+        "model kind (a transformer's own defaults: --layers 4 --heads 4 --hidden 128 --lr 5e-3)",
+        choices=KINDS,
+    )
     vocab_size: int = option(MISSING, "tokens in the vocabulary", low=1, high=MAX_VOCAB, cli=False)
     embed: int = option(
         64, "token embedding size; 0 feeds one-hot vectors as the book does", low=0, high=MAX_WIDTH
@@ -66,7 +70,7 @@ class ModelConfig:
     kernel_size: int = option(3, "conv model: kernel size (layer i has dilation 2**i)", low=2, high=64)
     heads: int = option(4, "transformer: attention heads (--hidden must be a multiple)", low=1, high=256)
     context: int = option(
-        256, "transformer: tokens it sees, and the length of its training windows", low=2, high=1 << 16
+        128, "transformer: tokens it sees, and the length of its training windows", low=2, high=1 << 16
     )
     positions: str = option("rotary", "transformer: rotary or learned position embeddings", choices=POSITIONS)
     init: str = option("torch", "weight initialization: PyTorch's or Keras' defaults", choices=INITS)
@@ -124,11 +128,13 @@ class ModelConfig:
         return config
 
 
-def shape_option(name: str) -> Any:
+def shape_option(name: str, default: Any = MISSING, help: str | None = None) -> Any:
     """A new dataclass field declaring ModelConfig's option `name` (its default, help and bounds),
-    for an options class that passes it on to the model."""
+    for an options class that passes it on to the model; `default` and `help` (if given) replace
+    the model's, the bounds stay the model's."""
     source = next(field for field in dataclasses.fields(ModelConfig) if field.name == name)
-    return dataclasses.field(default=source.default, metadata=source.metadata)
+    metadata = {**source.metadata, **({"help": help} if help is not None else {})}
+    return dataclasses.field(default=source.default if default is MISSING else default, metadata=metadata)
 
 
 def map_state(state: State, fn: Callable[[torch.Tensor], torch.Tensor]) -> State:

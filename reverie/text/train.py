@@ -55,6 +55,7 @@ from reverie.text import rundir
 from reverie.text.batches import MAX_EVAL_TOKENS, RandomWindows, StreamBatches, WindowBatches, evaluate
 from reverie.text.budget import Budget
 from reverie.text.corpus import TokenizedCorpus, load_corpus, split_ids
+from reverie.text.fit import fit_dropout
 from reverie.text.generator import TextModel, restore_weights
 from reverie.text.models import ModelConfig, build_model, map_state, state_tensors
 from reverie.text.optim import build_optimizer, learning_rate
@@ -185,9 +186,15 @@ class Trainer:
         torch.manual_seed(options.seed)
         self.model_config = options.model_config(corpus.tokenizer.vocab_size)
         self.model = build_model(self.model_config).to(self.device)
+        self.dtype = resolve_dtype(options.dtype, self.device, self._measure_dtype)
+        if options.dropout is None:  # chosen for the budget; the run keeps it (a resumed run has it)
+            self.options = options = dataclasses.replace(options, dropout=self._fit_dropout())
+            if options.dropout != self.model_config.dropout:  # the same weights as given --dropout
+                torch.manual_seed(options.seed)
+                self.model_config = options.model_config(corpus.tokenizer.vocab_size)
+                self.model = build_model(self.model_config).to(self.device)
         if where.rank > 0:  # rank 0 keeps a single process's random stream; the others draw their own dropout
             torch.manual_seed(rng.rank_seed(options.seed, where.rank, 0))
-        self.dtype = resolve_dtype(options.dtype, self.device, self._measure_dtype)
         self.optimizer = build_optimizer(self.model, options)
         self.step = 0
         self.epoch = 0
@@ -318,6 +325,29 @@ class Trainer:
             return None
         share = streams // self.where.world_size
         return map_state(carry, lambda t: t.narrow(dim, self.where.rank * share, share))
+
+    def _fit_dropout(self) -> float:
+        """The dropout for the epochs this budget buys (reverie.text.fit), decided on rank 0 (which
+        times a step of this model on its first batch for a budget in minutes) for every rank."""
+        options = self.options
+
+        def fit() -> bytes:
+            inputs, targets = (t.to(self.device) for t in next(iter(self.batches.epoch(0))))
+            work = step_work(self.model, self.batches.loss, inputs, targets, self.device)
+            way = str(self.dtype).removeprefix("torch.")
+            fitted = fit_dropout(
+                options.model,
+                options.epochs,
+                options.steps,
+                options.minutes,
+                self.steps_per_epoch,
+                lambda: work(way),
+            )
+            if self.where.is_main:
+                print(f"reverie: {fitted.reason}", file=sys.stderr, flush=True)
+            return json.dumps(fitted.dropout).encode()
+
+        return float(json.loads(distributed.share_from_main(fit)))
 
     def _measure_dtype(self) -> precision.Choice:
         """What `--dtype auto` runs on this machine: rank 0 measures (once per machine and model

@@ -95,7 +95,9 @@ def test_a_folder_with_someone_elses_config_is_not_a_run(tmp_path: Path, capsys)
 def test_overwrite_removes_only_a_runs_files_and_refuses_a_folder_holding_more(tmp_path: Path):
     corpus, run = tiny_run_of(tmp_path, 4, sample_temperatures=(1.0,), sample_length=5)
     (run / "notes.txt").write_text("my notes on this run")
-    with pytest.raises(ReverieError, match=r"would clear .*, which holds notes\.txt that reverie did not write"):
+    with pytest.raises(
+        ReverieError, match=r"would clear .*, which holds notes\.txt that reverie did not write"
+    ):
         train(corpus, run, overwrite=True, steps=2, **TINY)
     assert (run / "notes.txt").exists() and rundir.has_run(run)
     (run / "notes.txt").unlink()
