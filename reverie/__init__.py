@@ -47,6 +47,8 @@ _API = {
     "DreamOptions": "reverie.deepdream.options",
     "dream_folder": "reverie.deepdream.folder",
     "dream_zoom": "reverie.deepdream.zoom",
+    "dream_video": "reverie.deepdream.video",
+    "VideoOptions": "reverie.deepdream.video",
     "available_models": "reverie.deepdream.backbone",
     "list_layers": "reverie.deepdream.backbone",
 }
@@ -61,11 +63,13 @@ __all__ = [  # the API: _API and _MODULES, and the error every bad input raises
     "SamplingOptions",
     "TextModel",
     "TrainResult",
+    "VideoOptions",
     "__version__",
     "available_models",
     "dream",
     "dream_folder",
     "dream_octaves",
+    "dream_video",
     "dream_zoom",
     "list_layers",
     "load",
@@ -95,6 +99,7 @@ if TYPE_CHECKING:  # for type checkers and editors, which do not run __getattr__
     from reverie.deepdream.folder import dream_folder
     from reverie.deepdream.octaves import DreamResult, DreamStopped
     from reverie.deepdream.options import DreamOptions
+    from reverie.deepdream.video import VideoOptions, dream_video
     from reverie.deepdream.zoom import dream_zoom
     from reverie.text.generator import TextModel, load
     from reverie.text.sampling import SamplingOptions

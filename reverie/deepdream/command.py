@@ -6,6 +6,7 @@
     reverie dream photo.jpg --channels mixed4:12,97 --keep-colors --tile 512
     reverie dream photo.jpg --zoom-frames 30 --zoom 0.05     # numbered PNGs + an animated GIF
     reverie dream frames/ --out dreamed/             # every image of a folder or glob (deepdream.folder)
+    reverie dream clip.mp4 out.mp4 --max-size 512    # a video, the dream carried along the flow
     reverie layers inception_v3                      # the layer names --layers accepts
 
 The dream options' flags are generated from `DreamOptions` (reverie.deepdream.options), so their
@@ -25,9 +26,12 @@ from reverie.deepdream.dreamer import dream_octaves
 from reverie.deepdream.folder import classify, dream_folder
 from reverie.deepdream.images import check_output, default_output, save_image
 from reverie.deepdream.options import PRESETS, DreamOptions
+from reverie.deepdream.video import VideoOptions, dream_video, frames_dir_for
+from reverie.deepdream.videoio import is_video_path
 from reverie.deepdream.zoom import dream_zoom, frame_paths, save_zoom
 from reverie.errors import require
-from reverie.options import add_flags, given
+from reverie.interrupt import EXIT_CODES
+from reverie.options import add_flags, flag, given
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,10 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     dream.add_argument(
         "input",
-        help="the image to dream on (PNG, JPEG, ...), or a folder or glob pattern of images with --out",
+        help="the image to dream on (PNG, JPEG, ...), a video (mp4, mov, mkv, webm, avi, animated GIF), "
+        "or a folder or glob pattern of images with --out",
     )
     dream.add_argument(
-        "output", nargs="?", help="where to write (format from the extension; default INPUT-dream.png)"
+        "output",
+        nargs="?",
+        help="where to write (format from the extension; default INPUT-dream.png, for a video "
+        "INPUT-dream with the input's extension)",
     )
     dream.add_argument(
         "--preset", choices=list(PRESETS), help="a published setting: the book's, keras.io's, google's"
@@ -68,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="dream every image of INPUT (a folder or glob) into this folder, keeping the names; images "
         "already there are skipped; under torchrun the images are split across the processes",
     )
+    add_flags(dream.add_argument_group("video (needs reverie[video])"), VideoOptions)
     dream.set_defaults(handler=run_dream)
 
     layers = subparsers.add_parser("layers", help="list a convnet's layer names for --layers")
@@ -85,9 +94,14 @@ def dream_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_dream(args: argparse.Namespace) -> None:
     kind, input_path = classify(args.input)
+    if kind == "file" and is_video_path(input_path):
+        run_dream_video(args, input_path)
+        return
     if args.out is not None or kind in ("folder", "pattern"):
+        _refuse_video_flags(args, "a folder of images")
         run_dream_folder(args)
         return
+    _refuse_video_flags(args, "an image")
     output = Path(args.output) if args.output else default_output(input_path)
     options = {**dream_options(args), "progress": not args.quiet}
     with _warnings_as_lines():
@@ -126,6 +140,37 @@ def run_dream_folder(args: argparse.Namespace) -> None:
         )
     if done.skipped:
         print(f"reverie: skipped {len(done.skipped)} image(s) already in {args.out}", file=sys.stderr)
+
+
+def _refuse_video_flags(args: argparse.Namespace, what: str) -> None:
+    typed = given(args, VideoOptions)
+    require(not typed, f"{flag(next(iter(typed), ''))} is for videos; {args.input} is {what}")
+
+
+def run_dream_video(args: argparse.Namespace, input_path: Path) -> None:
+    require(
+        args.out is None and args.zoom_frames is None and not args.save_octaves,
+        "a video is dreamed into one OUTPUT video: --out, --zoom-frames and --save-octaves are for images",
+    )
+    output = (
+        Path(args.output)
+        if args.output
+        else input_path.with_name(f"{input_path.stem}-dream{input_path.suffix}")
+    )
+    options = {**dream_options(args), **given(args, VideoOptions)}
+    with _warnings_as_lines():
+        done = dream_video(input_path, output, preset=args.preset, progress=not args.quiet, **options)
+    if done.note:
+        print(f"reverie: warning: {done.note}", file=sys.stderr)
+    if done.stopped:
+        kept = done.resumed + done.dreamed
+        print(
+            f"reverie: {done.stopped}: stopped after {kept} of {done.info.frames} frames, kept in "
+            f"{frames_dir_for(output)}; run the same command again to resume",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_CODES[done.stopped])
+    print(done.output)
 
 
 def run_layers(args: argparse.Namespace) -> None:
