@@ -47,6 +47,7 @@ def option(
     cli: bool = True,
     switch: bool = False,
     metavar: str | None = None,
+    spelled: str | None = None,
 ) -> Any:
     """A dataclass field for an option.
 
@@ -54,7 +55,8 @@ def option(
     `rule` replaces the generated wording of the bound in the error ("0 (greedy) or positive").
     `default=MISSING` makes a value that must be given. `cli=False` keeps it off the command line
     (API-only values such as objects); `switch` makes a bool a plain `--flag` (store_true) instead of
-    `--flag/--no-flag`.
+    `--flag/--no-flag`. `spelled` is the flag's own spelling where the name cannot be it (`--from`,
+    a Python keyword).
     """
     metadata = {
         "help": help,
@@ -67,6 +69,7 @@ def option(
         "cli": cli,
         "switch": switch,
         "metavar": metavar,
+        "spelled": spelled,
     }
     if default is MISSING:  # a value that must be given
         return dataclasses.field(metadata=metadata)
@@ -78,6 +81,12 @@ def option(
 def flag(name: str) -> str:
     """The command-line spelling of an option name: `max_loss` -> `--max-loss`."""
     return "--" + name.replace("_", "-")
+
+
+def flag_of(cls: type, name: str) -> str:
+    """The command-line spelling of option `name` of `cls` (its `spelled` one, else `flag(name)`)."""
+    field = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    return (field.metadata.get("spelled") if field is not None else None) or flag(name)
 
 
 def fields(cls: type) -> Iterator[tuple[dataclasses.Field, type, bool]]:
@@ -132,7 +141,7 @@ def check(options: Any) -> None:
             continue
         meta = field.metadata
         check_value(
-            flag(field.name),
+            meta.get("spelled") or flag(field.name),
             value,
             kind=base,
             low=meta["low"],
@@ -248,7 +257,9 @@ def add_flags(
                 shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
                 settings["help"] += f" (default: {shown})"
         settings.update(overrides.get(field.name, {}))
-        parser.add_argument(flag(field.name), **{k: v for k, v in settings.items() if v is not None})
+        spelling = meta.get("spelled") or flag(field.name)
+        settings.setdefault("dest", field.name)
+        parser.add_argument(spelling, **{k: v for k, v in settings.items() if v is not None})
 
 
 def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
@@ -257,4 +268,4 @@ def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     return {name: value for name, value in vars(args).items() if name in names}
 
 
-__all__ = ["add_flags", "bounds", "check", "check_value", "default_of", "flag", "given", "option"]
+__all__ = ["add_flags", "bounds", "check", "check_value", "default_of", "flag", "flag_of", "given", "option"]

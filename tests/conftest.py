@@ -27,7 +27,10 @@ def one_torch_thread() -> Iterator[None]:
 @pytest.fixture(scope="session", autouse=True)
 def own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """reverie's cache (downloads, measured precision choices) in a folder of the test session's own,
-    for this process and the ones it starts; tests that look at the cache set their own."""
+    for this process and the ones it starts; tests that look at the cache set their own. The shipped
+    models are an empty folder too (tests of shipped models build their own), so that what the
+    package ships does not change what the page or an error message shows."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("REVERIE_CACHE", str(tmp_path_factory.mktemp("reverie-cache")))
+        patch.setenv("REVERIE_MODELS", str(tmp_path_factory.mktemp("reverie-models")))
         yield

@@ -27,6 +27,28 @@ def shakespeare_slice(path: Path, n_chars: int = 30_000) -> Path:
     return path
 
 
+# A shipped model small enough to build in about a second: scripts/pretrain.py with a tiny shape.
+TINY_SHIPPED = ["--hidden", "32", "--layers", "1", "--embed", "16", "--dropout", "0", "--steps", "40"]
+TINY_SHIPPED += ["--batch-size", "16", "--warmup-steps", "5", "--device", "cpu", "--dtype", "float32"]
+TINY_SHIPPED += ["--no-progress", "--sample-temperatures"]
+
+
+def build_tiny_shipped(root: Path, name: str = "shakespeare", n_chars: int = 20_000) -> Path:
+    """A tiny shipped model `name` built by scripts/pretrain.py from the first `n_chars` characters of
+    the Shakespeare excerpt into `root`/models (the folder to point $REVERIE_MODELS at); returns it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pretrain", DATA.parent.parent / "scripts" / "pretrain.py")
+    assert spec is not None and spec.loader is not None
+    pretrain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pretrain)
+    corpus = shakespeare_slice(root / "shakespeare.txt", n_chars)
+    models = root / "models"
+    argv = [name, "--corpus", str(corpus), "--into", str(models), "--work", str(root / "work"), *TINY_SHIPPED]
+    assert pretrain.main(argv) == 0
+    return models
+
+
 def stored_file(run: Path, role: str = "best") -> Path:
     """The file a run's config.json names for `role` ("model": the latest weights, "best", "state")."""
     import json

@@ -1,9 +1,13 @@
-"""The `reverie train` and `reverie generate` subcommands: parse arguments, call the Python API.
+"""The `reverie train`, `reverie generate` and `reverie models` subcommands: parse arguments, call the
+Python API.
 
     reverie train shakespeare --out runs/shakespeare --minutes 5
     reverie train nietzsche --out runs/book --preset book
     reverie train nietzsche --out runs/book --resume
+    reverie train my_poems.txt --from english --out runs/poems --minutes 2     # fine-tune
     reverie generate runs/shakespeare --prompt "ROMEO:" --temperature 0.2 0.5 1.0 1.2 --seed 0
+    reverie generate shakespeare --prompt "ROMEO:"                            # a shipped model
+    reverie models                                                            # the shipped models
 
 The flags are generated from the options classes (TrainOptions, SamplingOptions), so the flags,
 their help and the Python keyword arguments never drift apart. Options left out are not passed at
@@ -22,9 +26,10 @@ from reverie.options import add_flags, default_of, given
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `train` and `generate` to the `reverie` command."""
+    """Add `train`, `generate` and `models` to the `reverie` command."""
     _add_train(subparsers)
     _add_generate(subparsers)
+    _add_models(subparsers)
 
 
 # ---- train ------------------------------------------------------------------------------------------
@@ -75,7 +80,11 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
         description="Continue a prompt with a trained model. Sampling options follow Hugging Face "
         "generate(); --temperature 0 is greedy. Several temperatures print one block each.",
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `reverie train`")
+    parser.add_argument(
+        "run_dir",
+        metavar="RUN_DIR",
+        help="a directory written by `reverie train`, or a shipped model's name (see `reverie models`)",
+    )
     prompt = parser.add_mutually_exclusive_group()
     prompt.add_argument("--prompt", default="", help="text to continue (default: none)")
     prompt.add_argument("--prompt-file", metavar="FILE", help="read the prompt from a UTF-8 text file")
@@ -136,6 +145,26 @@ def run_generate(args: argparse.Namespace) -> None:
             for index, text in enumerate(join_samples(stream), start=1):
                 out.write(f"--- temperature {temperature:g}, sample {index}\n{prompt}{text}\n")
             out.flush()
+
+
+# ---- models -----------------------------------------------------------------------------------------
+
+
+def _add_models(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "models",
+        help="list the shipped pretrained models",
+        description="The pretrained models shipped in the package: their corpus, size, validation loss "
+        "and licence. Generate with `reverie generate NAME`, fine-tune with "
+        "`reverie train TEXT --from NAME`.",
+    )
+    parser.set_defaults(handler=run_models, uses_torch=False)
+
+
+def run_models(args: argparse.Namespace) -> None:
+    from reverie.text.pretrained import format_listing, listing
+
+    print(format_listing(listing()))
 
 
 def _read_prompt_file(path: str) -> str:

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from reverie import hub
 from reverie.checkpoint import atomic_path, write_text_atomic
 from reverie.errors import ReverieError, require, require_positive
-from reverie.text.tokenizer import Tokenizer, split_at_whitespace
+from reverie.text.tokenizer import LEVELS, Tokenizer, split_at_whitespace
 
 NAMED_CORPORA: dict[str, hub.Remote] = {
     "nietzsche": hub.Remote(
@@ -254,17 +254,20 @@ def load_corpus(
     *,
     memmap_threshold_bytes: int = DEFAULT_MEMMAP_THRESHOLD_BYTES,
     chunk_chars: int = DEFAULT_CHUNK_CHARS,
+    vocabulary_of: str | None = None,
 ) -> TokenizedCorpus:
     """Read `sources` and encode them as token ids.
 
     With `tokenizer` (resuming a run) its vocabulary, level and lowercasing are reused and
-    `level`, `lower`, `max_vocab` are ignored. Corpora over `memmap_threshold_bytes` bytes go
-    through a memory-mapped token file in the cache, reused while sources and settings match.
+    `level`, `lower`, `max_vocab` are ignored; `vocabulary_of` names where it comes from when it is
+    not the run's own (a fine-tuning base), for the refusal of characters it lacks. Corpora over
+    `memmap_threshold_bytes` bytes go through a memory-mapped token file in the cache, reused while
+    sources and settings match.
     """
     names = [str(s) for s in _as_list(sources)]
     if tokenizer is not None:
         level, lower = tokenizer.level, tokenizer.lower
-    require(level in ("char", "word"), f"unknown level {level!r}; use char or word")
+    require(level in LEVELS, f"unknown level {level!r}; use one of: {', '.join(LEVELS)}")
     check_encoding(encoding, errors)
     paths = resolve_sources(names)
     digest, total_bytes = _source_digest(paths)
@@ -285,12 +288,14 @@ def load_corpus(
     if total_bytes > memmap_threshold_bytes:
         key_data = tokenizer.to_json() if tokenizer is not None else {"max_vocab": max_vocab}
         key = hashlib.sha256((fingerprint + json.dumps(key_data, sort_keys=True)).encode()).hexdigest()
-        tokenizer, ids = _memmapped_ids(key, text_pieces, total_bytes, level, lower, max_vocab, tokenizer)
+        tokenizer, ids = _memmapped_ids(
+            key, text_pieces, total_bytes, level, lower, max_vocab, tokenizer, vocabulary_of
+        )
     else:
         pieces = list(text_pieces())
         if tokenizer is None:
             tokenizer = Tokenizer.build(pieces, level, lower, max_vocab)
-        arrays = [_encode(tokenizer, piece) for piece in pieces]
+        arrays = [_encode(tokenizer, piece, vocabulary_of) for piece in pieces]
         ids = np.concatenate(arrays) if arrays else np.zeros(0, dtype=tokenizer.id_dtype)
     if len(ids) == 0:
         raise ReverieError(f"the corpus {' '.join(names)} has no tokens; pass a file with some text")
@@ -305,6 +310,7 @@ def _memmapped_ids(
     lower: bool,
     max_vocab: int | None,
     tokenizer: Tokenizer | None,
+    vocabulary_of: str | None = None,
 ) -> tuple[Tokenizer, np.ndarray]:
     """Token ids in a cached memory-mapped file, encoding them chunk by chunk on first use."""
     directory = hub.cache_dir() / "tokens"
@@ -323,7 +329,7 @@ def _memmapped_ids(
     n_tokens = 0
     with atomic_path(data_path) as tmp, open(tmp, "wb") as out, bar("encoding tokens") as encoding_bar:
         for piece in text_pieces(encoding_bar.update):
-            ids = _encode(tokenizer, piece)
+            ids = _encode(tokenizer, piece, vocabulary_of)
             ids.tofile(out)
             n_tokens += len(ids)
     if n_tokens == 0:
@@ -334,10 +340,15 @@ def _memmapped_ids(
     return tokenizer, np.memmap(data_path, dtype=tokenizer.id_dtype, mode="r", shape=(n_tokens,))
 
 
-def _encode(tokenizer: Tokenizer, text: str) -> np.ndarray:
+def _encode(tokenizer: Tokenizer, text: str, vocabulary_of: str | None = None) -> np.ndarray:
     try:
         return tokenizer.encode_array(text)
     except ReverieError as exc:  # only char level refuses: the corpus differs from the vocabulary's
+        if vocabulary_of is not None:
+            raise ReverieError(
+                f"the text has {exc} of {vocabulary_of} (a char-level model reads only the characters it "
+                "was trained on); fine-tune from a shipped model (byte level: any text) or remove them"
+            ) from None
         raise ReverieError(f"the corpus has {exc}; use the corpus the model was trained on") from None
 
 

@@ -2,6 +2,7 @@
 
     import reverie
     model = reverie.load("runs/shakespeare")            # the weights with the best validation loss
+    model = reverie.load("shakespeare")                 # a shipped model (reverie models lists them)
     print(model.generate("ROMEO:", length=200, temperature=0.8, seed=0))
     for piece in model.stream("ROMEO:", length=200, top_p=0.9, stop=["\\n\\n"]):
         print(piece, end="", flush=True)
@@ -28,9 +29,10 @@ from reverie.device import compiled, resolve_device
 from reverie.errors import ReverieError, require
 from reverie.text import rundir
 from reverie.text.models import LanguageModel, build_model
+from reverie.text.pretrained import locate
 from reverie.text.sampling import SamplingOptions, generate_tokens
 from reverie.text.stops import StopText
-from reverie.text.tokenizer import Tokenizer
+from reverie.text.tokenizer import StreamDecoder, Tokenizer
 
 CHECKPOINTS = {"best": rundir.BEST, "latest": rundir.MODEL}
 EMPTY_PROMPT_CONTEXT = ("\n", " ")  # what an empty prompt reads as: the first of these in the vocabulary
@@ -90,19 +92,18 @@ class TextModel:
         checked now, before any text is made."""
         tokens = generate_tokens(self.model, prompt_ids, options)
         stops = [StopText(options.stop) for _ in range(options.num_samples)]
-        return self._pieces(tokens, stops, [follows] * options.num_samples)
+        decoders = [self.tokenizer.stream_decoder(follows) for _ in range(options.num_samples)]
+        return self._pieces(tokens, stops, decoders)
 
     def _pieces(
-        self, tokens: Iterator[torch.Tensor], stops: list[StopText], last: list[int | None]
+        self, tokens: Iterator[torch.Tensor], stops: list[StopText], decoders: list[StreamDecoder]
     ) -> Iterator[list[str]]:
         for step in tokens:
-            ids = step.tolist()
-            yield [stop.feed(self.tokenizer.decode([i], previous=p)) for stop, i, p in zip(stops, ids, last)]
-            last = ids
+            yield [stop.feed(decoder.feed(i)) for stop, decoder, i in zip(stops, decoders, step.tolist())]
             if all(stop.done for stop in stops):
                 tokens.close()  # type: ignore[attr-defined]
                 return
-        rest = [stop.flush() for stop in stops]
+        rest = [stop.feed(decoder.flush()) + stop.flush() for stop, decoder in zip(stops, decoders)]
         if any(rest):
             yield rest
 
@@ -141,11 +142,12 @@ def join_samples(steps: Iterator[list[str]]) -> list[str]:
 def load(
     run_dir: str | Path, checkpoint: str = "best", device: str = "auto", compile: bool = False
 ) -> TextModel:
-    """The model a run trained: `checkpoint="best"` (lowest validation loss; the latest weights when
+    """The model a run trained, or a shipped model by name (reverie.text.pretrained; a path that exists
+    comes first): `checkpoint="best"` (lowest validation loss; the latest weights when
     the run has no best ones) or `"latest"` (where training stopped). `compile`: torch.compile the
     transformer's one-token step (the LSTM's is one fused kernel per layer already)."""
     require(checkpoint in CHECKPOINTS, f"unknown checkpoint {checkpoint!r}; choose best or latest")
-    run_dir = Path(run_dir)
+    run_dir = locate(run_dir)  # a path as it is, else a shipped model's folder (its files checked)
     target = resolve_device(device)
     for attempt in range(2):
         config = rundir.RunConfig.load(run_dir)

@@ -20,7 +20,7 @@ from typing import Any
 from reverie.device import device_option, dtype_option
 from reverie.distributed import DEFAULT_TIMEOUT_S
 from reverie.errors import ReverieError, require
-from reverie.options import check, check_value, flag, option
+from reverie.options import check, check_value, flag_of, option
 from reverie.rng import seed_option
 from reverie.text.corpus import check_encoding
 from reverie.text.models import MAX_VOCAB, ModelConfig, shape_option
@@ -72,6 +72,14 @@ class TrainOptions:
 
     preset: str | None = option(
         None, "start from a named set of options; explicit options override it", choices=tuple(PRESETS)
+    )
+    base: str | None = option(
+        None,
+        "fine-tune: start from a shipped model (see `reverie models`) or a run directory's best weights, "
+        "keeping its tokenizer and shape, with fine-tuning defaults (--lr 1e-3 --warmup-steps 20 "
+        "--patience 3)",
+        metavar="NAME_OR_RUN",
+        spelled="--from",
     )
     # corpus
     level: str = option("char", "tokens are characters or words (words and punctuation)", choices=LEVELS)
@@ -140,6 +148,12 @@ class TrainOptions:
     )
     steps: int | None = option(None, "optimizer steps", low=1)
     minutes: float | None = option(None, "wall-clock minutes", **POSITIVE)
+    patience: int | None = option(
+        None,
+        "stop early once this many evaluations in a row found no better validation loss (the best "
+        "weights are kept either way; default: never, 3 with --from)",
+        low=1,
+    )
     # machine
     seed: int = seed_option(0, "random seed (weights, batch order, dropout, samples)")
     device: str = device_option("where to train")
@@ -218,6 +232,7 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 RESUME_OVERRIDABLE = frozenset(
     {
         *BUDGETS,
+        "patience",
         "device",
         "dtype",
         "dist_timeout",
@@ -267,7 +282,8 @@ def resolve_options(explicit: dict[str, Any], saved: dict[str, Any] | None = Non
                 continue
             what = "a different model shape" if name in SHAPE_OPTIONS else "a different setting"
             raise ReverieError(
-                f"--resume with {what}: {flag(name)} {value} but the run in progress has {values.get(name)}; "
+                f"--resume with {what}: {flag_of(TrainOptions, name)} {value} but the run in progress has "
+                f"{values.get(name)}; "
                 "resume with the run's settings or train a new run into another --out"
             )
     else:

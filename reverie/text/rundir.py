@@ -111,6 +111,7 @@ class TrainState:
     rng_ranks: Any
     carry: Any
     samples_bytes: int = 0  # the length of samples.txt at this checkpoint (a resumed run cuts what follows)
+    evals_since_best: int = 0  # evaluations in a row without a better validation loss (--patience)
 
 
 @dataclass(frozen=True)

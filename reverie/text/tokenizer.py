@@ -1,4 +1,4 @@
-"""Character- and word-level tokenizers: text <-> token ids, with a JSON form for checkpoints.
+"""Character-, word- and byte-level tokenizers: text <-> token ids, with a JSON form for checkpoints.
 
     tok = Tokenizer.build(chunks, level="word", lower=True, max_vocab=10_000)
     ids = tok.encode("It's a truth--isn't it? \"Yes,\" he said.")
@@ -6,6 +6,10 @@
     Tokenizer.from_json(tok.to_json()) == tok
 
 Char level: one token per character, vocabulary sorted by code point, no unknown token.
+Byte level: one token per byte of the text's UTF-8 encoding, a fixed vocabulary of 256, so it covers
+any text (the shipped models' level, so they can be fine-tuned on text with characters they never saw);
+its vocabulary shows bytes 0-127 as their ASCII characters and the others as "<0xNN>". A character of
+several bytes takes several tokens, and decoding waits for all of them (`stream_decoder`).
 Word level: words (with inner apostrophes and hyphens), numbers, punctuation and newlines are
 tokens; spaces are dropped and put back by `decode` so that text reads naturally (no space before
 `, . ; : ! ? ) ] }` or a closing quote, none after an opening bracket or quote or a newline).
@@ -19,6 +23,7 @@ memory at once; `split_at_whitespace` re-cuts arbitrary chunks so that no word i
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import re
 from collections import Counter
@@ -29,8 +34,9 @@ import numpy as np
 
 from reverie.errors import ReverieError, require
 
-LEVELS = ("char", "word")
+LEVELS = ("char", "word", "byte")
 UNK = "<unk>"
+BYTE_VOCAB = tuple(chr(b) if b < 128 else f"<0x{b:02X}>" for b in range(256))
 
 # Order matters: the first alternative that matches at a position wins.
 _WORD_TOKEN = re.compile(
@@ -113,6 +119,8 @@ class Tokenizer:
         if level == "char":
             require(all(len(t) == 1 for t in vocab), "a char-level vocabulary must hold single characters")
             require(vocab == sorted(vocab), "a char-level vocabulary must be sorted")
+        elif level == "byte":
+            require(tuple(vocab) == BYTE_VOCAB, "a byte-level vocabulary must be the 256 bytes in order")
         else:
             require(UNK in vocab, f"a word-level vocabulary must contain {UNK!r}")
         self.level = level
@@ -137,12 +145,15 @@ class Tokenizer:
         """Build a vocabulary from a stream of text chunks.
 
         Char level: every character seen, sorted (`max_vocab` does not apply: there is no unknown
-        character). Word level: the `max_vocab - 1` most frequent tokens (ties broken by the token)
-        plus "<unk>" first; all tokens when `max_vocab` is None.
+        character). Byte level: the 256 bytes, whatever the text. Word level: the `max_vocab - 1`
+        most frequent tokens (ties broken by the token) plus "<unk>" first; all tokens when
+        `max_vocab` is None.
         """
         require(level in LEVELS, f"unknown level {level!r}; use one of: {', '.join(LEVELS)}")
         if level == "word" and max_vocab is not None:
             require(max_vocab >= 2, f"max_vocab must be at least 2 (one word and {UNK}), got {max_vocab}")
+        if level == "byte":
+            return cls.byte_level(lower)
         if level == "char":
             seen: set[str] = set()
             for piece in split_at_whitespace(texts):
@@ -158,6 +169,11 @@ class Tokenizer:
         if max_vocab is not None:
             ranked = ranked[: max_vocab - 1]
         return cls("word", [UNK] + [token for token, _ in ranked], lower)
+
+    @classmethod
+    def byte_level(cls, lower: bool = False) -> Tokenizer:
+        """The byte-level tokenizer: any text, 256 tokens."""
+        return cls("byte", BYTE_VOCAB, lower)
 
     # ---- properties -----------------------------------------------------------------------------
 
@@ -176,10 +192,15 @@ class Tokenizer:
         """The token strings of `text` (after lowercasing if the tokenizer lowercases)."""
         if self.level == "char":
             return list(text.lower() if self.lower else text)
+        if self.level == "byte":
+            return [self.vocab[b] for b in _utf8(text, self.lower)]
         return _word_tokens(text, self.lower)
 
     def unknown_tokens(self, text: str) -> list[str]:
-        """Distinct tokens of `text` that are not in the vocabulary, in order of first appearance."""
+        """Distinct tokens of `text` that are not in the vocabulary, in order of first appearance
+        (none at byte level)."""
+        if self.level == "byte":
+            return []
         tokens = self.tokenize(text)
         return [t for t in dict.fromkeys(tokens) if t not in self._ids]
 
@@ -194,6 +215,8 @@ class Tokenizer:
             tokens = _word_tokens(text, self.lower)
             ids = map(self._ids.get, tokens, itertools.repeat(self._unk_id))
             return np.fromiter(ids, dtype=self.id_dtype, count=len(tokens))
+        if self.level == "byte":
+            return np.frombuffer(_utf8(text, self.lower), dtype=np.uint8).copy()
         if self.lower:
             text = text.lower()
         # utf-32 gives one code point per character; surrogatepass keeps lone surrogates encodable.
@@ -213,10 +236,14 @@ class Tokenizer:
 
     def decode(self, ids: Sequence[int] | Any, previous: int | None = None) -> str:
         """Text of `ids`. `previous` is the id emitted just before `ids[0]`, so that decoding a
-        stream piece by piece joins exactly like decoding it whole."""
+        stream piece by piece joins exactly like decoding it whole (at byte level, where a character
+        may be cut between pieces, decode a stream with `stream_decoder`). Bytes that are not valid
+        UTF-8 become U+FFFD."""
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
         vocab = self.vocab
+        if self.level == "byte":
+            return bytes(ids).decode("utf-8", "replace")
         if self.level == "char":
             return "".join([vocab[i] for i in ids])
         parts: list[str] = []
@@ -228,6 +255,11 @@ class Tokenizer:
             parts.append(_DISPLAY.get(token, token))
             last = token
         return "".join(parts)
+
+    def stream_decoder(self, previous: int | None = None) -> StreamDecoder:
+        """Decodes a stream of ids one at a time, each piece the text it completes: joined, the
+        pieces are `decode` of the whole stream. `previous`: the id the stream continues."""
+        return StreamDecoder(self, previous)
 
     # ---- JSON -----------------------------------------------------------------------------------
 
@@ -252,6 +284,33 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"Tokenizer(level={self.level!r}, vocab_size={self.vocab_size}, lower={self.lower})"
+
+
+class StreamDecoder:
+    """Text of ids fed one at a time (Tokenizer.stream_decoder): word level spaces each token after
+    the one before, byte level holds the bytes of a character until it is complete."""
+
+    def __init__(self, tokenizer: Tokenizer, previous: int | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.previous = previous
+        self._bytes = codecs.getincrementaldecoder("utf-8")("replace") if tokenizer.level == "byte" else None
+
+    def feed(self, token: int) -> str:
+        """The text that `token` completes ("" while a character's bytes are incomplete)."""
+        if self._bytes is not None:
+            return self._bytes.decode(bytes((token,)))
+        text = self.tokenizer.decode([token], previous=self.previous)
+        self.previous = token
+        return text
+
+    def flush(self) -> str:
+        """What is left at the end: U+FFFD for a character whose bytes never completed."""
+        return self._bytes.decode(b"", final=True) if self._bytes is not None else ""
+
+
+def _utf8(text: str, lower: bool) -> bytes:
+    """The UTF-8 bytes of `text` (lone surrogates kept as their three bytes, as Python writes them)."""
+    return (text.lower() if lower else text).encode("utf-8", "surrogatepass")
 
 
 def _word_tokens(text: str, lower: bool) -> list[str]:

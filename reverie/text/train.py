@@ -4,14 +4,18 @@
     reverie.train("shakespeare", "runs/shakespeare", minutes=5)       # the defaults
     reverie.train("nietzsche", "runs/book", preset="book")             # the book's run, exactly
     reverie.train("nietzsche", "runs/book", resume=True)               # continue after Ctrl-C
+    reverie.train("poems.txt", "runs/poems", base="english", minutes=2)  # fine-tune a shipped model
 
     reverie train shakespeare --out runs/shakespeare --minutes 5
+    reverie train poems.txt --from english --out runs/poems --minutes 2
 
 The Trainer runs the steps and decides when to evaluate, sample and save; around it, batches come
 from reverie.text.batches ("stream" by default, as char-rnn, or the book's "windows"), options from
 reverie.text.options, the optimizer and schedule from reverie.text.optim, the budget from
 reverie.text.budget, Ctrl-C from reverie.interrupt, and the run directory's layout from
-reverie.text.rundir.
+reverie.text.rundir. A run with `base` (`--from`) starts from another model's weights and keeps its
+tokenizer and shape (reverie.text.finetune); with `patience` it stops once that many evaluations
+in a row found no better validation loss.
 
 Training stops when the epochs, steps or minutes budget is spent or at Ctrl-C (the step in flight
 finishes); then it saves the run, evaluates, and writes samples. A checkpoint holds the optimizer
@@ -55,6 +59,7 @@ from reverie.text import rundir
 from reverie.text.batches import MAX_EVAL_TOKENS, RandomWindows, StreamBatches, WindowBatches, evaluate
 from reverie.text.budget import Budget
 from reverie.text.corpus import TokenizedCorpus, load_corpus, split_ids
+from reverie.text.finetune import Base, finetune_options, load_base
 from reverie.text.fit import fit_dropout
 from reverie.text.generator import TextModel, restore_weights
 from reverie.text.models import ModelConfig, build_model, map_state, state_tensors
@@ -67,7 +72,12 @@ from reverie.text.tokenizer import Tokenizer
 
 SAMPLE_PROMPT_TOKENS = 60  # the book's seed length
 MAX_LOGITS_BYTES = 8 << 30  # one step's output layer (its gradient as much again)
-STOP_REASONS = {"epochs": "its --epochs", "steps": "its --steps", "minutes": "its --minutes"}
+STOP_REASONS = {
+    "epochs": "its --epochs",
+    "steps": "its --steps",
+    "minutes": "its --minutes",
+    "patience": "early stopping (--patience evaluations without a better validation loss)",
+}
 
 
 @dataclass
@@ -176,8 +186,10 @@ class Trainer:
         saved: RunConfig | None,
         on_step: Callable[[int, float], None] | None = None,
         where: Ranks = SINGLE,
+        base: Base | None = None,
     ) -> None:
         self.corpus, self.out, self.options, self.on_step, self.where = corpus, out, options, on_step, where
+        self.base = base if saved is None else None  # a resumed run has its own weights
         self.device = distributed.device_for(options.device, where)
         self.train_ids, self.val_ids = split_ids(corpus.ids, options.val_fraction)
         self._check_lengths()
@@ -193,6 +205,8 @@ class Trainer:
                 torch.manual_seed(options.seed)
                 self.model_config = options.model_config(corpus.tokenizer.vocab_size)
                 self.model = build_model(self.model_config).to(self.device)
+        if self.base is not None:  # fine-tuning: the base's weights, its shape (finetune_options kept it)
+            restore_weights(self.model, self.base.weights, self.base.folder)
         if where.rank > 0:  # rank 0 keeps a single process's random stream; the others draw their own dropout
             torch.manual_seed(rng.rank_seed(options.seed, where.rank, 0))
         self.optimizer = build_optimizer(self.model, options)
@@ -204,6 +218,7 @@ class Trainer:
         self.best_step: int | None = None
         self.last_val_loss: float | None = None
         self.last_eval_step: int | None = None
+        self.evals_since_best = 0  # evaluations in a row without a better validation loss (--patience)
         self.report_seconds: float | None = None  # how long the last evaluation and samples took
         self.carry: Any = None
         self.history: list[dict[str, Any]] = []
@@ -237,7 +252,7 @@ class Trainer:
     def _check_lengths(self) -> None:
         options, n_train, n_val = self.options, len(self.train_ids), len(self.val_ids)
         tokenizer = self.corpus.tokenizer
-        unit = "characters" if tokenizer.level == "char" else "tokens"
+        unit = {"char": "characters", "byte": "bytes"}.get(tokenizer.level, "tokens")
         require(
             tokenizer.vocab_size >= 2,
             f"the corpus has only one distinct {unit[:-1]} ({tokenizer.vocab[0]!r}): there is nothing to "
@@ -298,6 +313,7 @@ class Trainer:
         )
         self.best_val_loss, self.best_step = state.best_val_loss, state.best_step
         self.last_val_loss, self.last_eval_step = state.last_val_loss, state.last_eval_step
+        self.evals_since_best = state.evals_since_best
         self.files = dict(saved.files)
         if self.where.is_main:
             self.history = [
@@ -396,7 +412,11 @@ class Trainer:
 
     def stop_reason(self) -> str | None:
         asked = self.agreed_stop if self.where.distributed else self.stop.requested
-        return "interrupted" if asked else self.budget.reason(self.step, self.epoch)
+        if asked:
+            return "interrupted"
+        if self.options.patience and self.evals_since_best >= self.options.patience:
+            return "patience"
+        return self.budget.reason(self.step, self.epoch)
 
     def resume_command(self) -> str:
         return resume_command(self.corpus.sources, self.out, self.where.world_size)
@@ -458,6 +478,8 @@ class Trainer:
         )
         batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
         reason: str | None = None
+        if self.base is not None and self.last_eval_step is None:
+            self.report(bar)  # the base on this text: where fine-tuning starts, and the first best
         with self.stop:
             try:
                 while (reason := self.stop_reason()) is None:
@@ -545,6 +567,7 @@ class Trainer:
             is_best = self.best_val_loss is None or val_loss < self.best_val_loss
             if is_best:
                 self.best_val_loss, self.best_step = val_loss, self.step
+            self.evals_since_best = 0 if is_best else self.evals_since_best + 1
             self.history.append(
                 {
                     "step": self.step,
@@ -563,6 +586,8 @@ class Trainer:
         self.last_eval_step = self.step
         if self.where.is_main:
             self.write_samples(bar)
+        if self.where.distributed:  # only rank 0 evaluated: every rank stops early at the same step
+            self.evals_since_best = int(distributed.broadcast(torch.tensor([self.evals_since_best])))
         self.save(best=is_best)
         self.report_seconds = time.monotonic() - started
         self._agree(0.0)  # the report took time: measure the budget again before the next step
@@ -641,6 +666,7 @@ class Trainer:
                 rng_ranks=ranks_json,
                 carry=carry_json,
                 samples_bytes=samples.stat().st_size if samples.is_file() else 0,
+                evals_since_best=self.evals_since_best,
             ),
         )
         config.store(self.out, groups)
@@ -760,8 +786,14 @@ def _train_locked(
     else:
         overwrite = bool(options.get("overwrite"))
         distributed.share_from_main(lambda: rundir.check_new_run(out, overwrite) or b"")
+    base: Base | None = None
+    if saved is None and options.get("base"):
+        base = load_base(str(options["base"]))
+        options = finetune_options(base, options)
     resolved = resolve_options(options, saved_options)
     tokenizer: Tokenizer | None = saved.tokenizer if saved is not None else None
+    if base is not None:
+        tokenizer = base.config.tokenizer
 
     def read_corpus() -> TokenizedCorpus:
         if tokenizer is None:
@@ -773,7 +805,13 @@ def _train_locked(
                 resolved.encoding,
                 resolved.errors,
             )
-        return load_corpus(sources, encoding=resolved.encoding, errors=resolved.errors, tokenizer=tokenizer)
+        return load_corpus(
+            sources,
+            encoding=resolved.encoding,
+            errors=resolved.errors,
+            tokenizer=tokenizer,
+            vocabulary_of=None if base is None else f"the base model {base.name}",
+        )
 
     # a named corpus is downloaded, a big one encoded into the cache, once per machine
     tokens = distributed.local_first(where, read_corpus)
@@ -789,13 +827,13 @@ def _train_locked(
             f"--resume with a different corpus: {' '.join(sources)} is not the text the run in {out} was "
             "trained on; pass the same corpus, or train a new run into another --out",
         )
-    trainer = Trainer(tokens, out, resolved, saved, on_step, where)
+    trainer = Trainer(tokens, out, resolved, saved, on_step, where, base)
     if saved is not None:
         finished = trainer.stop_reason()
         require(
             finished is None,
-            f"the run in {out} already reached its budget ({finished}); pass a larger --epochs, --steps or "
-            "--minutes with --resume to train on",
+            f"the run in {out} already reached its budget ({finished}); pass a larger --epochs, --steps, "
+            "--minutes or --patience with --resume to train on",
         )
     elif resolved.overwrite and where.is_main:
         rundir.clear_run(out)

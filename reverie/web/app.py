@@ -5,15 +5,15 @@
     from reverie.web.app import launch
     app, url = launch(WebSettings(runs=Path("runs")))      # serving in the background; app.close() stops
 
-Text: pick a run trained into RUNS_DIR, write a prompt, choose the sampling rules, and the text
-streams into the page (`reverie.load(run).stream_batch(...)`); Stop ends it. Dream: upload a photo
-or take the sample, pick the model, layers and weights, and `dreamer.octaves(...)` (one
-`reverie.load_dreamer` per model, kept loaded) runs with a progress bar per octave; Cancel stops it
-between two steps. Both run through Gradio's queue and share its `concurrency` slots (the others see
-their place in line); each job stops at `job_seconds`, and a client may have `jobs_per_client` of
-them waiting or running (reverie.web.limits, which also caps what a request may carry). Bad input
-of any kind becomes a one-line message in the page (gr.Error), never a crash; an internal error
-shows a generic line, its details only in the server's log.
+Text: pick a run trained into RUNS_DIR or a shipped model (reverie.text.pretrained), write a prompt,
+choose the sampling rules, and the text streams into the page (`reverie.load(run).stream_batch(...)`);
+Stop ends it. Dream: upload a photo or take the sample, pick the model, layers and weights, and
+`dreamer.octaves(...)` (one `reverie.load_dreamer` per model, kept loaded) runs with a progress bar
+per octave; Cancel stops it between two steps. Both run through Gradio's queue and share its
+`concurrency` slots (the others see their place in line); each job stops at `job_seconds`, and a
+client may have `jobs_per_client` of them waiting or running (reverie.web.limits, which also caps what
+a request may carry). Bad input of any kind becomes a one-line message in the page (gr.Error), never a
+crash; an internal error shows a generic line, its details only in the server's log.
 
 Nothing here knows how a model works; the page only turns widgets into API arguments. It also
 works with no internet: telemetry is off and the theme uses the system's fonts (no CDN).
@@ -45,7 +45,7 @@ from reverie.deepdream.octaves import DreamStopped
 from reverie.deepdream.options import PRESETS
 from reverie.errors import ReverieError
 from reverie.options import bounds
-from reverie.text import rundir
+from reverie.text import pretrained, rundir
 from reverie.text.sampling import SamplingOptions
 from reverie.text.stops import unescape
 from reverie.web.limits import DATA_URL_REFUSED, HEAVY, Guard, Job, Jobs, RequestGuard, is_data_url
@@ -69,6 +69,7 @@ INTERNAL_ERROR = (
 )
 # Shown when there is no run yet: Python's own library is a corpus that needs no download.
 TRAIN_HINT = "reverie train python-stdlib --out {runs}/python-stdlib --minutes 5"
+SHIPPED = "shipped:"  # a shipped model's value in the model list: SHIPPED + its name
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
 SYSTEM_MONO_FONTS = ["ui-monospace", "Consolas", "monospace"]
 Key = TypeVar("Key", bound=Hashable)
@@ -104,6 +105,27 @@ def find_runs(runs: Path) -> list[str]:
         return []
     found = sorted(p.name for p in runs.iterdir() if rundir.has_run(p))
     return ["."] + found if rundir.has_run(runs) else found
+
+
+def text_choices(runs: Path) -> list[tuple[str, str]]:
+    """The Text tab's models, as (label, value): the runs in `runs` (value: the folder's name), then
+    the shipped models (value: SHIPPED + name)."""
+    shipped = [(f"{name} (shipped)", SHIPPED + name) for name in pretrained.built_names()]
+    return [(name, name) for name in find_runs(runs)] + shipped
+
+
+def model_folder(runs: Path, choice: str | None) -> Path:
+    """The folder of a Text tab choice (a run in `runs` or a shipped model), refused in one line
+    when it is neither."""
+    values = [value for _, value in text_choices(runs)]
+    if choice not in values:
+        if not values:
+            raise refusal(f"no trained run in {runs} yet; train one with: {train_command(runs)}")
+        raise refusal(f"no run named {choice!r} in {runs}; pick one of: {', '.join(values)}")
+    if choice.startswith(SHIPPED) and choice not in find_runs(runs):
+        with one_line_errors():
+            return pretrained.locate(choice[len(SHIPPED) :])  # its files checked against their sha256
+    return runs / choice
 
 
 def train_command(runs: Path) -> str:
@@ -325,13 +347,7 @@ class Page:
         A job of the client's (`request`): the text is made in one of the shared slots, a piece at a
         time, and a generation that reaches the time limit ends with the text so far and a warning."""
         settings, jobs = self.settings, self.jobs
-        runs = find_runs(settings.runs)
-        if not runs:
-            raise refusal(
-                f"no trained run in {settings.runs} yet; train one with: {train_command(settings.runs)}"
-            )
-        if run not in runs:
-            raise refusal(f"no run named {run!r} in {settings.runs}; pick one of: {', '.join(runs)}")
+        folder = model_folder(settings.runs, run)
         prompt = prompt or ""
         if len(prompt) > settings.max_prompt_chars:
             raise refusal(
@@ -342,7 +358,7 @@ class Page:
         parts: list[list[str]] = [[] for _ in range(count)]  # joined only when shown
         with jobs.job(client_of(request), "generate") as job, one_line_errors():
             with jobs.slot():
-                model = self.models.get(run_key(settings.runs / run))
+                model = self.models.get(run_key(folder))
                 # top_k 0 or empty: off (the other rules' neutral values are off already)
                 stream = model.stream_batch(
                     prompt,
@@ -469,7 +485,7 @@ def build_app(settings: WebSettings) -> gr.Blocks:
         low_end, high_end = bounds(SamplingOptions, name, step)
         return low_end or 0, high_end if high_end is not None else top
 
-    runs = find_runs(settings.runs)
+    runs = text_choices(settings.runs)
 
     with gr.Blocks(
         title="reverie", analytics_enabled=False, delete_cache=(CACHE_KEEP_S, CACHE_KEEP_S)
@@ -480,8 +496,8 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                 with gr.Row():
                     run = gr.Dropdown(
                         runs,
-                        value=runs[0] if runs else None,
-                        label=f"Run (in {settings.runs})",
+                        value=runs[0][1] if runs else None,
+                        label=f"Model (a run in {settings.runs}, or shipped)",
                         allow_custom_value=True,  # runs trained after start-up; generate_text checks
                         scale=4,
                     )
@@ -624,8 +640,9 @@ def build_app(settings: WebSettings) -> gr.Blocks:
             octave_gallery = gr.Gallery(label="Octaves, smallest first", columns=6, height=200)
 
         def refresh_runs(current: str | None) -> tuple[Any, Any]:
-            found = find_runs(settings.runs)
-            value = current if current in found else (found[0] if found else None)
+            found = text_choices(settings.runs)
+            values = [value for _, value in found]
+            value = current if current in values else (values[0] if values else None)
             return gr.update(choices=found, value=value), gr.update(visible=not found)
 
         refresh.click(refresh_runs, inputs=run, outputs=[run, hint], api_name=False)

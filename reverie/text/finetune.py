@@ -1,0 +1,99 @@
+"""Fine-tuning: a run that starts from a shipped model or another run's best weights (`--from`).
+
+    reverie train my_poems.txt --from english --out runs/poems --minutes 2
+    reverie train more.txt --from runs/shakespeare --out runs/more --steps 300
+
+    import reverie
+    reverie.train("my_poems.txt", "runs/poems", base="english", minutes=2)
+
+The base's tokenizer and model shape are kept (a shape or tokenizer option that differs is refused
+in one line; a shipped model is byte level, so any text fits, while a char-level run refuses
+characters it has never seen); its batching settings are the defaults, under fine-tuning's own
+(FINETUNE_DEFAULTS: a lower learning rate, a short warmup, early stopping after 3 evaluations
+without a better validation loss) and the options given. The run evaluates the base on the
+validation tail before the first step, so "best" is never worse than where it started. Everything
+else is an ordinary run: the same run directory, samples, metrics and --resume (which needs only
+the run, not the base).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reverie.errors import ReverieError
+from reverie.options import flag_of
+from reverie.text import rundir
+from reverie.text.options import TrainOptions
+from reverie.text.pretrained import locate
+
+FINETUNE_DEFAULTS: dict[str, Any] = {"lr": 1e-3, "warmup_steps": 20, "patience": 3}
+# TrainOptions fields that the base's ModelConfig decides, and the ModelConfig field of each
+SHAPE_FIELDS = {
+    "model": "kind",
+    "layers": "layers",
+    "hidden": "hidden",
+    "embed": "embed",
+    "kernel_size": "kernel_size",
+    "heads": "heads",
+    "context": "context",
+    "positions": "positions",
+    "init": "init",
+}
+INHERITED = ("batching", "seq_len", "window_step", "batch_size")  # the base's, unless given
+
+
+@dataclass
+class Base:
+    """What a fine-tuning run starts from: where it is, its config, and its best weights (float32)."""
+
+    name: str
+    folder: Path
+    config: rundir.RunConfig
+    weights: dict[str, torch.Tensor]
+
+
+def load_base(target: str) -> Base:
+    """The base that `--from target` names: a run directory, or a shipped model (files checked)."""
+    folder = locate(target, flag="--from")
+    try:
+        config = rundir.RunConfig.load(folder, training=True)  # with its options, for the defaults
+    except ReverieError:
+        config = rundir.RunConfig.load(folder)  # an older run's options: only its model and tokenizer
+    role = rundir.BEST if rundir.BEST in config.files else rundir.MODEL
+    weights = {
+        key: tensor.float() if tensor.is_floating_point() else tensor
+        for key, tensor in config.load_tensors(folder, role).items()
+    }
+    return Base(str(target), folder, config, weights)
+
+
+def finetune_options(base: Base, explicit: dict[str, Any]) -> dict[str, Any]:
+    """The options a fine-tuning run resolves (reverie.text.options.resolve_options): the base's
+    shape and tokenizer, its batching settings, FINETUNE_DEFAULTS, then `explicit`, which may not
+    change the shape or the tokenizer."""
+    model, tokenizer = base.config.model, base.config.tokenizer
+    kept: dict[str, Any] = {name: getattr(model, source) for name, source in SHAPE_FIELDS.items()}
+    kept.update(level=tokenizer.level, lower=tokenizer.lower)
+    for name, value in explicit.items():
+        if name in kept and value != kept[name]:
+            raise ReverieError(
+                f"--from {base.name} keeps the base's shape and tokenizer: {flag_of(TrainOptions, name)} "
+                f"{value} but it has {kept[name]}; leave {flag_of(TrainOptions, name)} out"
+            )
+    if "max_vocab" in explicit:
+        raise ReverieError(f"--from {base.name} keeps the base's vocabulary; leave --max-vocab out")
+    inherited: dict[str, Any] = {}
+    if base.config.options is not None:
+        inherited = {name: getattr(base.config.options, name) for name in INHERITED}
+        if tokenizer.level == "word":
+            inherited["max_vocab"] = base.config.options.max_vocab
+    if model.kind == "transformer":
+        inherited.pop("seq_len", None)  # a transformer's windows are its --context
+    return {**inherited, **FINETUNE_DEFAULTS, "dropout": model.dropout, **kept, **explicit}
+
+
+__all__ = ["FINETUNE_DEFAULTS", "Base", "finetune_options", "load_base"]

@@ -1,0 +1,261 @@
+"""Shipped models and fine-tuning: a tiny model built with scripts/pretrain.py loads by name through
+reverie.load and the CLI, its files are checked, and `--from` fine-tunes it (or a run directory).
+
+    python -m pytest -q tests/text/test_pretrained.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import NIETZSCHE, SHAKESPEARE, build_tiny_shipped, run_cli, stored_file
+
+import reverie
+from reverie.errors import ReverieError
+from reverie.text import pretrained, rundir
+from reverie.text.batches import evaluate
+from reverie.text.corpus import load_corpus, split_ids
+from reverie.text.generator import restore_weights
+from reverie.text.tokenizer import Tokenizer
+
+# Fine-tuning runs: a few steps of the tiny model, evaluated every 10 steps.
+QUICK = {"device": "cpu", "dtype": "float32", "progress": False, "sample_temperatures": (), "batch_size": 16}
+# Characters that the Shakespeare excerpt the tiny model saw has none of.
+FOREIGN = "éàçœüßñøåäö—«»"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding a tiny "shakespeare" built by scripts/pretrain.py (do not modify)."""
+    return build_tiny_shipped(tmp_path_factory.mktemp("shipped"))
+
+
+@pytest.fixture()
+def models(built: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """$REVERIE_MODELS pointing at the built models."""
+    monkeypatch.setenv(pretrained.MODELS_ENV, str(built))
+    return built
+
+
+@pytest.fixture()
+def damaged(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the built models whose shipped weights have one byte changed."""
+    copy = Path(shutil.copytree(built, tmp_path / "models"))
+    weights = stored_file(copy / "shakespeare")
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    monkeypatch.setenv(pretrained.MODELS_ENV, str(copy))
+    return copy
+
+
+def foreign_text(path: Path) -> Path:
+    """12 KB of Nietzsche with accented letters and quotes the tiny model never saw, written to `path`."""
+    text = NIETZSCHE.read_text(encoding="utf-8")[:12_000]
+    for plain, accented in zip("aeiouc", "àéîõüç"):
+        text = text.replace(f" {plain}", f" {accented}")
+    path.write_text(text + FOREIGN, encoding="utf-8")
+    return path
+
+
+# ---- the shipped model ---------------------------------------------------------------------------
+
+
+def test_pretrain_records_how_to_rebuild_it_and_stays_small(models: Path) -> None:
+    folder = models / "shakespeare"
+    config = json.loads((folder / rundir.CONFIG).read_text())
+    info = config["pretrained"]
+    corpus = Path(info["corpus"]["sources"][0])
+    assert info["corpus"]["sha256"] == hashlib.sha256(corpus.read_bytes()).hexdigest()
+    assert info["command"].startswith("python scripts/pretrain.py shakespeare --corpus ")
+    assert "--steps 40" in info["command"]
+    assert (info["seed"], info["steps"], info["dtype"]) == (0, 40, "float32")
+    assert 0 < info["val_loss"] == pytest.approx(info["val_loss_float32"])
+    assert config["tokenizer"]["level"] == "byte" and config["state"] is None
+    assert sorted(entry.name for entry in folder.iterdir()) == [
+        rundir.CONFIG,
+        stored_file(folder).name,
+    ]  # one weights file, no optimizer state
+    assert sum(entry.stat().st_size for entry in folder.iterdir()) <= pretrained.MAX_SHIPPED_BYTES
+
+
+def test_a_shipped_model_loads_by_name_and_reads_any_text(models: Path, tmp_path: Path) -> None:
+    model = reverie.load("shakespeare")
+    assert model.run_dir == models / "shakespeare" and model.tokenizer.level == "byte"
+    text = model.generate("ROMEO: " + FOREIGN, length=50, seed=0)  # no character is refused
+    assert text == model.generate("ROMEO: " + FOREIGN, length=50, seed=0)
+    assert 0 < len(text) <= 50  # 50 bytes: at most 50 characters
+    (tmp_path / "shakespeare").mkdir()  # a path that exists comes first
+    with pytest.raises(ReverieError, match="holds no checkpoint"):
+        reverie.load(tmp_path / "shakespeare")
+
+
+def test_the_cli_generates_from_a_shipped_model_and_lists_them(models: Path, capsys) -> None:
+    code, out, err = run_cli(["generate", "shakespeare", "--prompt", "ROMEO:", "--length", "30"], capsys)
+    assert code == 0, err
+    assert out.startswith("ROMEO:")
+    code, out, _ = run_cli(["models"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    row = next(line for line in lines if line.strip().startswith("shakespeare"))
+    assert "MB" in row and "float32 weights" in row and "40 steps" in row and "nats/byte" in row
+    assert "not built (python scripts/pretrain.py nietzsche)" in out
+    assert "licence: public domain" in out and "tiny-shakespeare" in out
+
+
+def test_weights_over_the_cap_are_stored_in_bfloat16_and_still_generate(
+    models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = models.parent / "work"
+    float32_bytes = stored_file(work).stat().st_size
+    # float32 with room for its config is over the cap, bfloat16 is not
+    monkeypatch.setattr(pretrained, "MAX_SHIPPED_BYTES", float32_bytes + 64_000 - 1)
+    model = reverie.load("shakespeare")
+    config = rundir.RunConfig.load(work, training=True)
+    val = split_ids(load_corpus([str(models.parent / "shakespeare.txt")], level="byte").ids, 0.1)[1]
+
+    def measure(weights):
+        restore_weights(model.model, weights, work)
+        return evaluate(model.model, val, config.options, model.device)
+
+    section = pretrained.export(work, tmp_path / "small" / "shakespeare", {"command": "test"}, measure)
+    assert section["dtype"] == "bfloat16"
+    assert section["val_loss"] == pytest.approx(section["val_loss_float32"], abs=0.01)  # measured as stored
+    monkeypatch.setenv(pretrained.MODELS_ENV, str(tmp_path / "small"))
+    assert len(reverie.load("shakespeare").generate("ROMEO:", length=20, seed=0)) > 0
+
+
+def test_a_damaged_shipped_file_is_refused_in_one_line(damaged: Path, capsys) -> None:
+    with pytest.raises(ReverieError, match="shipped model 'shakespeare' is damaged.*sha256"):
+        reverie.load("shakespeare")
+    code, _, err = run_cli(["generate", "shakespeare", "--prompt", "A"], capsys)
+    assert code == 2 and "damaged" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_and_unbuilt_names_are_refused_naming_the_shipped_ones(models: Path) -> None:
+    with pytest.raises(ReverieError, match="does not exist .*shipped model: shakespeare"):
+        reverie.load("no-such-model")
+    with pytest.raises(ReverieError, match="'nietzsche' is not built.*scripts/pretrain.py nietzsche"):
+        reverie.load("nietzsche")
+
+
+# ---- fine-tuning -----------------------------------------------------------------------------------
+
+
+def test_fine_tuning_a_shipped_model_lowers_the_loss_on_text_with_new_characters(
+    models: Path, tmp_path: Path
+) -> None:
+    text = foreign_text(tmp_path / "mine.txt")
+    seen = set(SHAKESPEARE.read_text(encoding="utf-8")[:20_000])
+    assert set(FOREIGN) - seen == set(FOREIGN)
+    result = reverie.train(
+        str(text), tmp_path / "run", base="shakespeare", steps=60, sample_every=20, **QUICK
+    )
+    rows = [row for row in rundir.read_metrics(tmp_path / "run" / rundir.METRICS) if row["val_loss"]]
+    assert rows[0]["step"] == 0  # the base, evaluated on the tail of this text before any step
+    assert result.best_val_loss < rows[0]["val_loss"] - 0.05
+    config = rundir.RunConfig.load(tmp_path / "run", training=True)
+    base = rundir.RunConfig.load(models / "shakespeare")
+    assert config.tokenizer == base.tokenizer and config.model == base.model
+    assert (config.options.base, config.options.lr, config.options.patience) == ("shakespeare", 1e-3, 3)
+    model = reverie.load(tmp_path / "run")
+    assert model.generate("Ç", length=30, seed=0) == model.generate("Ç", length=30, seed=0)
+
+
+def test_fine_tuning_stops_early_and_keeps_the_best_weights(models: Path, tmp_path: Path) -> None:
+    """A learning rate far too high makes every evaluation after the base's worse: with --patience 1
+    the run stops at the first one, and its best weights are still the base's."""
+    text = foreign_text(tmp_path / "mine.txt")
+    result = reverie.train(
+        str(text),
+        tmp_path / "run",
+        base="shakespeare",
+        lr=1.0,
+        warmup_steps=1,
+        patience=1,
+        steps=200,
+        sample_every=5,
+        **QUICK,
+    )
+    assert result.stop_reason == "patience" and result.step == 5
+    config = rundir.RunConfig.load(tmp_path / "run", training=True)
+    assert config.state.best_step == 0
+    base = rundir.RunConfig.load(models / "shakespeare")
+    best = config.load_tensors(tmp_path / "run", rundir.BEST)
+    shipped = base.load_tensors(models / "shakespeare", rundir.BEST)
+    assert all((best[key] == shipped[key]).all() for key in shipped)
+
+
+def test_fine_tuning_a_run_directory_keeps_its_tokenizer(tiny_run: Path, tmp_path: Path, capsys) -> None:
+    text = tmp_path / "more.txt"
+    text.write_text(SHAKESPEARE.read_text(encoding="utf-8")[30_000:40_000], encoding="utf-8")
+    reverie.train(str(text), tmp_path / "run", base=str(tiny_run), steps=10, sample_every=10, **QUICK)
+    config = rundir.RunConfig.load(tmp_path / "run", training=True)
+    base = rundir.RunConfig.load(tiny_run, training=True)
+    assert config.tokenizer == base.tokenizer and config.tokenizer.level == "char"
+    assert config.model == base.model and config.options.seq_len == base.options.seq_len
+    # a char-level base reads only its characters; the shape is the base's
+    foreign = foreign_text(tmp_path / "foreign.txt")
+    out = str(tmp_path / "other")
+    capsys.readouterr()  # what training printed
+    code, _, err = run_cli(["train", str(foreign), "--from", str(tiny_run), "--out", out], capsys)
+    assert code == 2 and "fine-tune from a shipped model" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(
+        ["train", str(text), "--from", str(tiny_run), "--out", out, "--hidden", "64"], capsys
+    )
+    assert code == 2 and "--hidden 64 but it has 32" in err
+
+
+def test_an_unknown_or_damaged_base_is_refused_in_one_line(damaged: Path, tmp_path: Path, capsys) -> None:
+    text = foreign_text(tmp_path / "mine.txt")
+    argv = ["train", str(text), "--out", str(tmp_path / "run"), "--steps", "5"]
+    code, _, err = run_cli([*argv, "--from", "no-such-model"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--from no-such-model: no run directory or shipped model" in err and "shakespeare" in err
+    code, _, err = run_cli([*argv, "--from", "shakespeare"], capsys)
+    assert code == 2 and "damaged" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_fine_tuned_run_resumes_without_its_base(models: Path, tmp_path: Path, monkeypatch) -> None:
+    text = foreign_text(tmp_path / "mine.txt")
+    reverie.train(str(text), tmp_path / "run", base="shakespeare", steps=10, sample_every=10, **QUICK)
+    monkeypatch.setenv(pretrained.MODELS_ENV, str(tmp_path / "nothing"))  # the base is gone
+    result = reverie.train(str(text), tmp_path / "run", resume=True, steps=20)
+    assert result.step == 20
+
+
+# ---- the byte-level tokenizer ------------------------------------------------------------------------
+
+
+def test_byte_level_covers_any_text_and_decodes_a_stream_as_a_whole() -> None:
+    tok = Tokenizer.build(["anything"], level="byte")
+    text = "Ça va? 日本語, emoji 🎉, a tab\t and a NUL \0."
+    ids = tok.encode(text)
+    assert (
+        len(ids) == len(text.encode("utf-8")) and tok.decode(ids) == text and tok.unknown_tokens(text) == []
+    )
+    decoder = tok.stream_decoder()
+    pieces = [decoder.feed(i) for i in ids]
+    assert "".join(pieces) + decoder.flush() == text
+    assert pieces[:2] == ["", "Ç"]  # a character shows once its bytes are complete
+    cut = tok.stream_decoder()
+    assert cut.feed(ids[0]) == "" and cut.flush() == "\ufffd"  # a character left incomplete
+    assert Tokenizer.from_json(json.loads(json.dumps(tok.to_json()))) == tok and tok.vocab_size == 256
+    with pytest.raises(ReverieError, match="256 bytes"):
+        Tokenizer("byte", ["a", "b"])
+
+
+def test_every_model_in_the_package_passes_its_checksums_and_the_size_cap(monkeypatch) -> None:
+    """The models committed in reverie/models (none until scripts/pretrain.py has been run for them)."""
+    monkeypatch.delenv(pretrained.MODELS_ENV)
+    assert pretrained.models_dir() == pretrained.PACKAGE_MODELS
+    for name in pretrained.built_names():
+        config = pretrained.verify(name)
+        folder = pretrained.folder_of(name)
+        assert config.tokenizer.level == "byte" and pretrained.provenance(folder)["corpus"]["sha256"]
+        assert sum(entry.stat().st_size for entry in folder.iterdir()) <= pretrained.MAX_SHIPPED_BYTES
