@@ -2,6 +2,7 @@
 
     reverie train CORPUS... --out RUN_DIR      train a language model
     reverie generate RUN_DIR --prompt TEXT     sample from it, streaming
+    reverie models                             list the shipped models (generate NAME, train --from NAME)
     reverie dream INPUT [OUTPUT]               DeepDream an image
     reverie layers MODEL                       list a convnet's layer names
     reverie serve [--runs DIR] [--port 7860]   the browser page for both (needs reverie[web])
