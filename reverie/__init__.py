@@ -17,6 +17,8 @@ DeepDream:
     objective = reverie.objectives.layer("block10") + 0.5 * reverie.objectives.channel("block12", 7)
     image = dreamer.dream("photo.jpg", objective=objective, transforms=[reverie.transforms.Jitter(16)])
     reverie.dream("photo.jpg", preset="book")                        # one dream: load, then dream
+    reverie.visualize(dreamer, "block8:7").images[0].save("block8-7.png")   # what a channel wants
+    reverie.load_dreamer(my_net, preprocess="imagenet")              # any nn.Module, layers by path
 
 Every bad input raises ReverieError, whose message is one line that says what to do.
 """
@@ -51,6 +53,9 @@ _API = {
     "VideoOptions": "reverie.deepdream.video",
     "available_models": "reverie.deepdream.backbone",
     "list_layers": "reverie.deepdream.backbone",
+    "visualize": "reverie.deepdream.visualize",
+    "visualize_channels": "reverie.deepdream.visualize",
+    "VisualizeOptions": "reverie.deepdream.visualize",
 }
 _MODULES = {"objectives": "reverie.deepdream.objectives", "transforms": "reverie.deepdream.transforms"}
 
@@ -64,6 +69,7 @@ __all__ = [  # the API: _API and _MODULES, and the error every bad input raises
     "TextModel",
     "TrainResult",
     "VideoOptions",
+    "VisualizeOptions",
     "__version__",
     "available_models",
     "dream",
@@ -77,6 +83,8 @@ __all__ = [  # the API: _API and _MODULES, and the error every bad input raises
     "objectives",
     "train",
     "transforms",
+    "visualize",
+    "visualize_channels",
 ]
 
 
@@ -100,6 +108,7 @@ if TYPE_CHECKING:  # for type checkers and editors, which do not run __getattr__
     from reverie.deepdream.octaves import DreamResult, DreamStopped
     from reverie.deepdream.options import DreamOptions
     from reverie.deepdream.video import VideoOptions, dream_video
+    from reverie.deepdream.visualize import VisualizeOptions, visualize, visualize_channels
     from reverie.deepdream.zoom import dream_zoom
     from reverie.text.generator import TextModel, load
     from reverie.text.sampling import SamplingOptions

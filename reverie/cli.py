@@ -5,6 +5,7 @@
     reverie models                             list the shipped models (generate NAME, train --from NAME)
     reverie dream INPUT [OUTPUT]               DeepDream an image
     reverie layers MODEL                       list a convnet's layer names
+    reverie visualize MODEL LAYER[:CHANNEL]    render what a convnet's channel wants, from noise
     reverie serve [--runs DIR] [--port 7860]   the browser page for both (needs reverie[web])
     reverie doctor                             what a bug report needs: versions, devices, measured speed
 

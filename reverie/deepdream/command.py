@@ -8,6 +8,9 @@
     reverie dream frames/ --out dreamed/             # every image of a folder or glob (deepdream.folder)
     reverie dream clip.mp4 out.mp4 --max-size 512    # a video, the dream carried along the flow
     reverie layers inception_v3                      # the layer names --layers accepts
+    reverie layers --module my_pkg.nets:build        # any torch.nn.Module's layers (module paths)
+    reverie visualize efficientnet_lite0 block8:3    # what channel 3 wants, from noise (deepdream.visualize)
+    reverie visualize efficientnet_lite0 block8 --channels 0-15 --grid --size 128
 
 The dream options' flags are generated from `DreamOptions` (reverie.deepdream.options), so their
 names, help and checks are defined there once; the flags here are the command's own.
@@ -21,13 +24,25 @@ import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
+from PIL import Image
+
 from reverie.deepdream.backbone import available_models, list_layers
 from reverie.deepdream.dreamer import dream_octaves
 from reverie.deepdream.folder import classify, dream_folder
+from reverie.deepdream.hooked import import_module_spec, wrap_module
 from reverie.deepdream.images import check_output, default_output, save_image
 from reverie.deepdream.options import PRESETS, DreamOptions
 from reverie.deepdream.video import VideoOptions, dream_video, frames_dir_for
 from reverie.deepdream.videoio import is_video_path
+from reverie.deepdream.visualize import (
+    VisualizeOptions,
+    as_dreamer,
+    grid,
+    parse_indices,
+    parse_target,
+    visualize,
+    visualize_channels,
+)
 from reverie.deepdream.zoom import dream_zoom, frame_paths, save_zoom
 from reverie.errors import require
 from reverie.interrupt import EXIT_CODES
@@ -35,7 +50,7 @@ from reverie.options import add_flags, flag, given
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `dream` and `layers` to the `reverie` command."""
+    """Add `dream`, `layers` and `visualize` to the `reverie` command."""
     dream = subparsers.add_parser(
         "dream", help="DeepDream an image", description="Amplify what a pretrained convnet sees in an image."
     )
@@ -80,8 +95,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dream.set_defaults(handler=run_dream)
 
     layers = subparsers.add_parser("layers", help="list a convnet's layer names for --layers")
-    layers.add_argument("model", help=f"one of {', '.join(available_models())}")
+    layers.add_argument(
+        "model", nargs="?", help=f"one of {', '.join(available_models())}, or PACKAGE.MODULE:FUNCTION"
+    )
+    layers.add_argument(
+        "--module",
+        metavar="PKG.MODULE:FUNCTION",
+        help="list the layers (module paths) of the torch.nn.Module this function builds",
+    )
     layers.set_defaults(handler=run_layers)
+
+    visualize = subparsers.add_parser(
+        "visualize",
+        help="render what a convnet's channel wants, from noise",
+        description="Feature visualization: the image that maximizes a channel, neuron or layer.",
+    )
+    visualize.add_argument(
+        "model", help=f"one of {', '.join(available_models())}, or PACKAGE.MODULE:FUNCTION building a network"
+    )
+    visualize.add_argument(
+        "target", help="LAYER (the whole layer) or LAYER:CHANNEL,... (e.g. block8:3 or block8:0-7)"
+    )
+    visualize.add_argument("--channels", metavar="RANGE", help="channels of LAYER, one image each: 0-63,70")
+    visualize.add_argument("--grid", action="store_true", help="write one labelled sheet of all the images")
+    visualize.add_argument(
+        "--preprocess", help="a module's input: imagenet (default), [-1,1] or [0,1]", metavar="NAME"
+    )
+    visualize.add_argument("--weights", metavar="FILE", help="a local weight file for a named model")
+    visualize.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    visualize.add_argument(
+        "--out", metavar="PNG", help="where to write (default MODEL-LAYER[-CHANNEL].png; several: -cN added)"
+    )
+    visualize.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_flags(visualize, VisualizeOptions)
+    visualize.set_defaults(handler=run_visualize)
 
 
 def dream_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -173,12 +220,64 @@ def run_dream_video(args: argparse.Namespace, input_path: Path) -> None:
     print(done.output)
 
 
+def _model_arg(text: str) -> Any:
+    """A registered model's name as it is, PACKAGE.MODULE:FUNCTION as the network it builds."""
+    return import_module_spec(text) if ":" in text else text
+
+
 def run_layers(args: argparse.Namespace) -> None:
-    rows = list_layers(args.model)
-    require(bool(rows), f"model {args.model} lists no layers")
+    require(
+        (args.model is None) != (args.module is None),
+        "give a MODEL or --module PACKAGE.MODULE:FUNCTION (one of them)",
+    )
+    spec = args.module or args.model
+    if ":" in spec:
+        rows = wrap_module(import_module_spec(spec)).layer_table()
+    else:
+        rows = list_layers(spec)
+    require(bool(rows), f"model {spec} lists no layers")
     print(f"{'layer':24} {'aliases':12} {'channels':>8} {'stride':>6}")
     for info in rows:
         print(f"{info.name:24} {','.join(info.aliases) or '-':12} {info.channels:8d} {info.stride:6d}")
+
+
+def run_visualize(args: argparse.Namespace) -> None:
+    options = {**given(args, VisualizeOptions), "progress": not args.quiet}
+    model = _model_arg(args.model)
+    require(
+        args.preprocess is None or not isinstance(model, str),
+        "--preprocess is for a PACKAGE.MODULE:FUNCTION network; a named model has its own",
+    )
+    layer, listed = parse_target(args.target)
+    if args.channels is not None:
+        require(listed is None, f"give the channels in {args.target} or with --channels, not both")
+        listed = parse_indices(args.channels)
+    if args.out:
+        check_output(args.out)  # a bad output is refused before any weights load
+    dreamer = as_dreamer(model, args.weights, args.device, options.get("dtype") or "auto", args.preprocess)
+    base = Path(args.out) if args.out else Path(f"{dreamer.name}-{layer}.png".replace("/", "_"))
+    check_output(base)
+    entries: list[tuple[Image.Image, str, str]] = []  # (image, label, file name suffix)
+    with _warnings_as_lines():
+        if listed is None:
+            images = visualize(dreamer, layer, **options).images
+            entries = [(image, layer, f"-{k}" if len(images) > 1 else "") for k, image in enumerate(images)]
+        else:
+            sheet = visualize_channels(dreamer, layer, listed, **options)
+            for c, result in zip(listed, sheet.results):
+                images = result.images
+                for k, image in enumerate(images):
+                    suffix = (f"-c{c}" if len(listed) > 1 else "") + (f"-{k}" if len(images) > 1 else "")
+                    entries.append((image, f"{layer}:{c}", suffix))
+    if args.grid or len(entries) == 1:
+        written = grid([e[0] for e in entries], [e[1] for e in entries]) if args.grid else entries[0][0]
+        written.save(base)
+        print(base)
+        return
+    for image, _, suffix in entries:
+        path = base.with_name(f"{base.stem}{suffix}{base.suffix}")
+        image.save(path)
+        print(path)
 
 
 class _warnings_as_lines:

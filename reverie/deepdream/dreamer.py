@@ -28,6 +28,7 @@ from PIL import Image
 
 from reverie import precision
 from reverie.deepdream.backbone import Backbone, LayerInfo, fold_batchnorm, load_backbone, meta_backbone
+from reverie.deepdream.hooked import Preprocess, wrap_module
 from reverie.deepdream.images import ImageSource, load_image
 from reverie.deepdream.objectives import Objective, parse_objective
 from reverie.deepdream.octaves import DreamResult, Plan, run_octaves
@@ -149,7 +150,9 @@ class Dreamer:
         return resolve_options(preset, **own, **options)
 
     def _refuse_others(self, model: Any, weights: Any, device: Any) -> None:
-        if model is not None and not any(model is mine for mine in (self, self._given(), self.backbone)):
+        # the caller's model, this dreamer, its prepared backbone, a hooked module's network
+        mine = (self, self._given(), self.backbone, getattr(self.backbone, "net", None))
+        if model is not None and not any(model is one for one in mine):
             if not isinstance(model, str):
                 raise ReverieError(
                     f"this dreamer runs its own {self.name}; to dream with another "
@@ -263,12 +266,16 @@ class Dreamer:
 
 
 def load_dreamer(
-    model: Model = "inception_v3",
+    model: Model | torch.nn.Module = "inception_v3",
     weights: str | Path | None = None,
     device: str | torch.device = "auto",
     dtype: str = "auto",
+    preprocess: Preprocess | None = None,
 ) -> Dreamer:
-    """The dreamer of `model` (a registered name, or a Backbone used as given, weights and all).
+    """The dreamer of `model`: a registered name, a Backbone used as given, weights and all, or any
+    torch.nn.Module, whose layers are then its module paths ("layer3.1.conv2", read by forward hooks;
+    see reverie.deepdream.hooked) and whose input `preprocess` gives ("imagenet", the default,
+    "[-1,1]", "[0,1]" or a per-channel affine function of RGB in [0, 1]).
 
     `weights` is a local weight file (None: the model's default, downloaded and cached on first use
     where it has to be); `device` auto|cpu|cuda|mps; `dtype` auto|float32|bfloat16, the dreams'
@@ -276,6 +283,10 @@ def load_dreamer(
     """
     torch_device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     resolve_dtype(dtype, torch_device)  # a bad dtype is refused before any weights load
+    if isinstance(model, torch.nn.Module) and not isinstance(model, Backbone):
+        require(weights is None, "weights= is for a model given by name; a torch.nn.Module is used as given")
+        return Dreamer(wrap_module(model, preprocess), torch_device, dtype)
+    require(preprocess is None, "preprocess= is for a torch.nn.Module; a reverie model has its own")
     if isinstance(model, Backbone):
         require(
             weights is None,

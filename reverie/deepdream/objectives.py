@@ -17,6 +17,9 @@ and scale by numbers, as in lucid:
   pulled toward the best-matching (largest dot product) feature of the guide image. The guide's
   features come from the dreamer's own net when the objective is bound to it (`bind(dreamer)`,
   which a dream does).
+- `activation(name, channels=None)`, `neuron(name, channel)`, `diversity(name)`: lucid's mean
+  activation of a layer or channels, the activation at the centre position, and the diversity of a
+  batch of images; what feature visualization (`reverie.deepdream.visualize`) maximizes.
 - `book()`: the book's loss (1st edition): mixed2:0.2, mixed3:3, mixed4:2, mixed5:1.5, reduction
   "book", border 2.
 
@@ -344,6 +347,89 @@ class Guide(Objective):
         height, width = self.image.shape[-2:]
         layers = self.layers[0] if self.weights == {self.layers[0]: 1.0} else self.weights
         return f"guide({layers!r}, <image {width}x{height}>)"
+
+
+class MeanActivation(Objective):
+    """lucid's channel objective: the mean activation of chosen channels (or the whole layer), or of
+    one position of them (a neuron). Unlike the L2 energy it has a sign: it asks for what excites."""
+
+    def __init__(
+        self, layer: str, channels: Sequence[int] | None = None, position: tuple[int, int] | None = None
+    ) -> None:
+        if channels is not None:
+            require(len(channels) > 0, f"no channels given for layer {layer}")
+        self.layer = layer
+        self.index = [int(i) for i in channels] if channels is not None else None
+        self.position = position  # (row, col) of the activation, None: every position; see `neuron`
+        self.layers = (layer,)
+
+    @property
+    def channels(self) -> dict[str, list[int]]:
+        return {self.layer: list(self.index)} if self.index is not None else {}
+
+    def __call__(self, features: Features, views: Views | None = None) -> torch.Tensor:
+        activation = features[self.layer].float()
+        if self.index is not None:
+            activation = activation[:, self.index]
+        if self.position == (-1, -1):  # the centre, wherever it is at this size
+            h, w = activation.shape[-2:]
+            return activation[..., h // 2, w // 2].mean()
+        if self.position is not None:
+            row, col = self.position
+            return activation[..., row, col].mean()
+        view = views[self.layer] if views is not None else None
+        full_h, full_w = (view or View.whole(activation)).full
+        n, c = activation.shape[:2]
+        return counted(activation, view, 0).sum() / (n * c * full_h * full_w)
+
+    def __repr__(self) -> str:
+        which = "" if self.index is None else f", {self.index}"
+        if self.position is not None:
+            where = "" if self.position == (-1, -1) else f", position={self.position}"
+            return f"neuron({self.layer!r}{which}{where})"
+        return f"activation({self.layer!r}{which})"
+
+
+class Diversity(Objective):
+    """lucid's diversity term over a batch: minus the mean cosine similarity between the images' Gram
+    matrices at `layer` (0 for a batch of one). Added to an objective, it pushes a batch of images
+    for the same channel apart in style."""
+
+    def __init__(self, layer: str) -> None:
+        self.layer = layer
+        self.layers = (layer,)
+
+    def __call__(self, features: Features, views: Views | None = None) -> torch.Tensor:
+        activation = features[self.layer].float()
+        n, c = activation.shape[:2]
+        if n < 2:
+            return activation.new_zeros(())
+        flat = activation.reshape(n, c, -1)
+        gram = torch.nn.functional.normalize((flat @ flat.transpose(1, 2)).reshape(n, -1), dim=1)
+        similarity = gram @ gram.T
+        return -(similarity.sum() - similarity.diagonal().sum()) / (n * (n - 1))
+
+    def __repr__(self) -> str:
+        return f"diversity({self.layer!r})"
+
+
+def activation(name: str, channels: int | Sequence[int] | None = None) -> Objective:
+    """The mean activation of layer `name`, or of its channel(s) `channels` (lucid's channel objective:
+    what feature visualization maximizes)."""
+    return MeanActivation(name, [channels] if isinstance(channels, int) else channels)
+
+
+def neuron(name: str, channels: int | Sequence[int], position: tuple[int, int] | None = None) -> Objective:
+    """The activation of channel(s) `channels` of `name` at one position: `position` (row, col) of the
+    activation, default its centre (lucid's neuron objective)."""
+    chosen = [channels] if isinstance(channels, int) else channels
+    return MeanActivation(name, chosen, position if position is not None else (-1, -1))
+
+
+def diversity(name: str) -> Objective:
+    """The diversity of a batch of images at layer `name` (see `Diversity`); weigh it, e.g.
+    `activation("block8", 3) + 0.5 * diversity("block6")`."""
+    return Diversity(name)
 
 
 def layer(name: str, *, border: int = DEFAULT_BORDER, reduction: str = DEFAULT_REDUCTION) -> Objective:
