@@ -1,4 +1,4 @@
-"""The browser page: a Gradio app with a Text tab and a Dream tab, over reverie's public API.
+"""The browser page: a Gradio app with Text, Fine-tune, Dream and Video tabs, over reverie's public API.
 
     reverie serve --runs runs/ --port 7860
 
@@ -9,11 +9,18 @@ Text: pick a run trained into RUNS_DIR or a shipped model (reverie.text.pretrain
 choose the sampling rules, and the text streams into the page (`reverie.load(run).stream_batch(...)`);
 Stop ends it. Dream: upload a photo or take the sample, pick the model, layers and weights, and
 `dreamer.octaves(...)` (one `reverie.load_dreamer` per model, kept loaded) runs with a progress bar
-per octave; Cancel stops it between two steps. Both run through Gradio's queue and share its
-`concurrency` slots (the others see their place in line); each job stops at `job_seconds`, and a
-client may have `jobs_per_client` of them waiting or running (reverie.web.limits, which also caps what
-a request may carry). Bad input of any kind becomes a one-line message in the page (gr.Error), never a
-crash; an internal error shows a generic line, its details only in the server's log.
+per octave; Cancel stops it between two steps. Fine-tune: upload a text file (`max_text_mb`), pick
+a base (a shipped model or a run), minutes and a name, and `reverie.train(text, RUNS_DIR/NAME,
+base=...)` runs in a thread while the page redraws the loss curve and the latest sample each
+second; Stop (or the time limit) ends it after the step in flight, saved, and the run joins the
+Text tab's models. Video: upload a clip (at most `max_video_frames` frames, shrunk to
+`max_video_size`), pick the dream options and flow, blend or independent, and `reverie.dream_video`
+writes an mp4 (a GIF stays a GIF) with a progress bar over the frames. All four run through Gradio's
+queue and share its `concurrency` slots (the others see their place in line); each job stops at
+`job_seconds`, and a client may have `jobs_per_client` of them waiting or running
+(reverie.web.limits, which also caps what a request may carry). Bad input of any kind becomes a
+one-line message in the page (gr.Error), never a crash; an internal error shows a generic line, its
+details only in the server's log.
 
 Nothing here knows how a model works; the page only turns widgets into API arguments. It also
 works with no internet: telemetry is off and the theme uses the system's fonts (no CDN).
@@ -26,6 +33,7 @@ import shutil
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no telemetry calls
 
+import re
 import tempfile
 import threading
 import time
@@ -46,6 +54,7 @@ from reverie.deepdream.options import PRESETS
 from reverie.errors import ReverieError
 from reverie.options import bounds
 from reverie.text import pretrained, rundir
+from reverie.text.plots import plot_losses
 from reverie.text.sampling import SamplingOptions
 from reverie.text.stops import unescape
 from reverie.web.limits import DATA_URL_REFUSED, HEAVY, Guard, Job, Jobs, RequestGuard, is_data_url
@@ -70,6 +79,16 @@ INTERNAL_ERROR = (
 # Shown when there is no run yet: Python's own library is a corpus that needs no download.
 TRAIN_HINT = "reverie train python-stdlib --out {runs}/python-stdlib --minutes 5"
 SHIPPED = "shipped:"  # a shipped model's value in the model list: SHIPPED + its name
+FINETUNE_POLL_S = 1.0  # the Fine-tune tab's curve and samples are refreshed this often
+FINETUNE_SAMPLING = {"sample_temperatures": (0.5,), "sample_length": 200}  # each evaluation's sample
+UPLOADS = ".uploads"  # the runs folder's subfolder keeping each fine-tuning run's text (for --resume)
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+VIDEO_TYPES = [".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif"]
+MOTIONS = {  # the Video tab's choice: label -> the VideoOptions switch it sets
+    "flow (follow the motion)": "flow",
+    "blend with the previous frame": "blend",
+    "independent (flickers)": "independent",
+}
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
 SYSTEM_MONO_FONTS = ["ui-monospace", "Consolas", "monospace"]
 Key = TypeVar("Key", bound=Hashable)
@@ -460,6 +479,271 @@ class Page:
             summary += f", loss {losses[0]:.4g} → {losses[-1]:.4g}"
         return _saved(result.image, job_dir / "dream.png"), gallery, summary
 
+    def finetune(
+        self,
+        upload: str | None,
+        base: str | None,
+        minutes: float,
+        name: str | None,
+        request: gr.Request | None = None,
+    ) -> Iterator[tuple[str | None, str, str]]:
+        """Fine-tune `base` (a Text tab choice: a run or a shipped model) on the uploaded text for
+        `minutes` into the runs folder as `name` (default: the file's name); yields (the loss curve's
+        PNG, the latest samples, a status line) every FINETUNE_POLL_S, then the run's summary.
+
+        A job of the client's: it trains in one of the shared slots, and once cancelled or at the
+        time limit it stops after the step in flight, saves, and the run is kept (usable, resumable)."""
+        settings, jobs = self.settings, self.jobs
+        if not upload:
+            raise refusal("upload a text file to fine-tune on first")
+        shown = Path(upload).name
+        check_size(upload, settings.max_text_bytes, shown)
+        text = read_text_upload(upload, shown)
+        folder = model_folder(settings.runs, base)
+        minutes = float(minutes or 0)
+        if not 0 < minutes <= settings.job_seconds / 60:
+            raise refusal(
+                f"minutes must be above 0 and at most this page's time limit of "
+                f"{settings.job_seconds / 60:g}, got {minutes:g}"
+            )
+        run = run_name_for(settings.runs, name, upload)
+        out = settings.runs / run
+        corpus = settings.runs / UPLOADS / f"{run}.txt"
+        corpus.parent.mkdir(parents=True, exist_ok=True)
+        corpus.write_text(text, encoding="utf-8")
+        job_dir = new_job_dir()
+        with jobs.job(client_of(request), "finetune") as job, one_line_errors():
+            training = FineTuning()
+
+            def on_step(step: int, loss: float) -> None:
+                training.steps.append((step, loss))
+                if job.should_stop():
+                    raise KeyboardInterrupt  # the trainer saves and returns, as at Ctrl-C
+
+            def work() -> Any:
+                with jobs.slot():
+                    training.waiting = False
+                    if job.should_stop():
+                        return None
+                    return reverie.train(
+                        str(corpus),
+                        out,
+                        base=str(folder),
+                        minutes=minutes,
+                        on_step=on_step,
+                        progress=False,
+                        **FINETUNE_SAMPLING,
+                    )
+
+            thread = training.start(work)
+            shots = 0
+            try:
+                while thread.is_alive():
+                    thread.join(FINETUNE_POLL_S)
+                    shots += 1
+                    yield self._finetune_view(training, out, job_dir, shots)
+            finally:
+                if thread.is_alive():  # the client went away: stop at the next step and wait
+                    job.cancelled.set()
+                    thread.join()
+            if training.error is not None and not rundir.has_run(out):
+                corpus.unlink(missing_ok=True)  # no run to resume: its text is not kept
+            if isinstance(training.error, ReverieError):  # named as the menu names it, not by its path
+                shown_base = base[len(SHIPPED) :] if base and base.startswith(SHIPPED) else str(base)
+                raise ReverieError(str(training.error).replace(str(folder), shown_base)) from None
+            if training.error is not None:
+                raise training.error
+            result = training.result
+        if result is None:
+            raise refusal("the fine-tuning was cancelled before it started")
+        curve, samples, _ = self._finetune_view(training, out, job_dir, shots + 1)
+        reason = {"interrupted": "stopped (cancelled or at the time limit)", "patience": "stopped early"}
+        best = f", best {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""
+        status = (
+            f"{run}: {result.step} steps, {reason.get(result.stop_reason, 'done')}; validation loss "
+            f"{result.val_loss:.4f} nats/token{best}. It is in the Text tab's models now."
+            if result.val_loss is not None
+            else f"{run}: {result.step} steps. It is in the Text tab's models now."
+        )
+        yield curve, samples, status
+
+    def _finetune_view(
+        self, training: FineTuning, out: Path, job_dir: Path, shot: int
+    ) -> tuple[str | None, str, str]:
+        """(the loss curve as a new PNG, the latest samples, a status line) of a fine-tuning now."""
+        if training.waiting:
+            return None, "", "waiting for a free slot"
+        rows = loss_rows(training.steps, out)
+        curve = None
+        if rows:
+            curve = str(job_dir / f"loss{shot}.png")  # a new file each time: Gradio caches by path
+            plot_losses(rows, Path(curve), title=out.name)
+        status = "evaluating the base model"
+        if training.steps:
+            step, loss = training.steps[-1]
+            status = f"step {step}, training loss {loss:.4f} nats/token"
+        return curve, latest_samples(out), status
+
+    def dream_clip(
+        self,
+        clip: str | None,
+        model: str,
+        layers: Sequence[str] | None,
+        preset: str | None,
+        motion: str,
+        blend: float,
+        octaves: float,
+        iterations: float,
+        request: gr.Request | None = None,
+        progress: gr.Progress = DREAM_PROGRESS,
+    ) -> tuple[str, str]:
+        """Dream every frame of the uploaded clip (`reverie.dream_video`, frames shrunk to
+        max_video_size) into an H.264 mp4 (a GIF stays a GIF); returns (its path, a summary line).
+
+        A job of the client's, in one of the shared slots; cancelled or at the time limit it stops
+        between gradient steps and nothing is returned but the message."""
+        settings, jobs = self.settings, self.jobs
+        if not clip:
+            raise refusal("upload a video clip first")
+        check_size(clip, settings.max_upload_bytes, Path(clip).name)
+        switch = MOTIONS.get(motion)
+        if switch is None:
+            raise refusal(f"motion must be one of: {', '.join(MOTIONS)}")
+        options: dict[str, Any] = {switch: float(blend) if switch == "blend" else True}
+        if preset and preset != NO_PRESET:
+            model = PRESETS.get(preset, {}).get("model", model)
+            options["preset"] = preset
+        else:
+            chosen = list(layers or [])
+            options.update(octaves=_whole(octaves), iterations=_whole(iterations))
+            if chosen:
+                options["layers"] = {layer: 1.0 for layer in chosen}
+        with one_line_errors():
+            from reverie.deepdream.videoio import probe
+
+            info = probe(clip)  # not a video, no frames: refused here in the API's words
+        if info.frames > settings.max_video_frames:
+            raise refusal(
+                f"the clip has {info.frames} frames, over this page's cap of {settings.max_video_frames}; "
+                "trim it first"
+            )
+        job_dir = new_job_dir()
+        output = job_dir / ("dream.gif" if Path(clip).suffix.lower() == ".gif" else "dream.mp4")
+        progress((0, info.frames), desc="loading the model", unit="frames")
+
+        def on_frame(index: int, png: Path) -> None:
+            progress((index + 1, info.frames), desc="dreaming frames", unit="frames")
+
+        with jobs.job(client_of(request), "dream_video") as job, one_line_errors():
+            try:
+                with jobs.slot():
+                    result = reverie.dream_video(
+                        clip,
+                        output,
+                        self.dreamers.get(model),
+                        progress=False,
+                        on_frame=on_frame,
+                        max_pixels=settings.max_pixels,
+                        max_size=settings.max_video_size,
+                        stop=job.should_stop,
+                        **options,
+                    )
+            except DreamStopped:
+                shutil.rmtree(job_dir, ignore_errors=True)
+                if job.cancelled.is_set():
+                    raise refusal("the video was cancelled") from None
+                raise refusal(
+                    f"the video reached this page's time limit of {settings.job_seconds:g} s and was "
+                    "stopped; use a shorter clip, fewer octaves or iterations"
+                ) from None
+        width, height = result.size
+        summary = f"{info.frames} frames at {width}x{height}, {float(info.fps):g} frames/s, {switch}"
+        if result.note:
+            summary += f" ({result.note})"
+        return str(result.output), summary
+
+
+# ---- fine-tune and video ------------------------------------------------------------------------
+
+
+def check_size(path: str, cap: int, what: str = "the upload") -> None:
+    """Refuse a file over `cap` bytes in one line."""
+    size = os.path.getsize(path)
+    if size > cap:
+        raise refusal(
+            f"{what} is {size / 2**20:.2f} MB, over this page's cap of {cap / 2**20:.3g} MB; "
+            "send a smaller file"
+        )
+
+
+def run_name_for(runs: Path, name: str | None, upload: str) -> str:
+    """The new run's folder name in `runs`: `name`, or the uploaded file's stem; refused in one line
+    when it is not a plain name or a run (or anything else) already has it."""
+    name = (
+        (name or "").strip() or re.sub(r"[^A-Za-z0-9._-]+", "-", Path(upload).stem).strip("-.") or "finetuned"
+    )
+    if not RUN_NAME.fullmatch(name) or name in (".", UPLOADS):
+        raise refusal(
+            f"the run name {name!r} is not a plain name (letters, digits, '.', '_' and '-', at most 64)"
+        )
+    if (runs / name).exists():
+        raise refusal(f"{runs} already holds {name!r}; choose another run name")
+    return name
+
+
+def read_text_upload(path: str, name: str) -> str:
+    """The uploaded text (UTF-8), refused in one line when it is not text."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise refusal(f"{name} is not UTF-8 text; upload a plain text file") from None
+    if "\x00" in text or not text.strip():
+        raise refusal(f"{name} is not a text file with something in it; upload a plain text file")
+    return text
+
+
+def latest_samples(run_dir: Path) -> str:
+    """The last evaluation's block of the run's samples.txt ("" before the first)."""
+    try:
+        text = (run_dir / rundir.SAMPLES).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    blocks = text.split("=== step ")
+    return ("=== step " + blocks[-1]).strip() if len(blocks) > 1 else ""
+
+
+def loss_rows(steps: Sequence[tuple[int, float]], run_dir: Path) -> list[dict[str, Any]]:
+    """The curve's points: each step's training loss, and each evaluation's from metrics.csv."""
+    rows: list[dict[str, Any]] = [{"step": step, "train_loss": loss} for step, loss in steps]
+    try:
+        metrics = rundir.read_metrics(run_dir / rundir.METRICS)
+    except (OSError, ValueError, ReverieError):  # being replaced: the next poll reads it
+        metrics = []
+    rows += [row for row in metrics if row.get("val_loss") is not None]
+    return sorted(rows, key=lambda row: row["step"])
+
+
+class FineTuning:
+    """One fine-tuning job's training, in a thread of its own: the losses so far, and its end."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, float]] = []
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.waiting = True  # for a free slot
+
+    def start(self, work: Callable[[], Any]) -> threading.Thread:
+        def run() -> None:
+            try:
+                self.result = work()
+            except BaseException as exc:  # noqa: BLE001 - handed to the page's thread, shown there
+                self.error = exc
+
+        thread = threading.Thread(target=run, name="reverie-finetune", daemon=True)
+        thread.start()
+        return thread
+
 
 def client_of(request: gr.Request | None) -> str:
     """Whose job this is: the client's session (a browser tab, a gradio_client Client)."""
@@ -490,7 +774,10 @@ def build_app(settings: WebSettings) -> gr.Blocks:
     with gr.Blocks(
         title="reverie", analytics_enabled=False, delete_cache=(CACHE_KEEP_S, CACHE_KEEP_S)
     ) as app:
-        gr.Markdown("# reverie\nGenerate text with a trained language model, or DeepDream a photo.")
+        gr.Markdown(
+            "# reverie\nGenerate text with a trained language model, fine-tune one on your text, "
+            "or DeepDream a photo or a clip."
+        )
         with gr.Tab("Text", id="text"), gr.Row():
             with gr.Column(scale=1):
                 with gr.Row():
@@ -639,6 +926,79 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                     summary = gr.Markdown()
             octave_gallery = gr.Gallery(label="Octaves, smallest first", columns=6, height=200)
 
+        with gr.Tab("Fine-tune", id="finetune"), gr.Row():
+            with gr.Column(scale=1):
+                corpus = gr.File(
+                    file_types=[".txt", ".md", ".csv", ".py", ".json", ".html", ".xml"],
+                    type="filepath",
+                    label=f"Your text (a UTF-8 file, at most {settings.max_text_bytes / 2**20:.3g} MB)",
+                    elem_id="finetune-text",
+                )
+                bases = runs
+                shipped_english = SHIPPED + "english"
+                base = gr.Dropdown(
+                    bases,
+                    value=shipped_english
+                    if shipped_english in [v for _, v in bases]
+                    else (bases[0][1] if bases else None),
+                    label="Start from (a shipped model or one of your runs)",
+                    allow_custom_value=True,
+                )
+                ft_minutes = gr.Number(
+                    min(2.0, settings.job_seconds / 60),
+                    minimum=0,
+                    maximum=settings.job_seconds / 60,
+                    label=f"Minutes (at most {settings.job_seconds / 60:g}, this page's time limit)",
+                )
+                ft_name = gr.Textbox(label="Run name (empty: the file's name)", max_length=64)
+                with gr.Row():
+                    ft_start = gr.Button("Fine-tune", variant="primary")
+                    ft_cancel = gr.Button("Stop", variant="stop")
+                ft_status = gr.Markdown()
+            with gr.Column(scale=2):
+                ft_curve = gr.Image(type="filepath", label="Loss (nats/token)", interactive=False, height=320)
+                ft_samples = gr.Textbox(
+                    label="Latest sample (temperature 0.5)", lines=10, max_lines=20, interactive=False
+                )
+
+        with gr.Tab("Video", id="video"):
+            with gr.Row():
+                clip = gr.File(
+                    file_types=VIDEO_TYPES,
+                    type="filepath",
+                    label=(
+                        f"Clip (mp4, mov, mkv, webm, avi or GIF; at most {settings.max_video_frames} frames, "
+                        f"shrunk to {settings.max_video_size} px)"
+                    ),
+                    elem_id="video-input",
+                )
+                dreamed = gr.Video(label="Dreamed clip", interactive=False, elem_id="video-output")
+            with gr.Row():
+                with gr.Column():
+                    v_model = gr.Dropdown(reverie.available_models(), value=DEFAULT_MODEL, label="Model")
+                    v_layers = gr.Dropdown(
+                        layer_choices(DEFAULT_MODEL),
+                        value=[],
+                        multiselect=True,
+                        allow_custom_value=True,
+                        label="Layers (none: the model's own choice)",
+                    )
+                    v_preset = gr.Dropdown(
+                        [NO_PRESET, *PRESETS], value=NO_PRESET, label="Preset (sets the model and layers)"
+                    )
+                with gr.Column():
+                    motion = gr.Radio(list(MOTIONS), value=next(iter(MOTIONS)), label="From frame to frame")
+                    v_blend = gr.Slider(0, 1, value=0.5, step=0.05, label="Blend (with 'blend')")
+                    with gr.Row():
+                        v_octaves = gr.Slider(low("octaves"), MAX_OCTAVES, value=2, step=1, label="Octaves")
+                        v_iterations = gr.Slider(
+                            low("iterations"), MAX_ITERATIONS, value=5, step=1, label="Iterations"
+                        )
+                    with gr.Row():
+                        v_start = gr.Button("Dream the clip", variant="primary")
+                        v_cancel = gr.Button("Cancel", variant="stop")
+                    v_summary = gr.Markdown()
+
         def refresh_runs(current: str | None) -> tuple[Any, Any]:
             found = text_choices(settings.runs)
             values = [value for _, value in found]
@@ -647,6 +1007,7 @@ def build_app(settings: WebSettings) -> gr.Blocks:
 
         refresh.click(refresh_runs, inputs=run, outputs=[run, hint], api_name=False)
         app.load(refresh_runs, inputs=run, outputs=[run, hint], api_name=False)
+        app.load(lambda chosen: refresh_runs(chosen)[0], inputs=base, outputs=base, api_name=False)
 
         heavy = {"concurrency_id": HEAVY, "concurrency_limit": settings.concurrency}
         generation = generate.click(
@@ -671,6 +1032,50 @@ def build_app(settings: WebSettings) -> gr.Blocks:
             **heavy,
         )
         cancel.click(None, cancels=[dreaming], api_name=False)  # the guard stops it between steps
+
+        tuning = ft_start.click(
+            page.finetune,
+            inputs=[corpus, base, ft_minutes, ft_name],
+            outputs=[ft_curve, ft_samples, ft_status],
+            api_name="finetune",
+            **heavy,
+        )
+        ft_cancel.click(None, cancels=[tuning], api_name=False)  # the guard stops it after a step
+
+        def tuned_runs(current: str | None, chosen: str | None) -> tuple[Any, Any, Any]:
+            """The Text tab's and the base menu's models once a fine-tuning ends (its run among them)."""
+            found = text_choices(settings.runs)
+            values = [value for _, value in found]
+            value = current if current in values else (values[0] if values else None)
+            kept = chosen if chosen in values else value
+            return (
+                gr.update(choices=found, value=value),
+                gr.update(visible=not found),
+                gr.update(choices=found, value=kept),
+            )
+
+        tuning.then(tuned_runs, inputs=[run, base], outputs=[run, hint, base], api_name=False)
+
+        video_job = v_start.click(
+            page.dream_clip,
+            inputs=[clip, v_model, v_layers, v_preset, motion, v_blend, v_octaves, v_iterations],
+            outputs=[dreamed, v_summary],
+            api_name="dream_video",
+            **heavy,
+        )
+        v_cancel.click(None, cancels=[video_job], api_name=False)
+        v_model.change(
+            lambda name: gr.update(choices=layer_choices(name), value=[]),
+            inputs=v_model,
+            outputs=v_layers,
+            api_name=False,
+        )
+        v_preset.change(
+            lambda name: [gr.update(interactive=name == NO_PRESET)] * 4,
+            inputs=v_preset,
+            outputs=[v_model, v_layers, v_octaves, v_iterations],
+            api_name=False,
+        )
 
         def on_model(name: str) -> tuple[Any, Any]:
             return gr.update(choices=layer_choices(name), value=[]), gr.update(value=[])

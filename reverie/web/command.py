@@ -21,8 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `serve` to the `reverie` command."""
     parser = subparsers.add_parser(
         "serve",
-        help="serve the browser page (text generation and DeepDream)",
-        description="Serve a Gradio page with a Text tab (runs trained into --runs) and a Dream tab. "
+        help="serve the browser page (text generation, fine-tuning, DeepDream on photos and videos)",
+        description="Serve a Gradio page with a Text tab (runs trained into --runs and shipped models), a "
+        "Fine-tune tab (new runs into --runs), a Dream tab and a Video tab. "
         "Needs the web extra: pip install 'reverie[web]'.",
     )
     add_flags(parser, WebSettings)

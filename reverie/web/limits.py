@@ -4,12 +4,13 @@
     with jobs.job(client, "dream") as job, jobs.slot():
         dreamer.octaves(image, stop=job.should_stop)       # ends between steps once stopped
 
-Heavy jobs (text generations and dreams) share one set of `concurrency` slots. Gradio's queue has
-its own (one concurrency id for both kinds), but it frees a job's slot the moment the job is
+Heavy jobs (text generations, fine-tunings, dreams and videos) share one set of `concurrency` slots.
+Gradio's queue has its own (one concurrency id for all kinds), but it frees a job's slot the moment the job is
 cancelled while a function running in a worker thread keeps running; `Jobs.slot` is released only
 when the work itself is done, so a cancelled dream finishing its step never runs beside the next job.
 Each job has a deadline (`seconds` after it starts) and a cancel flag: `Job.should_stop`, asked by
-a dream before every gradient step and by a generation between pieces of text.
+a dream (or a video's frame) before every gradient step, by a generation between pieces of text, and
+by a fine-tuning after each training step.
 
 `RequestGuard` is ASGI middleware in front of Gradio's app (`Middleware(RequestGuard, guard=...)`):
 
@@ -36,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-HEAVY = "heavy"  # the Gradio concurrency id of text generation and dreams
+HEAVY = "heavy"  # the Gradio concurrency id of every heavy job (generations, fine-tunings, dreams, videos)
 DATA_URL_REFUSED = (
     "images must be uploaded as files (what the page and gradio_client's handle_file do), "
     "not sent inline as data: URLs"

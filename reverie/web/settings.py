@@ -42,14 +42,16 @@ class WebSettings:
     )
     concurrency: int = option(
         1,
-        "jobs that run at once, text generations and dreams together; the rest wait in the queue "
+        "jobs that run at once, generations, fine-tunings, dreams and videos together; the rest wait in "
+        "the queue "
         "(raise it on a GPU)",
         low=1,
         metavar="N",
     )
     job_seconds: float = option(
         300.0,
-        "a job running longer is stopped: a generation keeps the text so far, a dream ends with a message",
+        "a job running longer is stopped: a generation keeps the text so far, a fine-tuning its run "
+        "(saved), a dream or video ends with a message; also the Fine-tune tab's most minutes",
         low=0,
         low_open=True,
         metavar="SECONDS",
@@ -61,6 +63,19 @@ class WebSettings:
         metavar="N",
     )
     max_prompt_chars: int = option(10_000, "longest prompt accepted, in characters", low=1, metavar="N")
+    max_text_mb: float = option(
+        2.0,
+        "largest text file the Fine-tune tab accepts, in MB (at most --max-upload-mb)",
+        low=0,
+        low_open=True,
+        metavar="MB",
+    )
+    max_video_frames: int = option(
+        120, "clips with more frames (in the part dreamed) are refused by the Video tab", low=1, metavar="N"
+    )
+    max_video_size: int = option(
+        256, "video frames are shrunk to this longest side before dreaming", low=16, metavar="PIXELS"
+    )
 
     def validate(self) -> None:
         check(self)
@@ -68,6 +83,11 @@ class WebSettings:
             not self.runs.exists() or self.runs.is_dir(),
             f"--runs {self.runs} is a file; give the folder that holds run directories",
         )
+
+    @property
+    def max_text_bytes(self) -> int:
+        """The Fine-tune tab's cap on a text file: --max-text-mb, never over the upload cap."""
+        return min(int(self.max_text_mb * 2**20), self.max_upload_bytes)
 
     @property
     def max_upload_bytes(self) -> int:
