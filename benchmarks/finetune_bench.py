@@ -83,18 +83,25 @@ def nats_per_char(run: Path, nats_per_token: float, text: Text) -> float:
     return nats_per_token * text.bytes_per_char if level == "byte" else nats_per_token
 
 
-def train(text: Path, out: Path, minutes: float, device: str, base: str | None) -> float:
+def train(text: Path, out: Path, minutes: float, args: argparse.Namespace, base: str | None) -> float:
     """The best validation loss (nats/token) of `minutes` of training, from `base` or from scratch."""
     options = {"base": base} if base else {}
     result = reverie.train(
-        str(text), out, minutes=minutes, device=device, progress=False, sample_temperatures=(), **options
+        str(text),
+        out,
+        minutes=minutes,
+        device=args.device,
+        dtype=args.dtype,
+        progress=False,
+        sample_temperatures=(),
+        **options,
     )
     assert result.best_val_loss is not None, "no validation tail"
     return result.best_val_loss
 
 
-def sample(run: Path, prompt: str) -> str:
-    return reverie.load(run).generate(prompt, length=SAMPLE_CHARS, temperature=0.5, seed=0)
+def sample(run: Path, prompt: str, length: int) -> str:
+    return reverie.load(run).generate(prompt, length=length, temperature=0.5, seed=0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         "--text", nargs="+", default=DEFAULT_TEXTS, metavar="PATH[:CHARS]", help="held-out texts"
     )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to train (cpu)")
+    parser.add_argument("--dtype", default="auto", help="both ways' --dtype (auto)")
+    parser.add_argument(
+        "--sample-chars", type=int, default=SAMPLE_CHARS, help=f"length of each sample ({SAMPLE_CHARS})"
+    )
     parser.add_argument(
         "--doc", type=Path, default=DOC, help="the markdown file for the section (docs/finetune.md)"
     )
@@ -130,12 +141,12 @@ def main(argv: list[str] | None = None) -> int:
                 figures = {}
                 for way, base in (("fine-tuned", args.base), ("scratch", None)):
                     out = root / f"text{t_index}-{minutes:g}-{way}"
-                    loss = train(corpus, out, minutes, args.device, base)
+                    loss = train(corpus, out, minutes, args, base)
                     figures[way] = nats_per_char(out, loss, text)
                     if t_index == 0 and minutes == args.minutes[0]:
                         tail = text.text[len(text.text) - round(len(text.text) * VAL_FRACTION) :]
                         prompt = tail[: tail.find(" ", 20) + 1 or 20]
-                        samples.append((way, prompt, sample(out, prompt)))
+                        samples.append((way, prompt, sample(out, prompt, args.sample_chars)))
                 gain = figures["scratch"] - figures["fine-tuned"]
                 if minutes == args.minutes[0]:
                     advantages.append(gain)

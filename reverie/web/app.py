@@ -550,7 +550,8 @@ class Page:
                 corpus.unlink(missing_ok=True)  # no run to resume: its text is not kept
             if isinstance(training.error, ReverieError):  # named as the menu names it, not by its path
                 shown_base = base[len(SHIPPED) :] if base and base.startswith(SHIPPED) else str(base)
-                raise ReverieError(str(training.error).replace(str(folder), shown_base)) from None
+                message = str(training.error).replace(str(folder), shown_base).replace(str(corpus), shown)
+                raise ReverieError(message) from None
             if training.error is not None:
                 raise training.error
             result = training.result
@@ -605,7 +606,7 @@ class Page:
         settings, jobs = self.settings, self.jobs
         if not clip:
             raise refusal("upload a video clip first")
-        check_size(clip, settings.max_upload_bytes, Path(clip).name)
+        check_size(clip, settings.max_upload_bytes, Path(clip).name)  # its name only: not the server's path
         switch = MOTIONS.get(motion)
         if switch is None:
             raise refusal(f"motion must be one of: {', '.join(MOTIONS)}")
@@ -618,7 +619,8 @@ class Page:
             options.update(octaves=_whole(octaves), iterations=_whole(iterations))
             if chosen:
                 options["layers"] = {layer: 1.0 for layer in chosen}
-        with one_line_errors():
+        shown = Path(clip).name
+        with one_line_errors(), named_as(clip, shown):
             from reverie.deepdream.videoio import probe
 
             info = probe(clip)  # not a video, no frames: refused here in the API's words
@@ -634,7 +636,7 @@ class Page:
         def on_frame(index: int, png: Path) -> None:
             progress((index + 1, info.frames), desc="dreaming frames", unit="frames")
 
-        with jobs.job(client_of(request), "dream_video") as job, one_line_errors():
+        with jobs.job(client_of(request), "dream_video") as job, one_line_errors(), named_as(clip, shown):
             try:
                 with jobs.slot():
                     result = reverie.dream_video(
@@ -674,6 +676,15 @@ def check_size(path: str, cap: int, what: str = "the upload") -> None:
             f"{what} is {size / 2**20:.2f} MB, over this page's cap of {cap / 2**20:.3g} MB; "
             "send a smaller file"
         )
+
+
+@contextmanager
+def named_as(path: str | Path, shown: str) -> Iterator[None]:
+    """A ReverieError that names the server's `path` (an upload's temporary file) names `shown`."""
+    try:
+        yield
+    except ReverieError as exc:
+        raise ReverieError(str(exc).replace(str(path), shown)) from None
 
 
 def run_name_for(runs: Path, name: str | None, upload: str) -> str:

@@ -27,6 +27,7 @@ def test_with_a_tiny_base_it_writes_its_section(tmp_path: Path) -> None:
     text.write_text(NIETZSCHE.read_text(encoding="utf-8")[:3000] + "déjà vu\n", encoding="utf-8")
     doc = tmp_path / "finetune.md"
     argv = ["--base", str(base), "--minutes", "0.02", "--text", f"{text}:2500", "--doc", str(doc)]
+    argv += ["--dtype", "float32", "--sample-chars", "40"]
     assert finetune_bench.main(argv) == 0
     section = doc.read_text()
     assert "## Fine-tuning against training from scratch" in section
