@@ -12,7 +12,7 @@ Stop ends it. Dream: upload a photo or take the sample, pick the model, layers a
 per octave; Cancel stops it between two steps. Fine-tune: upload a text file (`max_text_mb`), pick
 a base (a shipped model or a run), minutes and a name, and `reverie.train(text, RUNS_DIR/NAME,
 base=...)` runs in a thread while the page redraws the loss curve and the latest sample each
-second; Stop (or the time limit) ends it after the step in flight, saved, and the run joins the
+second; Finish now (or the time limit) ends it after the step in flight, saved, and the run joins the
 Text tab's models. Video: upload a clip (at most `max_video_frames` frames, shrunk to
 `max_video_size`), pick the dream options and flow, blend or independent, and `reverie.dream_video`
 writes an mp4 (a GIF stays a GIF) with a progress bar over the frames. All four run through Gradio's
@@ -54,7 +54,6 @@ from reverie.deepdream.options import PRESETS
 from reverie.errors import ReverieError
 from reverie.options import bounds
 from reverie.text import pretrained, rundir
-from reverie.text.plots import plot_losses
 from reverie.text.sampling import SamplingOptions
 from reverie.text.stops import unescape
 from reverie.web.limits import DATA_URL_REFUSED, HEAVY, Guard, Job, Jobs, RequestGuard, is_data_url
@@ -578,7 +577,7 @@ class Page:
         curve = None
         if rows:
             curve = str(job_dir / f"loss{shot}.png")  # a new file each time: Gradio caches by path
-            plot_losses(rows, Path(curve), title=out.name)
+            draw_curve(rows, Path(curve), out.name)
         status = "evaluating the base model"
         if training.steps:
             step, loss = training.steps[-1]
@@ -733,6 +732,28 @@ def loss_rows(steps: Sequence[tuple[int, float]], run_dir: Path) -> list[dict[st
         metrics = []
     rows += [row for row in metrics if row.get("val_loss") is not None]
     return sorted(rows, key=lambda row: row["step"])
+
+
+def draw_curve(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    """The Fine-tune tab's loss curve as a PNG: each step's training loss and each evaluation's
+    validation loss. Drawn on a Figure of its own, not through pyplot, whose global state the
+    training thread's own loss.png (reverie.text.plots) uses at the same time."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4), dpi=80)
+    axes = figure.add_subplot()
+    train = [(row["step"], row["train_loss"]) for row in rows if row.get("train_loss") is not None]
+    val = [(row["step"], row["val_loss"]) for row in rows if row.get("val_loss") is not None]
+    if train:
+        axes.plot(*zip(*train), color="tab:blue", linewidth=0.8, label="training")
+    if val:
+        axes.plot(*zip(*val), "o-", color="tab:orange", label="validation")
+    axes.set(xlabel="step", ylabel="loss (nats per token)", title=title)
+    axes.grid(alpha=0.3)
+    if train or val:
+        axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, format="png")
 
 
 class FineTuning:
@@ -964,7 +985,7 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                 ft_name = gr.Textbox(label="Run name (empty: the file's name)", max_length=64)
                 with gr.Row():
                     ft_start = gr.Button("Fine-tune", variant="primary")
-                    ft_cancel = gr.Button("Stop", variant="stop")
+                    ft_cancel = gr.Button("Finish now", variant="stop")
                 ft_status = gr.Markdown()
             with gr.Column(scale=2):
                 ft_curve = gr.Image(type="filepath", label="Loss (nats/token)", interactive=False, height=320)
@@ -986,13 +1007,15 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                 dreamed = gr.Video(label="Dreamed clip", interactive=False, elem_id="video-output")
             with gr.Row():
                 with gr.Column():
-                    v_model = gr.Dropdown(reverie.available_models(), value=DEFAULT_MODEL, label="Model")
+                    v_model = gr.Dropdown(
+                        reverie.available_models(), value=DEFAULT_MODEL, label="Model for the frames"
+                    )
                     v_layers = gr.Dropdown(
                         layer_choices(DEFAULT_MODEL),
                         value=[],
                         multiselect=True,
                         allow_custom_value=True,
-                        label="Layers (none: the model's own choice)",
+                        label="Layers for the frames (none: the model's own choice)",
                     )
                     v_preset = gr.Dropdown(
                         [NO_PRESET, *PRESETS], value=NO_PRESET, label="Preset (sets the model and layers)"
@@ -1001,13 +1024,15 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                     motion = gr.Radio(list(MOTIONS), value=next(iter(MOTIONS)), label="From frame to frame")
                     v_blend = gr.Slider(0, 1, value=0.5, step=0.05, label="Blend (with 'blend')")
                     with gr.Row():
-                        v_octaves = gr.Slider(low("octaves"), MAX_OCTAVES, value=2, step=1, label="Octaves")
+                        v_octaves = gr.Slider(
+                            low("octaves"), MAX_OCTAVES, value=2, step=1, label="Octaves per frame"
+                        )
                         v_iterations = gr.Slider(
-                            low("iterations"), MAX_ITERATIONS, value=5, step=1, label="Iterations"
+                            low("iterations"), MAX_ITERATIONS, value=5, step=1, label="Iterations per frame"
                         )
                     with gr.Row():
                         v_start = gr.Button("Dream the clip", variant="primary")
-                        v_cancel = gr.Button("Cancel", variant="stop")
+                        v_cancel = gr.Button("Abort", variant="stop")
                     v_summary = gr.Markdown()
 
         def refresh_runs(current: str | None) -> tuple[Any, Any]:

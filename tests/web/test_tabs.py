@@ -105,7 +105,7 @@ def test_finetune_stops_at_cancel_and_keeps_the_run(shipped: Path, tmp_path: Pat
     views = page.finetune(str(poems(tmp_path / "mine.txt")), SHIPPED + "shakespeare", 2.0, "mine")
     for _, _, status in views:
         if status.startswith("step "):
-            assert page.jobs.cancel("local", "finetune") == 1  # what the Stop button's cancel does
+            assert page.jobs.cancel("local", "finetune") == 1  # what the Finish now button's cancel does
             break
     *_, (_, _, status) = views
     assert "stopped (cancelled or at the time limit)" in status
