@@ -35,6 +35,9 @@ MODEL_MODULES = {
     "inception_v3": "reverie.deepdream.inception_v3",
     "googlenet": "reverie.deepdream.googlenet",
     "efficientnet_lite0": "reverie.deepdream.efficientnet_lite",
+    "vgg16": "reverie.deepdream.vgg",
+    "vgg19": "reverie.deepdream.vgg",
+    "resnet50": "reverie.deepdream.resnet",
 }
 
 PROBE_SIZE = 512
@@ -226,8 +229,10 @@ def _model_module(name: str) -> types.ModuleType:
 
 
 def build_backbone(name: str) -> Backbone:
-    """The architecture `name` with random weights (fast; for tests, timing and listing layers)."""
-    return _model_module(name).build()
+    """The architecture `name` with random weights (fast; for tests, timing and listing layers). A module
+    that defines several models (`VARIANTS`, as vgg16 and vgg19) is told which."""
+    module = _model_module(name)
+    return module.build(name) if name in getattr(module, "VARIANTS", ()) else module.build()
 
 
 def meta_backbone(name: str) -> Backbone:
@@ -246,7 +251,7 @@ def load_backbone(
     first use where it has to be).
     """
     module = _model_module(name)
-    model = module.build()
+    model = build_backbone(name)
     module.load_weights(model, Path(weights) if weights is not None else None)
     model.eval().requires_grad_(False)
     return model.to(device)
