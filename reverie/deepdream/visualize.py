@@ -44,7 +44,7 @@ from reverie.deepdream.hooked import Preprocess
 from reverie.deepdream.images import to_pil
 from reverie.deepdream.objectives import MeanActivation, Objective
 from reverie.deepdream.objectives import diversity as diversity_term
-from reverie.device import dtype_option, resolve_dtype
+from reverie.device import DTYPE_CHOICES, resolve_dtype
 from reverie.errors import ReverieError, require
 from reverie.options import check, option
 from reverie.rng import seed_option
@@ -76,7 +76,11 @@ class VisualizeOptions:
     )
     diversity_weight: float = option(10.0, "the weight of the diversity term", low=0)
     seed: int = seed_option(0, "the seed of the starting noise and the transforms")
-    dtype: str = dtype_option()
+    dtype: str | None = option(
+        None,
+        "bfloat16 autocast or float32 (default: a Dreamer's own; auto, measured once, for one loaded here)",
+        choices=DTYPE_CHOICES,
+    )
     progress: bool = option(True, "a progress bar per image on stderr", cli=False)
     transforms: Sequence[Robust] | None = option(
         None, "the robustness transforms (default robust_transforms())", cli=False
@@ -307,7 +311,7 @@ def render(
     require(opts.size >= need, f"--size {opts.size} is too small for these layers; give at least {need}")
     if opts.diversity > 1:
         objective = objective + opts.diversity_weight * diversity_term(objective.layers[0])
-    dtype = resolve_dtype(opts.dtype, dreamer.device, dreamer.choice)
+    dtype = resolve_dtype(opts.dtype or dreamer.dtype_option, dreamer.device, dreamer.choice)
     bound = objective.bind(dreamer, dtype)
     transforms = list(opts.transforms) if opts.transforms is not None else robust_transforms()
     generator = torch.Generator().manual_seed(opts.seed)
@@ -349,7 +353,7 @@ def visualize(
         f"objective must be an objective or a string like 'block8:7', got {type(objective).__name__}",
     )
     chosen = target_objective(objective, opts.neuron) if isinstance(objective, str) else objective
-    dreamer = as_dreamer(model, weights, device, opts.dtype, preprocess)
+    dreamer = as_dreamer(model, weights, device, opts.dtype or "auto", preprocess)
     return render(dreamer, chosen, opts, objective if isinstance(objective, str) else "")
 
 
@@ -369,7 +373,7 @@ def visualize_channels(
     indices = parse_indices(channels) if isinstance(channels, str) else [int(c) for c in channels]
     require(bool(indices), "no channels given")
     require(len(indices) <= MAX_GRID_CHANNELS, f"at most {MAX_GRID_CHANNELS} channels per sheet")
-    dreamer = as_dreamer(model, weights, device, opts.dtype, preprocess)
+    dreamer = as_dreamer(model, weights, device, opts.dtype or "auto", preprocess)
     EachChannel(layer, indices).check(dreamer)  # every channel refused before the first is rendered
     results: list[Visualization] = []
     if opts.diversity > 1 or opts.batch == 1:

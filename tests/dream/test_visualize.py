@@ -241,6 +241,8 @@ def test_cli_bad_models_are_one_line(args, message, capsys):
 def test_api_bad_inputs(user):
     with pytest.raises(ReverieError, match="unknown visualize option"):
         visualize(user, "features.2:0", sizes=3)
+    with pytest.raises(ReverieError, match="unknown --dtype 'float16'"):
+        visualize(user, "features.2:0", dtype="float16", **QUICK)
     with pytest.raises(ReverieError, match="objective must be"):
         visualize(user, 3)
     with pytest.raises(ReverieError, match="write the target"):
