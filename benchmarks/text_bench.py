@@ -1,25 +1,35 @@
-"""Text generation benchmark: memory, quality per wall time, and generation speed, each side by
-side with the book's way. Writes the "Text generation" section of docs/benchmarks.md.
+"""Text generation benchmark: memory, quality per wall time, training speed by dtype, and generation
+speed, each side by side with the book's way and the named peers. Writes the "Text generation"
+section of docs/benchmarks.md.
 
-    python benchmarks/text_bench.py                    # everything (about 15 minutes on 2 cores)
-    python benchmarks/text_bench.py --minutes 1 --only memory,generation   # a quick look
+    python benchmarks/text_bench.py                    # everything (about 25 minutes on 2 cores)
+    python benchmarks/text_bench.py --minutes 1 --only speed,generation   # a quick look
+    python benchmarks/text_bench.py --device cuda --runs lstm,shakespeare-char:3   # on a GPU
 
 - memory: peak RSS of training on tinyshakespeare the book's way (every 60-char window one-hot
   encoded up front as bool arrays, as chapter 8.1 does) against reverie's default (token ids, no
   one-hot arrays); and reverie on a 100 MB corpus (memory-mapped token file).
-- quality: validation loss (nats/char, last 10% held out) after `--minutes` of training, reverie's
-  defaults against `--preset book`.
-- generation: chars/s for one stream with reverie's stateful sampling against the book's re-run of
-  the 60-char window per char, same trained model; and 32 streams in one batch.
+- quality: validation loss (nats/char, last 10% held out) after `--minutes` of training for each of
+  `--runs` (NAME or NAME:MINUTES): reverie's default LSTM, `--preset book`, the transformer's
+  defaults, and nanoGPT's shakespeare_char shape for GPUs; the book's program on Keras 3 + JAX and
+  nanoGPT's CPU recipe cited from REFERENCE.md.
+- speed: training tokens/s of the default LSTM and the transformer in float32, bfloat16 and `auto`
+  (and the transformer compiled), each over `--speed-steps` steps after a warm-up.
+- generation: chars/s for one stream with reverie's stateful sampling (KV cache for the transformer)
+  against the book's re-run of the 60-char window per char, same trained model; and 32 streams in
+  one batch; the transformer also with its one-token step compiled.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -41,11 +51,46 @@ SCRIPT = Path(__file__).resolve()
 MEMORY_STEPS = 20
 BIG_CORPUS_MB = 100
 GENERATE_CHARS = 400
+TRANSFORMER = {"model": "transformer"}
+# the runs of the quality table: their options and how the table names them
+RUNS: dict[str, tuple[str, dict[str, Any]]] = {
+    "lstm": ("`reverie train`", {}),
+    "book": ("`reverie train --preset book`", {"preset": "book"}),
+    "transformer": ("`reverie train --model transformer`", TRANSFORMER),
+    "shakespeare-char": (
+        (
+            "nanoGPT's shakespeare_char shape: `--model transformer --layers 6 --heads 6 --hidden 384 "
+            "--context 256 --batch-size 64 --dropout 0.2 --lr 1e-3`"
+        ),
+        {
+            **TRANSFORMER,
+            "layers": 6,
+            "heads": 6,
+            "hidden": 384,
+            "context": 256,
+            "batch_size": 64,
+            "dropout": 0.2,
+            "lr": 1e-3,
+        },
+    ),
+}
+# the rows of the speed table
+SPEEDS: list[tuple[str, dict[str, Any]]] = [
+    ("LSTM default", {"dtype": "float32"}),
+    ("LSTM default", {"dtype": "bfloat16"}),
+    ("LSTM default", {"dtype": "auto"}),
+    ("transformer default", {**TRANSFORMER, "dtype": "float32"}),
+    ("transformer default", {**TRANSFORMER, "dtype": "bfloat16"}),
+    ("transformer default", {**TRANSFORMER, "dtype": "auto"}),
+    ("transformer default", {**TRANSFORMER, "dtype": "auto", "compile": True}),
+]
+KERAS_JAX = 1.757  # the book's program on Keras 3 + JAX, 5 minutes (REFERENCE.md, AMD EPYC 2 cores)
+NANOGPT_CPU = 1.628  # nanoGPT's CPU recipe, 4.8 minutes (REFERENCE.md, the same machine)
+NANOGPT_A100 = "5,000 iterations of 64x256 tokens in about 3 minutes on one A100 (about 455k tokens/s)"
 STREAM_BOUND = (
     "One stream is bound by memory traffic: each stateful step reads every weight of the model once, while "
     "the re-run reads them once per 60-character window and is bound by arithmetic, so the speed-up is "
-    "capped "
-    "by the machine's balance of the two."
+    "capped by the machine's balance of the two."
 )
 
 
@@ -84,29 +129,73 @@ def worker_memory_book(corpus: str) -> None:
     emit({"windows": len(x), "onehot_mb": round((x.nbytes + y.nbytes) / 1e6)})
 
 
-def worker_train(corpus: str, minutes: str, preset: str, out: str = "", device: str = "cpu") -> None:
-    """reverie's training (defaults or a preset) for a number of minutes, or MEMORY_STEPS steps when
+def worker_train(corpus: str, minutes: str, options_json: str, out: str = "", device: str = "cpu") -> None:
+    """reverie's training with `options` (JSON) for a number of minutes, or MEMORY_STEPS steps when
     minutes is 0; the run is kept in `out` if given (for the generation measurement)."""
     import reverie
 
     budget = {"minutes": float(minutes)} if float(minutes) > 0 else {"steps": MEMORY_STEPS}
-    extra = {"preset": preset} if preset != "default" else {}
     with tempfile.TemporaryDirectory() as scratch:
         run = Path(out) if out else Path(scratch) / "run"
         result = reverie.train(
-            corpus, run, progress=False, sample_length=100, device=device, **budget, **extra
+            corpus,
+            run,
+            progress=False,
+            sample_length=100,
+            device=device,
+            **budget,
+            **json.loads(options_json),
         )
-        emit({"val_loss": result.val_loss, "steps": result.step, "epochs": round(result.epoch, 3)})
+        config = json.loads((run / "config.json").read_text())
+    state, options = config["state"], config["options"]
+    emit(
+        {
+            "val_loss": result.val_loss,
+            "best_val_loss": result.best_val_loss,
+            "steps": result.step,
+            "epochs": round(result.epoch, 2),
+            "dtype": state["dtype"],
+            "dropout": options["dropout"],
+            "tokens_per_s": state["tokens"] / state["elapsed_s"],
+        }
+    )
 
 
-def worker_generation(run_dir: str, corpus: str, device: str = "cpu") -> None:
-    """Chars/s: stateful (1 stream, 32 streams) and the book's window re-run (1 stream)."""
+def worker_speed(corpus: str, options_json: str, steps: str, warmup: str, device: str = "cpu") -> None:
+    """Training tokens/s over `steps` steps after `warmup` steps (first steps, allocator, autotuning,
+    compiling), from the run's metrics.csv."""
+    import reverie
+
+    with tempfile.TemporaryDirectory() as scratch:
+        run = Path(scratch) / "run"
+        total = int(warmup) + int(steps)
+        reverie.train(
+            corpus,
+            run,
+            progress=False,
+            sample_temperatures=(),
+            device=device,
+            steps=total,
+            **json.loads(options_json),
+        )
+        with open(run / "metrics.csv", newline="") as rows:
+            steps_rows = [row for row in csv.DictReader(rows) if row["tokens"]]
+        config = json.loads((run / "config.json").read_text())
+    first, last = steps_rows[int(warmup) - 1], steps_rows[-1]
+    tokens = float(last["tokens"]) - float(first["tokens"])
+    seconds = float(last["elapsed_s"]) - float(first["elapsed_s"])
+    emit({"tokens_per_s": tokens / seconds, "dtype": config["state"]["dtype"]})
+
+
+def worker_generation(run_dir: str, corpus: str, device: str = "cpu", compile: str = "") -> None:
+    """Chars/s: stateful (1 stream, 32 streams) and the book's window re-run (1 stream); with
+    `compile`, the transformer's one-token step compiled (and warmed up first, both batch sizes)."""
     import torch
 
     import reverie
     from reverie.text.sampling import SamplingOptions, generate_tokens
 
-    text_model = reverie.load(run_dir, device=device)
+    text_model = reverie.load(run_dir, device=device, compile=bool(compile))
     model = text_model.model
     prompt = text_model.encode_prompt(Path(corpus).read_text(encoding="utf-8")[:BOOK_WINDOW])
     torch.manual_seed(0)
@@ -116,17 +205,23 @@ def worker_generation(run_dir: str, corpus: str, device: str = "cpu") -> None:
         count = sum(1 for _ in tokens_iter)
         return count * streams / (time.perf_counter() - start)
 
+    for streams in (1, 32):  # warm-up: first calls, and compiling where asked
+        rate(generate_tokens(model, prompt, SamplingOptions(length=20, num_samples=streams, seed=0)), streams)
     stateful = rate(generate_tokens(model, prompt, SamplingOptions(length=GENERATE_CHARS, seed=0)), 1)
-    rerun = rate(rerun_window_tokens(model, prompt, SamplingOptions(length=GENERATE_CHARS // 4, seed=0)), 1)
     batched = rate(
         generate_tokens(model, prompt, SamplingOptions(length=GENERATE_CHARS, num_samples=32, seed=0)), 32
     )
+    rerun = None
+    if not compile:
+        options = SamplingOptions(length=GENERATE_CHARS // 4, seed=0)
+        rerun = rate(rerun_window_tokens(model, prompt, options), 1)
     emit({"stateful": stateful, "rerun": rerun, "batch32": batched})
 
 
 WORKERS = {
     "memory-book": worker_memory_book,
     "train": worker_train,
+    "speed": worker_speed,
     "generation": worker_generation,
 }
 
@@ -143,10 +238,163 @@ def big_corpus(corpus: Path, directory: Path) -> Path:
     return path
 
 
+def parsed_runs(spec: str, minutes: float) -> list[tuple[str, float]]:
+    """`--runs lstm,shakespeare-char:3` as (name, minutes) pairs."""
+    runs = []
+    for item in spec.split(","):
+        name, _, own = item.partition(":")
+        if name not in RUNS:
+            sys.exit(f"benchmark: unknown run {name!r}; choose from {', '.join(RUNS)}")
+        runs.append((name, float(own) if own else minutes))
+    return runs
+
+
+def memory_section(corpus: Path, tmp: Path) -> str:
+    print("memory ...", file=sys.stderr)
+    book = run_worker(SCRIPT, "memory-book", str(corpus))
+    ours = run_worker(SCRIPT, "train", str(corpus), "0", "{}")
+    big = run_worker(SCRIPT, "train", str(big_corpus(corpus, tmp)), "0", "{}")
+    ratio = ours["peak_rss_mb"] / book["peak_rss_mb"]
+    rows = [
+        [
+            "book's way, tinyshakespeare",
+            f"{book['peak_rss_mb']:,} MB",
+            f"{book['windows']:,} one-hot windows = {book['onehot_mb']:,} MB of bool arrays",
+        ],
+        [
+            "reverie default, tinyshakespeare",
+            f"{ours['peak_rss_mb']:,} MB",
+            f"{ratio:.2f}x the book's way (target at most 1/3)",
+        ],
+        [
+            f"reverie default, {BIG_CORPUS_MB} MB corpus",
+            f"{big['peak_rss_mb']:,} MB",
+            "memory-mapped token file (target under 1.5 GB)",
+        ],
+    ]
+    return (
+        "### Peak memory while training (RSS, whole process)\n\n"
+        + table(["run", "peak RSS", "notes"], rows)
+        + f"\n\nEach run trains {MEMORY_STEPS} steps in its own process."
+    )
+
+
+def quality_section(trained: dict[str, dict[str, Any]], minutes: dict[str, float]) -> str:
+    rows = [
+        [
+            RUNS[name][0],
+            f"{minutes[name]:g} min",
+            f"{r['val_loss']:.3f}",
+            f"{r['best_val_loss']:.3f}",
+            f"{r['val_loss'] / np.log(2):.3f}",
+            r["steps"],
+            r["epochs"],
+            f"{r['tokens_per_s']:,.0f}",
+            r["dtype"],
+            f"{r['dropout']:g}",
+        ]
+        for name, r in trained.items()
+    ]
+    notes = [
+        (
+            f"For scale, cited from REFERENCE.md (AMD EPYC, 2 cores): the book's program on Keras 3 + JAX "
+            f"{KERAS_JAX} after 5 minutes; nanoGPT's small CPU recipe (4 layers x 4 heads x 128, context 64, "
+            f"batch 12) {NANOGPT_CPU} after 4.8 minutes."
+        ),
+    ]
+    if "lstm" in trained:
+        best = trained["lstm"]["val_loss"]
+        notes.append(f"Target for the default: at most 1.40 nats/char: **{best:.3f}**.")
+    if "transformer" in trained:
+        gain = NANOGPT_CPU - trained["transformer"]["val_loss"]
+        notes.append(
+            f"Target for the transformer: at least 0.15 better than nanoGPT's CPU recipe: **{gain:+.3f}**."
+        )
+    if "shakespeare-char" in trained:
+        notes.append(
+            "Target for nanoGPT's shakespeare_char shape in 3 minutes on a GPU: at most 1.47: "
+            f"**{trained['shakespeare-char']['val_loss']:.3f}**; nanoGPT's own run: {NANOGPT_A100}."
+        )
+    header = ["run", "budget", "val loss (nats/char)", "best", "bits/char", "steps", "epochs", "tokens/s"]
+    return (
+        "### Validation loss after a fixed wall time\n\n"
+        + table([*header, "dtype (auto)", "dropout"], rows)
+        + "\n\n"
+        + " ".join(notes)
+    )
+
+
+def speed_section(corpus: Path, steps: int, warmup: int, device: str, compile: bool) -> str:
+    rows, measured = [], {}
+    for name, options in SPEEDS:
+        if options.get("compile") and not compile:
+            continue
+        print(f"speed {name} {options} ...", file=sys.stderr)
+        r = run_worker(SCRIPT, "speed", str(corpus), json.dumps(options), str(steps), str(warmup), device)
+        way = options["dtype"] + (" --compile" if options.get("compile") else "")
+        measured[(name, way)] = r["tokens_per_s"]
+        chosen = f"auto: {r['dtype']}" if options["dtype"] == "auto" else r["dtype"]
+        rows.append([name, way, chosen, f"{r['tokens_per_s']:,.0f}"])
+    notes = []
+    for name in dict.fromkeys(n for n, _ in SPEEDS):
+        by_hand = max(measured[(name, "float32")], measured[(name, "bfloat16")])
+        notes.append(f"{name}: auto {measured[(name, 'auto')] / by_hand:.0%} of the better by hand")
+    return (
+        f"### Training speed (tokens/s over {steps} steps after {warmup} of warm-up)\n\n"
+        + table(["model", "--dtype", "ran in", "tokens/s"], rows)
+        + "\n\nTarget: `auto` at least the better of float32 and bfloat16 measured by hand (within the "
+        "run-to-run noise of a few percent): " + "; ".join(notes) + "."
+    )
+
+
+def generation_section(tmp: Path, names: list[str], corpus: Path, device: str, compile: bool) -> str:
+    rows = []
+    for name in names:
+        ways = [""] + (["compile"] if compile and RUNS[name][1].get("model") == "transformer" else [])
+        for way in ways:
+            g = run_worker(SCRIPT, "generation", str(tmp / name), str(corpus), device, way)
+            rerun = g["rerun"]
+            rows.append(
+                [
+                    name + (" (--compile)" if way else ""),
+                    f"{g['stateful']:,.0f}",
+                    f"{rerun:,.0f}" if rerun else "",
+                    f"{g['stateful'] / rerun:.1f}x" if rerun else "",
+                    f"{g['batch32']:,.0f}",
+                ]
+            )
+    header = [
+        "model",
+        "stateful, 1 stream",
+        "book's window re-run (60), 1 stream",
+        "speed-up",
+        "stateful, 32 streams (aggregate)",
+    ]
+    return (
+        f"### Generation speed (chars/s, {device}, temperature 1.0)\n\n"
+        + table(header, rows)
+        + "\n\nTarget: stateful at least 30x the window re-run for the same model. "
+        + STREAM_BOUND
+        + " The transformer's stateful step reads its KV cache besides its weights."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=5.0, help="training budget for the quality runs")
-    parser.add_argument("--only", default="memory,quality,generation")
+    parser.add_argument("--minutes", type=float, default=5.0, help="training budget of each quality run")
+    parser.add_argument("--only", default="memory,quality,speed,generation")
+    parser.add_argument(
+        "--runs",
+        default="lstm,book,transformer",
+        help=f"quality runs, NAME or NAME:MINUTES ({', '.join(RUNS)})",
+    )
+    parser.add_argument("--speed-steps", type=int, default=150, help="timed steps of each speed row")
+    parser.add_argument("--warmup-steps", type=int, default=30, help="untimed steps before them (at least 1)")
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="leave out the rows with --compile (a minute of compiling each)",
+    )
     add_corpus_argument(parser)
     add_output_arguments(parser)
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -156,100 +404,40 @@ def main() -> None:
         return
     corpus, corpus_note = checked_corpus(args.corpus)
     parts = set(args.only.split(","))
-    command = (
-        "python benchmarks/text_bench.py"
-        + (f" --minutes {args.minutes:g}" if args.minutes != 5 else "")
-        + (f" --only {args.only}" if parts != {"memory", "quality", "generation"} else "")
-        + (f" --device {args.device}" if args.device != "cpu" else "")
+    runs = parsed_runs(args.runs, args.minutes)
+    command = " ".join(
+        ["python benchmarks/text_bench.py"]
+        + ([f"--minutes {args.minutes:g}"] if args.minutes != 5 else [])
+        + ([f"--only {args.only}"] if args.only != parser.get_default("only") else [])
+        + ([f"--runs {args.runs}"] if args.runs != parser.get_default("runs") else [])
+        + ([f"--speed-steps {args.speed_steps}"] if args.speed_steps != 150 else [])
+        + ([f"--warmup-steps {args.warmup_steps}"] if args.warmup_steps != 30 else [])
+        + (["--no-compile"] if args.no_compile else [])
+        + ([f"--device {args.device}"] if args.device != "cpu" else [])
     )
     sections = [f"Machine: {machine_summary(args.device)}", corpus_note]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if "memory" in parts:
-            print("memory ...", file=sys.stderr)
-            book = run_worker(SCRIPT, "memory-book", str(corpus))
-            ours = run_worker(SCRIPT, "train", str(corpus), "0", "default")
-            big = run_worker(SCRIPT, "train", str(big_corpus(corpus, tmp)), "0", "default")
-            ratio = ours["peak_rss_mb"] / book["peak_rss_mb"]
-            sections.append(
-                "### Peak memory while training (RSS, whole process)\n\n"
-                + table(
-                    ["run", "peak RSS", "notes"],
-                    [
-                        [
-                            "book's way, tinyshakespeare",
-                            f"{book['peak_rss_mb']:,} MB",
-                            f"{book['windows']:,} one-hot windows = {book['onehot_mb']:,} MB of bool arrays",
-                        ],
-                        [
-                            "reverie default, tinyshakespeare",
-                            f"{ours['peak_rss_mb']:,} MB",
-                            f"{ratio:.2f}x the book's way (target at most 1/3)",
-                        ],
-                        [
-                            f"reverie default, {BIG_CORPUS_MB} MB corpus",
-                            f"{big['peak_rss_mb']:,} MB",
-                            "memory-mapped token file (target under 1.5 GB)",
-                        ],
-                    ],
-                )
-                + f"\n\nEach run trains {MEMORY_STEPS} steps in its own process."
-            )
-        runs = {}
-        if "quality" in parts or "generation" in parts:
-            for name in ("default", "book"):
-                print(f"training {name} for {args.minutes} min ...", file=sys.stderr)
-                runs[name] = run_worker(
-                    SCRIPT, "train", str(corpus), str(args.minutes), name, str(tmp / name), args.device
+            sections.append(memory_section(corpus, tmp))
+        trained: dict[str, dict[str, Any]] = {}
+        if parts & {"quality", "generation"}:
+            for name, minutes in runs:
+                print(f"training {name} for {minutes:g} min ...", file=sys.stderr)
+                options = json.dumps(RUNS[name][1])
+                trained[name] = run_worker(
+                    SCRIPT, "train", str(corpus), str(minutes), options, str(tmp / name), args.device
                 )
         if "quality" in parts:
+            sections.append(quality_section(trained, dict(runs)))
+        if "speed" in parts:
             sections.append(
-                f"### Validation loss after {args.minutes:g} minutes of training\n\n"
-                + table(
-                    ["run", "val loss (nats/char)", "bits/char", "steps", "epochs"],
-                    [
-                        [
-                            f"`{'reverie train' if n == 'default' else 'reverie train --preset book'}`",
-                            f"{r['val_loss']:.3f}",
-                            f"{r['val_loss'] / np.log(2):.3f}",
-                            r["steps"],
-                            r["epochs"],
-                        ]
-                        for n, r in runs.items()
-                    ],
+                speed_section(
+                    corpus, args.speed_steps, max(args.warmup_steps, 1), args.device, not args.no_compile
                 )
-                + "\n\nTarget for the default: at most 1.40 nats/char. For scale (REFERENCE.md): "
-                "the book's run "
-                "1.79, nanoGPT's small CPU transformer 1.62 at the same budget."
             )
         if "generation" in parts:
-            rows = []
-            for name in runs:
-                g = run_worker(SCRIPT, "generation", str(tmp / name), str(corpus), args.device)
-                rows.append(
-                    [
-                        name,
-                        f"{g['stateful']:,.0f}",
-                        f"{g['rerun']:,.0f}",
-                        f"{g['stateful'] / g['rerun']:.1f}x",
-                        f"{g['batch32']:,.0f}",
-                    ]
-                )
-            sections.append(
-                "### Generation speed (chars/s, CPU, temperature 1.0)\n\n"
-                + table(
-                    [
-                        "model",
-                        "stateful, 1 stream",
-                        "book's window re-run (60), 1 stream",
-                        "speed-up",
-                        "stateful, 32 streams (aggregate)",
-                    ],
-                    rows,
-                )
-                + "\n\nTarget: stateful at least 30x the window re-run for the same model. "
-                + STREAM_BOUND
-            )
+            sections.append(generation_section(tmp, list(trained), corpus, args.device, not args.no_compile))
     write_section(section_title("Text generation", args.device), "\n\n".join(sections), command, args.doc)
     print(f"wrote {args.doc}", file=sys.stderr)
 
