@@ -1,6 +1,7 @@
 """DeepDream benchmark: seconds and FLOP/s of the book's run in every way `--dtype auto` chooses among
 (float32 or bfloat16, channels-last or not) and in the way it chose, precision of bfloat16 against
-float32, and peak memory with and without tiling. Writes the "DeepDream" section of docs/benchmarks.md.
+float32, and peak memory with and without tiling. Writes the sections "DeepDream", "DeepDream
+precision" and "DeepDream memory" of docs/benchmarks.md, one per part.
 
     python benchmarks/dream_bench.py                 # everything (about 20 minutes on 2 cores)
     python benchmarks/dream_bench.py --only speed    # one part: speed, precision or memory
@@ -230,6 +231,9 @@ def memory() -> str:
     )
 
 
+PARTS = {"speed": "DeepDream", "precision": "DeepDream precision", "memory": "DeepDream memory"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="speed,precision,memory")
@@ -240,32 +244,27 @@ def main() -> None:
     if args.worker:
         {"memory": worker_memory}[args.worker[0]](*args.worker[1:])
         return
-    parts = set(args.only.split(","))
+    parts = [part for part in PARTS if part in args.only.split(",")]
     torch.manual_seed(0)
-    sections = [f"Machine: {machine_summary(args.device)}"]
-    if "speed" in parts:
-        rows: list[list[str]] = []
-        verdict = speed(rows, args.device, args.quick)
-        sections.append(
-            "### `--preset book`, seconds per run\n\n"
-            + table(
-                ["model", "image", "way", "auto", "time", "steps", "TFLOPs", "achieved", "of the limit"], rows
-            )
-            + "\n\n"
-            + verdict
+    machine = f"Machine: {machine_summary(args.device)}"
+    for part in parts:  # each part its own section, so parts measured apart stand side by side
+        if part == "speed":
+            rows: list[list[str]] = []
+            verdict = speed(rows, args.device, args.quick)
+            header = ["model", "image", "way", "auto", "time", "steps", "TFLOPs", "achieved", "of the limit"]
+            body = "### `--preset book`, seconds per run\n\n" + table(header, rows) + "\n\n" + verdict
+        elif part == "precision":
+            body = "### bfloat16 against float32\n\n" + precision()
+        else:
+            body = "### Peak memory\n\n" + memory()
+        command = (
+            f"python benchmarks/dream_bench.py --only {part}"
+            + (" --quick" if args.quick else "")
+            + (f" --device {args.device}" if args.device != "cpu" else "")
         )
-    if "precision" in parts:
-        sections.append("### bfloat16 against float32\n\n" + precision())
-    if "memory" in parts:
-        sections.append("### Peak memory\n\n" + memory())
-    command = (
-        "python benchmarks/dream_bench.py"
-        + (f" --only {args.only}" if parts != {"speed", "precision", "memory"} else "")
-        + (" --quick" if args.quick else "")
-        + (f" --device {args.device}" if args.device != "cpu" else "")
-    )
-    write_section(section_title("DeepDream", args.device), "\n\n".join(sections), command, args.doc)
-    print(f"wrote {args.doc}", file=sys.stderr)
+        title = section_title(PARTS[part], args.device)
+        write_section(title, machine + "\n\n" + body, command, args.doc)
+        print(f"wrote {title} into {args.doc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

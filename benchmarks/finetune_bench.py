@@ -1,6 +1,6 @@
 """Fine-tuning benchmark: a shipped model fine-tuned on a small text against a model trained on it
 from scratch for the same time. Writes the "Fine-tuning against training from scratch" section of
-docs/finetune.md (or --doc).
+docs/benchmarks.md (or --doc).
 
     python benchmarks/finetune_bench.py                        # --base english, 1 and 3 minutes (~30 min)
     python benchmarks/finetune_bench.py --base runs/mine --minutes 0.1 --text a.txt:5000 --doc /tmp/f.md
@@ -37,7 +37,7 @@ import reverie
 from reverie.errors import ReverieError
 from reverie.text import pretrained
 
-DOC = REPO / "docs" / "finetune.md"
+DOC = REPO / "docs" / "benchmarks.md"
 TITLE = "Fine-tuning against training from scratch"
 DEFAULT_TEXTS = [
     "/usr/share/common-licenses/GPL-3:20000",
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "--sample-chars", type=int, default=SAMPLE_CHARS, help=f"length of each sample ({SAMPLE_CHARS})"
     )
     parser.add_argument(
-        "--doc", type=Path, default=DOC, help="the markdown file for the section (docs/finetune.md)"
+        "--doc", type=Path, default=DOC, help="the markdown file for the section (docs/benchmarks.md)"
     )
     args = parser.parse_args(argv)
     try:

@@ -154,6 +154,11 @@ def main() -> None:
     )
     if args.sweep == "transformer":
         body.append(f"For scale: nanoGPT's small CPU recipe {NANOGPT_CPU} (REFERENCE.md, cited).")
+    else:
+        body.append(
+            "The budget is steps, so the losses do not depend on the machine's speed; time and tokens/s "
+            "do, and include whatever else ran beside a run (see the load average)."
+        )
     command = f"python benchmarks/sweep.py {args.sweep}" + (
         f" --minutes {args.minutes:g}" if args.minutes != 5 else ""
     )

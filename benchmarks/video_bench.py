@@ -1,6 +1,6 @@
 """DeepDream-on-video benchmark: how steady `--flow` is against `--independent`, whether the dream
 drifts over a long clip, and how fast frames go at 512 px with the time split between flow and dream.
-Writes the "DeepDream on video" section of docs/video.md (or --doc).
+Writes the "DeepDream on video" section of docs/benchmarks.md (or --doc).
 
     python benchmarks/video_bench.py                     # 300 frames at 512 px (hours on 2 cores)
     python benchmarks/video_bench.py --frames 8 --compare 4 --width 192 --doc /tmp/v.md   # checks the script
@@ -45,7 +45,7 @@ from reverie.deepdream.flow import instability
 from reverie.deepdream.video import Carrier, dream_frame
 from reverie.deepdream.videoio import write_video
 
-DOC = REPO / "docs" / "video.md"
+DOC = REPO / "docs" / "benchmarks.md"
 TITLE = "DeepDream on video"
 
 
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=None, help="steps per octave (default: reverie's)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument(
-        "--doc", type=Path, default=DOC, help="where the section goes (default docs/video.md)"
+        "--doc", type=Path, default=DOC, help="where the section goes (default docs/benchmarks.md)"
     )
     parser.add_argument(
         "--gif", type=Path, help="also write input | independent | flow side by side as a GIF"

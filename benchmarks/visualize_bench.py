@@ -1,7 +1,7 @@
 """Feature-visualization benchmark: seconds per visualization (224x224, 256 steps by default) in float32
 and bfloat16 on efficientnet_lite0, lucent's defaults (128 px, 512 steps) for scale, and how much
 higher the Fourier parameterization takes a channel's activation than plain pixels in the same steps.
-Writes the "Feature visualization" section of docs/visualize.md (or --doc).
+Writes the "Feature visualization" section of docs/benchmarks.md (or --doc).
 
     python benchmarks/visualize_bench.py                                 # the issue's settings (minutes)
     python benchmarks/visualize_bench.py --size 48 --steps 4 --lucent-steps 4 --lucent-size 32 \\
@@ -30,7 +30,7 @@ from report import REPO, machine_summary, table, write_section
 from reverie.deepdream.dreamer import load_dreamer
 from reverie.deepdream.visualize import parse_indices, visualize, visualize_channels
 
-DOC = REPO / "docs" / "visualize.md"
+DOC = REPO / "docs" / "benchmarks.md"
 TITLE = "Feature visualization"
 
 

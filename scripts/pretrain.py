@@ -7,8 +7,8 @@ package's model folder, at most 5 MB, with what rebuilds it recorded in its conf
     python scripts/pretrain.py english --corpus kjv.txt more.txt   # public-domain English you give
     python scripts/pretrain.py shakespeare --steps 200 --into /tmp/models   # a quick try elsewhere
 
-Each recipe is a byte-level LSTM of 2x384 trained for 12,000 steps (about 15-20 minutes on a
-2-core CPU). Training goes into a run directory (--work, default runs/pretrain-NAME), so Ctrl-C
+Each recipe is a byte-level LSTM of 2x384 trained for 6,000 steps (about 10 minutes on a 2-core
+CPU). Training goes into a run directory (--work, default runs/pretrain-NAME), so Ctrl-C
 saves and `--resume` continues it; then the best weights are written into --into/NAME (default: the
 package's reverie/models, or $REVERIE_MODELS) in float32, or in bfloat16 where float32 would pass
 5 MB, with no optimizer state. Their validation loss is measured again as stored and recorded

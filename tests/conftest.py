@@ -34,3 +34,21 @@ def own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         patch.setenv("REVERIE_CACHE", str(tmp_path_factory.mktemp("reverie-cache")))
         patch.setenv("REVERIE_MODELS", str(tmp_path_factory.mktemp("reverie-models")))
         yield
+
+
+@pytest.fixture(scope="session")
+def built_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding a tiny "shakespeare" built by scripts/pretrain.py, shared by the
+    session (a test that changes it works on a copy)."""
+    from helpers import build_tiny_shipped
+
+    return build_tiny_shipped(tmp_path_factory.mktemp("shipped"))
+
+
+@pytest.fixture()
+def shipped_models(built_models: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """$REVERIE_MODELS pointing at `built_models`."""
+    from reverie.text.pretrained import MODELS_ENV
+
+    monkeypatch.setenv(MODELS_ENV, str(built_models))
+    return built_models

@@ -51,7 +51,7 @@ STORED_DTYPES = ("float32", "bfloat16")  # tried in this order; the first that f
 # 2x384 reaches 1.444 nats/char in 5 minutes against 2x448's 1.429). Dropout is chosen for the
 # epochs the steps buy (reverie.text.fit).
 SHAPE: dict[str, Any] = {"level": "byte", "model": "lstm", "layers": 2, "hidden": 384, "embed": 64}
-STEPS = 12_000  # about 15-20 minutes on a 2-core CPU at 11k tokens/s
+STEPS = 6_000  # about 10 minutes on a 2-core CPU (docs/benchmarks.md, "Shipped models")
 
 
 @dataclass(frozen=True)

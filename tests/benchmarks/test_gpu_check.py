@@ -36,7 +36,7 @@ def test_the_dry_run_runs_every_step_and_writes_both_sections_elsewhere(tmp_path
     written = Path(re.search(r"sections written to (\S+)", done.stdout).group(1))
     assert written.is_relative_to(tmp_path)
     text = written.read_text()
-    for section in ("Text generation", "DeepDream"):
+    for section in ("Text: quality", "Text: training speed", "Text: generation speed", "DeepDream"):
         body = re.search(f"<!-- begin {section} -->(.*?)<!-- end {section} -->", text, re.DOTALL).group(1)
         assert "Machine: " in body and "| " in body  # a machine line and a table
     assert "--quick" in text and "--minutes 0.05" in text  # the commands that made them

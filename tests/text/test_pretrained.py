@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import NIETZSCHE, SHAKESPEARE, build_tiny_shipped, run_cli, stored_file
+from helpers import NIETZSCHE, SHAKESPEARE, run_cli, stored_file
 
 import reverie
 from reverie.errors import ReverieError
@@ -28,23 +28,10 @@ QUICK = {"device": "cpu", "dtype": "float32", "progress": False, "sample_tempera
 FOREIGN = "éàçœüßñøåäö—«»"
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A models folder holding a tiny "shakespeare" built by scripts/pretrain.py (do not modify)."""
-    return build_tiny_shipped(tmp_path_factory.mktemp("shipped"))
-
-
 @pytest.fixture()
-def models(built: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """$REVERIE_MODELS pointing at the built models."""
-    monkeypatch.setenv(pretrained.MODELS_ENV, str(built))
-    return built
-
-
-@pytest.fixture()
-def damaged(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def damaged(built_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the built models whose shipped weights have one byte changed."""
-    copy = Path(shutil.copytree(built, tmp_path / "models"))
+    copy = Path(shutil.copytree(built_models, tmp_path / "models"))
     weights = stored_file(copy / "shakespeare")
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0x01
@@ -65,8 +52,8 @@ def foreign_text(path: Path) -> Path:
 # ---- the shipped model ---------------------------------------------------------------------------
 
 
-def test_pretrain_records_how_to_rebuild_it_and_stays_small(models: Path) -> None:
-    folder = models / "shakespeare"
+def test_pretrain_records_how_to_rebuild_it_and_stays_small(shipped_models: Path) -> None:
+    folder = shipped_models / "shakespeare"
     config = json.loads((folder / rundir.CONFIG).read_text())
     info = config["pretrained"]
     corpus = Path(info["corpus"]["sources"][0])
@@ -83,9 +70,9 @@ def test_pretrain_records_how_to_rebuild_it_and_stays_small(models: Path) -> Non
     assert sum(entry.stat().st_size for entry in folder.iterdir()) <= pretrained.MAX_SHIPPED_BYTES
 
 
-def test_a_shipped_model_loads_by_name_and_reads_any_text(models: Path, tmp_path: Path) -> None:
+def test_a_shipped_model_loads_by_name_and_reads_any_text(shipped_models: Path, tmp_path: Path) -> None:
     model = reverie.load("shakespeare")
-    assert model.run_dir == models / "shakespeare" and model.tokenizer.level == "byte"
+    assert model.run_dir == shipped_models / "shakespeare" and model.tokenizer.level == "byte"
     text = model.generate("ROMEO: " + FOREIGN, length=50, seed=0)  # no character is refused
     assert text == model.generate("ROMEO: " + FOREIGN, length=50, seed=0)
     assert 0 < len(text) <= 50  # 50 bytes: at most 50 characters
@@ -94,7 +81,7 @@ def test_a_shipped_model_loads_by_name_and_reads_any_text(models: Path, tmp_path
         reverie.load(tmp_path / "shakespeare")
 
 
-def test_the_cli_generates_from_a_shipped_model_and_lists_them(models: Path, capsys) -> None:
+def test_the_cli_generates_from_a_shipped_model_and_lists_them(shipped_models: Path, capsys) -> None:
     code, out, err = run_cli(["generate", "shakespeare", "--prompt", "ROMEO:", "--length", "30"], capsys)
     assert code == 0, err
     assert out.startswith("ROMEO:")
@@ -108,15 +95,15 @@ def test_the_cli_generates_from_a_shipped_model_and_lists_them(models: Path, cap
 
 
 def test_weights_over_the_cap_are_stored_in_bfloat16_and_still_generate(
-    models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    shipped_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    work = models.parent / "work"
+    work = shipped_models.parent / "work"
     float32_bytes = stored_file(work).stat().st_size
     # float32 with room for its config is over the cap, bfloat16 is not
     monkeypatch.setattr(pretrained, "MAX_SHIPPED_BYTES", float32_bytes + 64_000 - 1)
     model = reverie.load("shakespeare")
     config = rundir.RunConfig.load(work, training=True)
-    val = split_ids(load_corpus([str(models.parent / "shakespeare.txt")], level="byte").ids, 0.1)[1]
+    val = split_ids(load_corpus([str(shipped_models.parent / "shakespeare.txt")], level="byte").ids, 0.1)[1]
 
     def measure(weights):
         restore_weights(model.model, weights, work)
@@ -136,7 +123,7 @@ def test_a_damaged_shipped_file_is_refused_in_one_line(damaged: Path, capsys) ->
     assert code == 2 and "damaged" in err and len(err.strip().splitlines()) == 1
 
 
-def test_unknown_and_unbuilt_names_are_refused_naming_the_shipped_ones(models: Path) -> None:
+def test_unknown_and_unbuilt_names_are_refused_naming_the_shipped_ones(shipped_models: Path) -> None:
     with pytest.raises(ReverieError, match="does not exist .*shipped model: shakespeare"):
         reverie.load("no-such-model")
     with pytest.raises(ReverieError, match="'nietzsche' is not built.*scripts/pretrain.py nietzsche"):
@@ -147,7 +134,7 @@ def test_unknown_and_unbuilt_names_are_refused_naming_the_shipped_ones(models: P
 
 
 def test_fine_tuning_a_shipped_model_lowers_the_loss_on_text_with_new_characters(
-    models: Path, tmp_path: Path
+    shipped_models: Path, tmp_path: Path
 ) -> None:
     text = foreign_text(tmp_path / "mine.txt")
     seen = set(SHAKESPEARE.read_text(encoding="utf-8")[:20_000])
@@ -159,14 +146,14 @@ def test_fine_tuning_a_shipped_model_lowers_the_loss_on_text_with_new_characters
     assert rows[0]["step"] == 0  # the base, evaluated on the tail of this text before any step
     assert result.best_val_loss < rows[0]["val_loss"] - 0.05
     config = rundir.RunConfig.load(tmp_path / "run", training=True)
-    base = rundir.RunConfig.load(models / "shakespeare")
+    base = rundir.RunConfig.load(shipped_models / "shakespeare")
     assert config.tokenizer == base.tokenizer and config.model == base.model
     assert (config.options.base, config.options.lr, config.options.patience) == ("shakespeare", 1e-3, 3)
     model = reverie.load(tmp_path / "run")
     assert model.generate("Ç", length=30, seed=0) == model.generate("Ç", length=30, seed=0)
 
 
-def test_fine_tuning_stops_early_and_keeps_the_best_weights(models: Path, tmp_path: Path) -> None:
+def test_fine_tuning_stops_early_and_keeps_the_best_weights(shipped_models: Path, tmp_path: Path) -> None:
     """A learning rate far too high makes every evaluation after the base's worse: with --patience 1
     the run stops at the first one, and its best weights are still the base's."""
     text = foreign_text(tmp_path / "mine.txt")
@@ -184,9 +171,9 @@ def test_fine_tuning_stops_early_and_keeps_the_best_weights(models: Path, tmp_pa
     assert result.stop_reason == "patience" and result.step == 5
     config = rundir.RunConfig.load(tmp_path / "run", training=True)
     assert config.state.best_step == 0
-    base = rundir.RunConfig.load(models / "shakespeare")
+    base = rundir.RunConfig.load(shipped_models / "shakespeare")
     best = config.load_tensors(tmp_path / "run", rundir.BEST)
-    shipped = base.load_tensors(models / "shakespeare", rundir.BEST)
+    shipped = base.load_tensors(shipped_models / "shakespeare", rundir.BEST)
     assert all((best[key] == shipped[key]).all() for key in shipped)
 
 
@@ -221,7 +208,7 @@ def test_an_unknown_or_damaged_base_is_refused_in_one_line(damaged: Path, tmp_pa
     assert not (tmp_path / "run").exists()
 
 
-def test_a_fine_tuned_run_resumes_without_its_base(models: Path, tmp_path: Path, monkeypatch) -> None:
+def test_a_fine_tuned_run_resumes_without_its_base(shipped_models: Path, tmp_path: Path, monkeypatch) -> None:
     text = foreign_text(tmp_path / "mine.txt")
     reverie.train(str(text), tmp_path / "run", base="shakespeare", steps=10, sample_every=10, **QUICK)
     monkeypatch.setenv(pretrained.MODELS_ENV, str(tmp_path / "nothing"))  # the base is gone

@@ -10,26 +10,15 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-from helpers import build_tiny_shipped, stored_file
+from helpers import stored_file
 
 from reverie.text import pretrained
 
 SAMPLING = [0.8, 0, 1.0, 0.0, 1.0, ""]  # temperature, top_k, top_p, min_p, repetition penalty, stop
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_shipped(tmp_path_factory.mktemp("shipped"))
-
-
-@pytest.fixture()
-def models(built: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(pretrained.MODELS_ENV, str(built))
-    return built
-
-
 def test_the_text_tab_lists_shipped_models_with_no_run_and_generates_from_them(
-    models: Path, tmp_path: Path
+    shipped_models: Path, tmp_path: Path
 ) -> None:
     from reverie.web.app import SHIPPED, Page, build_app, text_choices
     from reverie.web.settings import WebSettings
@@ -48,12 +37,12 @@ def test_the_text_tab_lists_shipped_models_with_no_run_and_generates_from_them(
 
 
 def test_a_damaged_shipped_model_is_refused_in_one_line_in_the_page(
-    models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    shipped_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from reverie.web.app import SHIPPED, Page
     from reverie.web.settings import WebSettings
 
-    copy = Path(shutil.copytree(models, tmp_path / "models"))
+    copy = Path(shutil.copytree(shipped_models, tmp_path / "models"))
     weights = stored_file(copy / "shakespeare")
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0x01

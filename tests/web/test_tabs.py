@@ -16,9 +16,7 @@ import numpy as np
 import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
-from helpers import NIETZSCHE, build_tiny_shipped, shakespeare_slice
-
-from reverie.text import pretrained
+from helpers import NIETZSCHE, shakespeare_slice
 
 from .conftest import RUN_NAME, serve
 
@@ -27,17 +25,6 @@ QUICK_MINUTES = 0.05  # three seconds of fine-tuning
 FRAMES = 4
 # the Video tab's inputs after the clip: model, layers, preset, motion, blend, octaves, iterations
 TINY_VIDEO = ["efficientnet_lite0", ["block2"], "(none)", "flow (follow the motion)", 0.5, 1, 1]
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_shipped(tmp_path_factory.mktemp("shipped"))
-
-
-@pytest.fixture()
-def shipped(models: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(pretrained.MODELS_ENV, str(models))
-    return models
 
 
 def poems(path: Path, n_chars: int = 6000) -> Path:
@@ -78,7 +65,7 @@ def page_for(runs: Path, **settings: Any):
 
 
 def test_finetune_streams_the_curve_and_samples_and_the_run_generates_in_the_text_tab(
-    shipped: Path, tmp_path: Path
+    shipped_models: Path, tmp_path: Path
 ) -> None:
     from reverie.web.app import SHIPPED, find_runs, text_choices
 
@@ -98,7 +85,7 @@ def test_finetune_streams_the_curve_and_samples_and_the_run_generates_in_the_tex
     assert text.startswith("Über") and len(text) > len("Über")  # bytes the base never saw
 
 
-def test_finetune_stops_at_cancel_and_keeps_the_run(shipped: Path, tmp_path: Path) -> None:
+def test_finetune_stops_at_cancel_and_keeps_the_run(shipped_models: Path, tmp_path: Path) -> None:
     from reverie.web.app import SHIPPED, find_runs
 
     page = page_for(tmp_path / "runs")
@@ -112,7 +99,7 @@ def test_finetune_stops_at_cancel_and_keeps_the_run(shipped: Path, tmp_path: Pat
     assert find_runs(tmp_path / "runs") == ["mine"]
 
 
-def test_finetune_refuses_bad_input_in_one_line(shipped: Path, tmp_path: Path) -> None:
+def test_finetune_refuses_bad_input_in_one_line(shipped_models: Path, tmp_path: Path) -> None:
     from reverie.web.app import SHIPPED
 
     runs = tmp_path / "runs"
