@@ -35,6 +35,7 @@ venv: $(STAMP)
 SAMPLE_PHOTO = $$($(BIN)/python -c "import matplotlib.cbook as c; print(c.get_sample_data('grace_hopper.jpg', asfileobj=False))")
 
 demo: $(STAMP)
+	$(BIN)/reverie generate shakespeare --prompt "ROMEO:" --length 300 --temperature 0.7 --seed 0
 	$(BIN)/reverie train python-stdlib --out runs/demo --minutes 2 --overwrite
 	$(BIN)/reverie generate runs/demo --prompt "def " --length 300 --temperature 0.2 0.5 1.0 1.2 --seed 0
 	$(BIN)/reverie dream "$(SAMPLE_PHOTO)" runs/demo/grace_hopper-dream.png --model efficientnet_lite0
