@@ -239,6 +239,8 @@ def _error_outcome(exc: BaseException) -> str:
     text = str(exc)
     if "exceed" in text and "maximum allowed size" in text:  # Gradio's own refusal of a large upload
         return "refused 413: the upload is over the size cap"
+    if type(exc).__name__ == "QueueError":  # the server's own answer when its queue is full: a refusal
+        return f"refused: {_short(text)}"
     if isinstance(exc, TimeoutError) or "timed out" in text.lower():
         return f"UNANSWERED: no answer in {REQUEST_TIMEOUT_S} s"
     return f"UNANSWERED: {type(exc).__name__}: {_short(text)}"
