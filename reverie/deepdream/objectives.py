@@ -237,7 +237,27 @@ class Scaled(Objective):
         return inner if self.factor == 1 else f"{self.factor:g} * {inner}"
 
 
-class LayerEnergy(Objective):
+class _LayerChannels(Objective):
+    """An objective on one layer, all of it or chosen channels (checked once here)."""
+
+    def __init__(self, layer: str, channels: Sequence[int] | None) -> None:
+        if channels is not None:
+            require(len(channels) > 0, f"no channels given for layer {layer}")
+        self.layer = layer
+        self.index = [int(i) for i in channels] if channels is not None else None
+        self.layers = (layer,)
+
+    @property
+    def channels(self) -> dict[str, list[int]]:
+        return {self.layer: list(self.index)} if self.index is not None else {}
+
+    def selected(self, features: Features) -> torch.Tensor:
+        """The layer's activation in float32, cut to the chosen channels."""
+        activation = features[self.layer].float()
+        return activation[:, self.index] if self.index is not None else activation
+
+
+class LayerEnergy(_LayerChannels):
     """The L2 energy of a layer, or of chosen channels of it (denominators count those channels only)."""
 
     def __init__(
@@ -249,22 +269,12 @@ class LayerEnergy(Objective):
     ) -> None:
         check_value("--reduction", reduction, choices=REDUCTIONS)
         check_value("--border", border, kind=int, **BORDER)
-        if channels is not None:
-            require(len(channels) > 0, f"no channels given for layer {layer}")
-        self.layer = layer
-        self.index = [int(i) for i in channels] if channels is not None else None
+        super().__init__(layer, channels)
         self.border = border
         self.reduction = reduction
-        self.layers = (layer,)
-
-    @property
-    def channels(self) -> dict[str, list[int]]:
-        return {self.layer: list(self.index)} if self.index is not None else {}
 
     def __call__(self, features: Features, views: Views | None = None) -> torch.Tensor:
-        activation = features[self.layer].float()
-        if self.index is not None:
-            activation = activation[:, self.index]
+        activation = self.selected(features)
         view = views[self.layer] if views is not None else None
         energy = counted(activation, view, self.border).square().sum()
         full_h, full_w = (view or View.whole(activation)).full
@@ -349,28 +359,18 @@ class Guide(Objective):
         return f"guide({layers!r}, <image {width}x{height}>)"
 
 
-class MeanActivation(Objective):
+class MeanActivation(_LayerChannels):
     """lucid's channel objective: the mean activation of chosen channels (or the whole layer), or of
     one position of them (a neuron). Unlike the L2 energy it has a sign: it asks for what excites."""
 
     def __init__(
         self, layer: str, channels: Sequence[int] | None = None, position: tuple[int, int] | None = None
     ) -> None:
-        if channels is not None:
-            require(len(channels) > 0, f"no channels given for layer {layer}")
-        self.layer = layer
-        self.index = [int(i) for i in channels] if channels is not None else None
+        super().__init__(layer, channels)
         self.position = position  # (row, col) of the activation, None: every position; see `neuron`
-        self.layers = (layer,)
-
-    @property
-    def channels(self) -> dict[str, list[int]]:
-        return {self.layer: list(self.index)} if self.index is not None else {}
 
     def __call__(self, features: Features, views: Views | None = None) -> torch.Tensor:
-        activation = features[self.layer].float()
-        if self.index is not None:
-            activation = activation[:, self.index]
+        activation = self.selected(features)
         if self.position == (-1, -1):  # the centre, wherever it is at this size
             h, w = activation.shape[-2:]
             return activation[..., h // 2, w // 2].mean()

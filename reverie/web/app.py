@@ -99,6 +99,15 @@ def refusal(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
+def stopped(job: Job, what: str, advice: str) -> gr.Error:
+    """Why a stopped `what` (dream, video) ended: the user's cancel, or the job's time limit."""
+    if job.cancelled.is_set():
+        return refusal(f"the {what} was cancelled")
+    return refusal(
+        f"the {what} reached this page's time limit of {job.seconds:g} s and was stopped; {advice}"
+    )
+
+
 @contextmanager
 def one_line_errors() -> Iterator[None]:
     """A user's mistake (ReverieError) as its own line in the page; any other error as INTERNAL_ERROR,
@@ -456,12 +465,7 @@ class Page:
                         image, max_size=settings.max_size, stop=job.should_stop, **options
                     )
             except DreamStopped:
-                if job.cancelled.is_set():
-                    raise refusal("the dream was cancelled") from None
-                raise refusal(
-                    f"the dream reached this page's time limit of {settings.job_seconds:g} s and was "
-                    "stopped; use fewer octaves or iterations, or a smaller image"
-                ) from None
+                raise stopped(job, "dream", "use fewer octaves or iterations, or a smaller image") from None
         job_dir = new_job_dir()
         gallery = [
             (
@@ -651,12 +655,7 @@ class Page:
                     )
             except DreamStopped:
                 shutil.rmtree(job_dir, ignore_errors=True)
-                if job.cancelled.is_set():
-                    raise refusal("the video was cancelled") from None
-                raise refusal(
-                    f"the video reached this page's time limit of {settings.job_seconds:g} s and was "
-                    "stopped; use a shorter clip, fewer octaves or iterations"
-                ) from None
+                raise stopped(job, "video", "use a shorter clip, fewer octaves or iterations") from None
         width, height = result.size
         summary = f"{info.frames} frames at {width}x{height}, {float(info.fps):g} frames/s, {switch}"
         if result.note:
