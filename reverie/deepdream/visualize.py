@@ -19,7 +19,8 @@ shift up to 8, scale 0.9-1.1, rotate up to 10 degrees, shift up to 4; each a sma
 `(batch, generator) -> batch`, differentiable), so what grows is what survives small changes.
 `diversity=N` renders N images at once with lucid's diversity term (the images' Gram matrices at
 the objective's first layer pushed apart) added with weight `diversity_weight`. Seeded: the same
-call gives the same images.
+call gives the same images. `stop=` (a function of no arguments, asked before every step) ends a
+rendering early with DreamStopped, as it does a dream.
 
     reverie visualize efficientnet_lite0 block8:7 --out block8-7.png
     reverie visualize efficientnet_lite0 block8 --channels 0-15 --grid --size 128 --steps 128
@@ -44,6 +45,7 @@ from reverie.deepdream.hooked import Preprocess
 from reverie.deepdream.images import to_pil
 from reverie.deepdream.objectives import MeanActivation, Objective
 from reverie.deepdream.objectives import diversity as diversity_term
+from reverie.deepdream.octaves import DreamStopped
 from reverie.device import DTYPE_CHOICES, resolve_dtype
 from reverie.errors import ReverieError, require
 from reverie.options import check, option
@@ -84,6 +86,12 @@ class VisualizeOptions:
     progress: bool = option(True, "a progress bar per image on stderr", cli=False)
     transforms: Sequence[Robust] | None = option(
         None, "the robustness transforms (default robust_transforms())", cli=False
+    )
+    stop: Callable[[], bool] | None = option(
+        None,
+        "called before every optimization step; once it returns True the rendering ends with "
+        "DreamStopped (e.g. a threading.Event's is_set, or a deadline)",
+        cli=False,
     )
 
 
@@ -192,9 +200,10 @@ PARAMETERIZATIONS: dict[str, type[torch.nn.Module]] = {"fourier": FourierImage, 
 # ---- objectives from strings ----------------------------------------------------------------------------
 
 
-def parse_indices(text: str) -> list[int]:
-    """'0-3,7' -> [0, 1, 2, 3, 7]."""
-    indices: list[int] = []
+def parse_indices(text: str, most: int | None = None) -> list[int]:
+    """'0-3,7' -> [0, 1, 2, 3, 7]; with `most`, more than `most` channels are refused before any
+    range is spelled out (so '0-999999999' costs nothing)."""
+    spans: list[tuple[int, int]] = []
     for part in (item.strip() for item in text.split(",")):
         low, dash, high = part.partition("-")
         try:
@@ -203,7 +212,10 @@ def parse_indices(text: str) -> list[int]:
         except ValueError:
             raise ReverieError(f"channels are written 0-63,70 (whole numbers), got {text!r}") from None
         require(first <= last, f"the channel range {part!r} runs backwards")
-        indices.extend(range(first, last + 1))
+        spans.append((first, last))
+    count = sum(last - first + 1 for first, last in spans)
+    require(most is None or count <= most, f"{text!r} names {count:,} channels; at most {most} per sheet")
+    indices = [index for first, last in spans for index in range(first, last + 1)]
     require(bool(indices), f"no channels in {text!r}")
     return indices
 
@@ -299,6 +311,10 @@ def resolve(**options: Any) -> VisualizeOptions:
     )
     opts = VisualizeOptions(**{key: value for key, value in options.items() if value is not None})
     check(opts)
+    require(
+        opts.stop is None or callable(opts.stop),
+        f"stop= takes a function of no arguments returning True to stop, got {opts.stop!r}",
+    )
     return opts
 
 
@@ -320,7 +336,13 @@ def render(
     values: list[float] = []
     bar = tqdm(range(opts.steps), desc=label or repr(objective), disable=not opts.progress, file=sys.stderr)
     with torch.enable_grad():
-        for _ in bar:
+        for index in bar:
+            if opts.stop is not None and opts.stop():
+                bar.close()
+                raise DreamStopped(
+                    f"the visualization {label or repr(objective)} was stopped before step {index + 1} "
+                    f"of {opts.steps}"
+                )
             x = image()
             for transform in transforms:
                 x = transform(x, generator)

@@ -9,18 +9,21 @@ Text: pick a run trained into RUNS_DIR or a shipped model (reverie.text.pretrain
 choose the sampling rules, and the text streams into the page (`reverie.load(run).stream_batch(...)`);
 Stop ends it. Dream: upload a photo or take the sample, pick the model, layers and weights, and
 `dreamer.octaves(...)` (one `reverie.load_dreamer` per model, kept loaded) runs with a progress bar
-per octave; Cancel stops it between two steps. Fine-tune: upload a text file (`max_text_mb`), pick
-a base (a shipped model or a run), minutes and a name, and `reverie.train(text, RUNS_DIR/NAME,
-base=...)` runs in a thread while the page redraws the loss curve and the latest sample each
-second; Finish now (or the time limit) ends it after the step in flight, saved, and the run joins the
-Text tab's models. Video: upload a clip (at most `max_video_frames` frames, shrunk to
-`max_video_size`), pick the dream options and flow, blend or independent, and `reverie.dream_video`
-writes an mp4 (a GIF stays a GIF) with a progress bar over the frames. All four run through Gradio's
-queue and share its `concurrency` slots (the others see their place in line); each job stops at
-`job_seconds`, and a client may have `jobs_per_client` of them waiting or running
-(reverie.web.limits, which also caps what a request may carry). Bad input of any kind becomes a
-one-line message in the page (gr.Error), never a crash; an internal error shows a generic line, its
-details only in the server's log.
+per octave; Cancel stops it between two steps. The Dream tab's other mode, Visualize channels, draws
+`reverie.visualize_channels(dreamer, layer, channels).sheet` (channels typed as for `reverie
+visualize`, '0-7' or '3,12,97'; size, steps and channel count capped by the settings), the labelled
+grid the command line writes, with a progress bar per channel. Fine-tune: upload a text file
+(`max_text_mb`), pick a base (a shipped model or a run), minutes and a name, and
+`reverie.train(text, RUNS_DIR/NAME, base=...)` runs in a thread while the page redraws the loss
+curve and the latest sample each second; Finish now (or the time limit) ends it after the step in
+flight, saved, and the run joins the Text tab's models. Video: upload a clip (at most
+`max_video_frames` frames, shrunk to `max_video_size`), pick the dream options and flow, blend or
+independent, and `reverie.dream_video` writes an mp4 (a GIF stays a GIF) with a progress bar over
+the frames. All of them run through Gradio's queue and share its `concurrency` slots (the others
+see their place in line); each job stops at `job_seconds`, and a client may have `jobs_per_client`
+of them waiting or running (reverie.web.limits, which also caps what a request may carry). Bad
+input of any kind becomes a one-line message in the page (gr.Error), never a crash; an internal
+error shows a generic line, its details only in the server's log.
 
 Nothing here knows how a model works; the page only turns widgets into API arguments. It also
 works with no internet: telemetry is off and the theme uses the system's fonts (no CDN).
@@ -51,6 +54,7 @@ from starlette.middleware import Middleware
 import reverie
 from reverie.deepdream.octaves import DreamStopped
 from reverie.deepdream.options import PRESETS
+from reverie.deepdream.visualize import VisualizeOptions, parse_indices
 from reverie.errors import ReverieError
 from reverie.options import bounds
 from reverie.text import pretrained, rundir
@@ -88,6 +92,9 @@ MOTIONS = {  # the Video tab's choice: label -> the VideoOptions switch it sets
     "blend with the previous frame": "blend",
     "independent (flickers)": "independent",
 }
+DREAM_MODES = ("Dream an image", "Visualize channels")  # the Dream tab's two modes
+# the Visualize mode's starting values (size and steps never over the page's caps)
+VISUALIZE_LAYER, VISUALIZE_CHANNELS, VISUALIZE_SIZE, VISUALIZE_STEPS = "block8", "0-7", 96, 64
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
 SYSTEM_MONO_FONTS = ["ui-monospace", "Consolas", "monospace"]
 Key = TypeVar("Key", bound=Hashable)
@@ -338,10 +345,30 @@ def refuse_non_images(component: gr.Image, settings: WebSettings) -> gr.Image:
     return component
 
 
+def whole_within(value: Any, name: str, low: int, high: int) -> int:
+    """`value` (a widget's number) as a whole number from `low` to `high`, this page's cap; refused in
+    one line otherwise."""
+    value = _whole(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise refusal(f"{name} must be a whole number from {low} to {high} on this page, got {value!r}")
+    return value
+
+
+def channel_text(indices: Sequence[int]) -> str:
+    """[0, 1, 2, 3, 7] -> '0-3,7': channels written as the command line takes them."""
+    spans: list[list[int]] = []
+    for index in indices:
+        if spans and index == spans[-1][1] + 1:
+            spans[-1][1] = index
+        else:
+            spans.append([index, index])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
 class Page:
     """What one server's page works with: its settings, the loaded text models (one per run, reloaded
     when the run saves again) and dreamers (one per model), and the heavy jobs running now. Its
-    `generate` and `dream` are the page's two endpoints."""
+    `generate`, `dream`, `visualize`, `finetune` and `dream_clip` are the page's endpoints."""
 
     def __init__(
         self,
@@ -481,6 +508,59 @@ class Page:
         if losses:
             summary += f", loss {losses[0]:.4g} → {losses[-1]:.4g}"
         return _saved(result.image, job_dir / "dream.png"), gallery, summary
+
+    def visualize(
+        self,
+        model: str,
+        layer: str | None,
+        channels: str | None,
+        size: float,
+        steps: float,
+        request: gr.Request | None = None,
+        progress: gr.Progress = DREAM_PROGRESS,
+    ) -> tuple[str, str]:
+        """The Dream tab's Visualize mode: `reverie.visualize_channels(dreamer, layer, channels, size=,
+        steps=).sheet`, the labelled grid `reverie visualize MODEL LAYER --channels ... --grid` writes,
+        as a PNG file, and a summary line naming that command. `channels` is text such as '0-7' or
+        '3,12,97', read by the command line's own parser; size, steps and the number of channels are
+        capped by the settings.
+
+        A job of the client's, in one of the shared slots, with a progress bar per channel; cancelled
+        or at the time limit it stops between two optimization steps and only the message is shown."""
+        settings, jobs = self.settings, self.jobs
+        if not layer:
+            raise refusal("pick a layer to visualize")
+        if not (channels or "").strip():
+            raise refusal("type the channels to visualize, e.g. 0-7 or 3,12,97")
+        with one_line_errors():
+            indices = parse_indices(channels or "", most=settings.max_visualize_channels)
+        size = whole_within(
+            size, "size", bounds(VisualizeOptions, "size")[0] or 16, settings.max_visualize_size
+        )
+        steps = whole_within(steps, "steps", 1, settings.max_visualize_steps)
+        progress(0, desc="loading the model")
+        with jobs.job(client_of(request), "visualize") as job, one_line_errors():
+            try:
+                with jobs.slot():
+                    rendered = reverie.visualize_channels(
+                        self.dreamers.get(model), layer, indices, size=size, steps=steps, stop=job.should_stop
+                    )
+            except DreamStopped:
+                raise stopped(
+                    job, "visualization", "use fewer channels, fewer steps or a smaller size"
+                ) from None
+        image = rendered.sheet
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{model}-{layer}")  # the command line's default name
+        path = _saved(image, new_job_dir() / f"{name}.png")
+        command = (
+            f"reverie visualize {model} {layer} --channels {channel_text(indices)} --grid "
+            f"--size {size} --steps {steps}"
+        )
+        summary = (
+            f"{len(indices)} channel(s) of {layer}, {size} px, {steps} steps: a {image.width}x{image.height} "
+            f"sheet, as `{command}` draws it"
+        )
+        return path, summary
 
     def finetune(
         self,
@@ -878,84 +958,134 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                     stop = gr.Button("Stop", variant="stop")
 
         with gr.Tab("Dream", id="dream"):
-            with gr.Row():
-                source = gr.Image(
-                    type="filepath",
-                    image_mode=None,  # keep the upload as it came: the API loads (and shrinks) it
-                    sources=["upload", "clipboard"],
-                    label=f"Input (shrunk to {settings.max_size} px before dreaming)",
-                    height=420,
-                    elem_id="dream-input",
+            mode = gr.Radio(list(DREAM_MODES), value=DREAM_MODES[0], label="Mode", elem_id="dream-mode")
+            with gr.Column(visible=True) as dream_mode:
+                with gr.Row():
+                    source = gr.Image(
+                        type="filepath",
+                        image_mode=None,  # keep the upload as it came: the API loads (and shrinks) it
+                        sources=["upload", "clipboard"],
+                        label=f"Input (shrunk to {settings.max_size} px before dreaming)",
+                        height=420,
+                        elem_id="dream-input",
+                    )
+                    refuse_non_images(source, settings)
+                    result = gr.Image(
+                        type="pil",
+                        format="png",
+                        label="Dream",
+                        interactive=False,
+                        height=420,
+                        buttons=["download", "fullscreen"],
+                        elem_id="dream-output",
+                    )
+                gr.Examples(
+                    [[sample_photo()]],
+                    inputs=[source],
+                    label="Sample photo",
+                    elem_id="sample-photo",
+                    cache_examples=False,
                 )
-                refuse_non_images(source, settings)
-                result = gr.Image(
-                    type="pil",
+                with gr.Row():
+                    with gr.Column():
+                        model = gr.Dropdown(reverie.available_models(), value=DEFAULT_MODEL, label="Model")
+                        layers = gr.Dropdown(
+                            layer_choices(DEFAULT_MODEL),
+                            value=[],
+                            multiselect=True,
+                            allow_custom_value=True,  # choices follow the model; the API checks the names
+                            label="Layers (none: the model's own choice)",
+                        )
+                        weights = gr.Dataframe(
+                            headers=["layer", "weight"],
+                            datatype=["str", "number"],
+                            column_count=2,
+                            static_columns=[0],
+                            type="array",
+                            label="Layer weights",
+                            value=[],
+                        )
+                    with gr.Column():
+                        with gr.Row():
+                            octaves = gr.Slider(
+                                low("octaves"), MAX_OCTAVES, value=defaults.octaves, step=1, label="Octaves"
+                            )
+                            iterations = gr.Slider(
+                                low("iterations"),
+                                MAX_ITERATIONS,
+                                value=defaults.iterations,
+                                step=1,
+                                label="Iterations",
+                            )
+                        with gr.Row():
+                            step = gr.Slider(0.001, MAX_STEP, value=defaults.step, step=0.001, label="Step")
+                            jitter = gr.Slider(
+                                low("jitter"),
+                                MAX_JITTER,
+                                value=defaults.jitter,
+                                step=1,
+                                label="Jitter (pixels)",
+                            )
+                        tile = gr.Number(
+                            defaults.tile or 0,
+                            label=f"Tile (pixels, {low('tile'):g} or more; 0: whole image at once)",
+                            precision=0,
+                            minimum=0,
+                        )
+                        preset = gr.Dropdown(
+                            [NO_PRESET, *PRESETS],
+                            value=NO_PRESET,
+                            label="Preset (sets the model, layers and everything above)",
+                        )
+                        with gr.Row():
+                            dream = gr.Button("Dream", variant="primary")
+                            cancel = gr.Button("Cancel", variant="stop")
+                        summary = gr.Markdown()
+                octave_gallery = gr.Gallery(label="Octaves, smallest first", columns=6, height=200)
+            with gr.Column(visible=False, elem_id="visualize-mode") as visualize_mode, gr.Row():
+                with gr.Column():
+                    vis_model = gr.Dropdown(
+                        reverie.available_models(), value=DEFAULT_MODEL, label="Model to visualize"
+                    )
+                    vis_layer = gr.Dropdown(
+                        layer_choices(DEFAULT_MODEL),
+                        value=VISUALIZE_LAYER,
+                        allow_custom_value=True,  # choices follow the model; the API checks the name
+                        label="Layer",
+                    )
+                    vis_channels = gr.Textbox(
+                        VISUALIZE_CHANNELS,
+                        label=f"Channels (e.g. 0-7 or 3,12,97; at most {settings.max_visualize_channels})",
+                        max_length=200,
+                    )
+                    with gr.Row():
+                        vis_size = gr.Slider(
+                            bounds(VisualizeOptions, "size")[0] or 16,
+                            settings.max_visualize_size,
+                            value=min(VISUALIZE_SIZE, settings.max_visualize_size),
+                            step=1,
+                            label="Size (pixels per tile)",
+                        )
+                        vis_steps = gr.Slider(
+                            1,
+                            settings.max_visualize_steps,
+                            value=min(VISUALIZE_STEPS, settings.max_visualize_steps),
+                            step=1,
+                            label="Steps",
+                        )
+                    with gr.Row():
+                        vis_start = gr.Button("Visualize", variant="primary")
+                        vis_cancel = gr.Button("Stop visualizing", variant="stop")
+                    vis_summary = gr.Markdown()
+                sheet = gr.Image(
+                    type="filepath",
                     format="png",
-                    label="Dream",
+                    label="Channels, each tile labelled LAYER:CHANNEL",
                     interactive=False,
                     height=420,
                     buttons=["download", "fullscreen"],
-                    elem_id="dream-output",
+                    elem_id="visualize-output",
                 )
-            gr.Examples(
-                [[sample_photo()]],
-                inputs=[source],
-                label="Sample photo",
-                elem_id="sample-photo",
-                cache_examples=False,
-            )
-            with gr.Row():
-                with gr.Column():
-                    model = gr.Dropdown(reverie.available_models(), value=DEFAULT_MODEL, label="Model")
-                    layers = gr.Dropdown(
-                        layer_choices(DEFAULT_MODEL),
-                        value=[],
-                        multiselect=True,
-                        allow_custom_value=True,  # choices follow the model; the API checks the names
-                        label="Layers (none: the model's own choice)",
-                    )
-                    weights = gr.Dataframe(
-                        headers=["layer", "weight"],
-                        datatype=["str", "number"],
-                        column_count=2,
-                        static_columns=[0],
-                        type="array",
-                        label="Layer weights",
-                        value=[],
-                    )
-                with gr.Column():
-                    with gr.Row():
-                        octaves = gr.Slider(
-                            low("octaves"), MAX_OCTAVES, value=defaults.octaves, step=1, label="Octaves"
-                        )
-                        iterations = gr.Slider(
-                            low("iterations"),
-                            MAX_ITERATIONS,
-                            value=defaults.iterations,
-                            step=1,
-                            label="Iterations",
-                        )
-                    with gr.Row():
-                        step = gr.Slider(0.001, MAX_STEP, value=defaults.step, step=0.001, label="Step")
-                        jitter = gr.Slider(
-                            low("jitter"), MAX_JITTER, value=defaults.jitter, step=1, label="Jitter (pixels)"
-                        )
-                    tile = gr.Number(
-                        defaults.tile or 0,
-                        label=f"Tile (pixels, {low('tile'):g} or more; 0: whole image at once)",
-                        precision=0,
-                        minimum=0,
-                    )
-                    preset = gr.Dropdown(
-                        [NO_PRESET, *PRESETS],
-                        value=NO_PRESET,
-                        label="Preset (sets the model, layers and everything above)",
-                    )
-                    with gr.Row():
-                        dream = gr.Button("Dream", variant="primary")
-                        cancel = gr.Button("Cancel", variant="stop")
-                    summary = gr.Markdown()
-            octave_gallery = gr.Gallery(label="Octaves, smallest first", columns=6, height=200)
 
         with gr.Tab("Fine-tune", id="finetune"), gr.Row():
             with gr.Column(scale=1):
@@ -1099,6 +1229,25 @@ def build_app(settings: WebSettings) -> gr.Blocks:
             **heavy,
         )
         v_cancel.click(None, cancels=[video_job], api_name=False)
+
+        def on_mode(chosen: str) -> tuple[Any, Any]:
+            return gr.update(visible=chosen != DREAM_MODES[1]), gr.update(visible=chosen == DREAM_MODES[1])
+
+        mode.change(on_mode, inputs=mode, outputs=[dream_mode, visualize_mode], api_name=False)
+        visualizing = vis_start.click(
+            page.visualize,
+            inputs=[vis_model, vis_layer, vis_channels, vis_size, vis_steps],
+            outputs=[sheet, vis_summary],
+            api_name="visualize",
+            **heavy,
+        )
+        vis_cancel.click(None, cancels=[visualizing], api_name=False)  # the guard stops it between steps
+        vis_model.change(
+            lambda name: gr.update(choices=layer_choices(name), value=None),
+            inputs=vis_model,
+            outputs=vis_layer,
+            api_name=False,
+        )
         v_model.change(
             lambda name: gr.update(choices=layer_choices(name), value=[]),
             inputs=v_model,

@@ -51,7 +51,7 @@ class WebSettings:
     job_seconds: float = option(
         300.0,
         "a job running longer is stopped: a generation keeps the text so far, a fine-tuning its run "
-        "(saved), a dream or video ends with a message; also the Fine-tune tab's most minutes",
+        "(saved), a dream, video or visualization ends with a message; also the Fine-tune tab's most minutes",
         low=0,
         low_open=True,
         metavar="SECONDS",
@@ -75,6 +75,22 @@ class WebSettings:
     )
     max_video_size: int = option(
         256, "video frames are shrunk to this longest side before dreaming", low=16, metavar="PIXELS"
+    )
+    max_visualize_size: int = option(
+        128,
+        "the Dream tab's Visualize mode renders tiles of at most this side",
+        low=16,
+        high=2048,  # reverie.visualize's own most
+        metavar="PIXELS",
+    )
+    max_visualize_steps: int = option(
+        128,
+        "the Dream tab's Visualize mode optimizes each tile for at most this many steps",
+        low=1,
+        metavar="N",
+    )
+    max_visualize_channels: int = option(
+        16, "the Dream tab's Visualize mode renders at most this many channels per sheet", low=1, metavar="N"
     )
 
     def validate(self) -> None:

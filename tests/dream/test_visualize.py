@@ -14,12 +14,14 @@ from torch import nn
 import reverie
 from reverie.deepdream import objectives as obj
 from reverie.deepdream.dreamer import load_dreamer
+from reverie.deepdream.octaves import DreamStopped
 from reverie.deepdream.visualize import (
     FourierImage,
     Pad,
     RandomRotate,
     RandomScale,
     Shift,
+    parse_indices,
     visualize,
     visualize_channels,
 )
@@ -247,3 +249,27 @@ def test_api_bad_inputs(user):
         visualize(user, 3)
     with pytest.raises(ReverieError, match="write the target"):
         visualize(user, ":3", **QUICK)
+
+
+def test_stop_ends_a_rendering_between_steps(user):
+    """stop= is asked before every step (the page's cancel and time limit); never True, it changes nothing."""
+    asked: list[int] = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 3
+
+    with pytest.raises(DreamStopped, match="features.2:1 was stopped before step 4 of 12"):
+        visualize(user, "features.2:1", stop=stop, **QUICK)
+    with pytest.raises(ReverieError, match="stop= takes a function"):
+        visualize(user, "features.2:1", stop=3, **QUICK)
+    free = visualize_channels(user, "features.2", [0, 1], **QUICK)
+    asked_too = visualize_channels(user, "features.2", [0, 1], stop=lambda: False, **QUICK)
+    assert all(torch.equal(a.tensor, b.tensor) for a, b in zip(free.results, asked_too.results))
+
+
+def test_parse_indices_with_a_cap_refuses_before_spelling_ranges_out():
+    assert parse_indices("0-3, 7", most=5) == [0, 1, 2, 3, 7]
+    with pytest.raises(ReverieError, match="'0-999999999' names 1,000,000,000 channels; at most 5 per sheet"):
+        parse_indices("0-999999999", most=5)
+    assert len(parse_indices("0-1999")) == 2000  # no cap by default (a target's channels, LAYER:0-1999)
