@@ -35,6 +35,8 @@ MODEL_MODULES = {
     "inception_v3": "reverie.deepdream.inception_v3",
     "googlenet": "reverie.deepdream.googlenet",
     "efficientnet_lite0": "reverie.deepdream.efficientnet_lite",
+    "efficientnet_lite1": "reverie.deepdream.efficientnet_lite",
+    "efficientnet_lite2": "reverie.deepdream.efficientnet_lite",
     "vgg16": "reverie.deepdream.vgg",
     "vgg19": "reverie.deepdream.vgg",
     "resnet50": "reverie.deepdream.resnet",
