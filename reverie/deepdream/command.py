@@ -210,14 +210,15 @@ def run_dream_video(args: argparse.Namespace, input_path: Path) -> None:
     if done.note:
         print(f"reverie: warning: {done.note}", file=sys.stderr)
     if done.stopped:
-        kept = done.resumed + done.dreamed
+        kept = done.kept  # by all the processes, under torchrun
         print(
             f"reverie: {done.stopped}: stopped after {kept} of {done.info.frames} frames, kept in "
             f"{frames_dir_for(output)}; run the same command again to resume",
             file=sys.stderr,
         )
         sys.exit(EXIT_CODES[done.stopped])
-    print(done.output)
+    if done.output is not None:  # under torchrun, rank 0 writes the video
+        print(done.output)
 
 
 def _model_arg(text: str) -> Any:

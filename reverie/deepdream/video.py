@@ -30,6 +30,27 @@ with the same options continues after the last frame there (the flow state is th
 frame, decoded again, and the previous output, read back: the same numbers an uninterrupted run
 carries), and a run with other options is refused. The video itself is encoded from the frames once
 all are done (atomically), then the folder is removed unless `keep_frames`.
+
+Under torchrun (`torchrun --standalone --nproc_per_node 4 -m reverie dream clip.mp4 out.mp4`) the
+part's frames are split into contiguous chunks (`chunks`): rank r of W keeps frames [a_r, b_r), the
+sizes as equal as possible (the first frames % W chunks one frame longer), and starts `overlap`
+frames earlier (a_r - K .. a_r - 1, default 4, none for `independent`): it dreams those only to warm
+its flow or blend state up, so its first kept frame carries a dream as an uninterrupted run's does
+and the seam does not show; the earlier rank keeps them. Rank 0's chunk has no overlap, so its
+frames are those of a single process, exactly. Every rank writes its frames into the same
+OUTPUT.frames/ (which every process must see); they tell each other after every frame (one small
+all-reduce, reverie.distributed) whether they are done or were stopped, so all stop together after a
+Ctrl-C or SIGTERM, a rank that dies stops the others with a one-line PeerLost error, and once all
+are done rank 0 alone encodes the video (after the process group is left, so the others are not
+kept waiting) and removes the folder.
+
+Resuming a chunk: the rank restarts at its first missing frame inside [a_r, b_r), from the same
+state an uninterrupted run carries. The previous frame is read back as for one process; the first
+frame's strength, which comes from the chunk's first overlap frame (not kept), is saved when that
+frame is dreamed in chunk-A_R.json (its bounds and the strength; atomic, reverie.checkpoint): a
+float is a few bytes where keeping the overlap frames would be K PNGs, and a JSON float reads back
+exactly. A chunk whose file is missing or names other bounds (another number of processes or
+another `overlap`) is dreamed again from its overlap, so its frames are still one run's.
 """
 
 from __future__ import annotations
@@ -66,6 +87,7 @@ from reverie.deepdream.videoio import (
     require_video,
     write_video,
 )
+from reverie.distributed import Ranks
 from reverie.errors import ReverieError, require
 from reverie.interrupt import StopRequests
 from reverie.options import check, option
@@ -111,6 +133,13 @@ class VideoOptions:
     keep_frames: bool = option(
         False, "keep the dreamed frames as PNGs in OUTPUT.frames/ after the video is written", switch=True
     )
+    overlap: int = option(
+        4,
+        "under torchrun: frames before each process's share of the video that it dreams, not keeps, to "
+        "carry the flow or blend into its first frame (so the seams between the shares do not show)",
+        low=0,
+        metavar="N",
+    )
 
     def validate(self) -> None:
         check(self)
@@ -143,6 +172,9 @@ class VideoResult:
     dreamed: int = 0
     resumed: int = 0
     frames_dir: Path | None = None
+    chunk: tuple[int, int] = (0, 0)  # the frames [a, b) this process keeps (all of them when alone)
+    warmed: int = 0  # overlap frames dreamed (not kept) to carry the state into the chunk
+    kept: int = 0  # frames of the part in OUTPUT.frames/ when it ended, by all the processes
     stopped: str | None = None  # "Ctrl-C" or "SIGTERM" when a signal stopped it
     note: str | None = None  # e.g. why the audio was not copied
     flow_seconds: float = 0.0
@@ -157,6 +189,35 @@ def frames_dir_for(output: str | os.PathLike) -> Path:
 
 def frame_path(folder: Path, index: int) -> Path:
     return folder / f"{index:06d}.png"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The frames one process keeps, [start, end), and the first it dreams, `warm` (<= start): frames
+    warm .. start - 1 are dreamed only to carry the state into frame `start`."""
+
+    warm: int
+    start: int
+    end: int
+
+
+def chunks(frames: int, world_size: int, overlap: int) -> list[Chunk]:
+    """Each rank's Chunk of `frames` frames: contiguous, in rank order, as equal as possible (the first
+    `frames % world_size` one frame longer), each starting `overlap` frames early (not before 0; an
+    empty chunk has none)."""
+    require(world_size >= 1 and overlap >= 0, f"bad split: {world_size} processes, overlap {overlap}")
+    base, longer = divmod(frames, world_size)
+    split, start = [], 0
+    for rank in range(world_size):
+        end = start + base + (rank < longer)
+        split.append(Chunk(max(0, start - overlap) if end > start else start, start, end))
+        start = end
+    return split
+
+
+def chunk_path(folder: Path, chunk: Chunk) -> Path:
+    """Where a chunk's carried state is kept while its frames are made (see the module's docstring)."""
+    return folder / f"chunk-{chunk.start:06d}.json"
 
 
 def split_options(options: Mapping[str, Any]) -> tuple[VideoOptions, dict[str, Any]]:
@@ -186,7 +247,11 @@ def dream_video(
     each frame is kept.
 
     Ctrl-C or SIGTERM stops between gradient steps, keeps the frames done and returns with `stopped`
-    set; `stop=` (a dream option) returning True raises DreamStopped the same way, frames kept."""
+    set; `stop=` (a dream option) returning True raises DreamStopped the same way, frames kept.
+
+    Under torchrun every process calls this and dreams its chunk of the frames (see the module's
+    docstring; `overlap` frames before it warm its state up); rank 0 writes the video, the others
+    return with `output` None once all the frames are done."""
     require_video()
     vopts, dream_options = split_options(options)
     user_stop = dream_options.pop("stop", None)
@@ -202,25 +267,39 @@ def dream_video(
     size = frame_size(info, opts.max_size, needs_even_size(output), max_pixels)
     folder = frames_dir_for(output)
     state = _state(info, size, vopts, opts, model)
-    done = _resume_point(folder, state, info.frames)
-    result = VideoResult(None, info, size, vopts.mode, resumed=done, frames_dir=folder)
-    if done < info.frames:
-        if not isinstance(model, Dreamer):
-            distributed.device_for(opts.device, distributed.ranks())  # CUDA: this process's GPU current
-        plan = plan_for(model, opts)
-        with signals:
-            try:
-                _dream_frames(plan, info, size, vopts, folder, done, result, progress, on_frame)
-            except DreamStopped:
-                if not signals.requested:
-                    kept = result.resumed + result.dreamed
-                    raise DreamStopped(
-                        f"the video was stopped after {kept} of {info.frames} frames; they are kept in "
-                        f"{folder}, and the same call resumes from there"
-                    ) from None
-            result.stopped = signals.signal_name
-        if result.stopped:
+    where = distributed.ranks()
+    overlap = 0 if vopts.mode == "independent" else vopts.overlap  # nothing is carried
+    chunk = chunks(info.frames, where.world_size, overlap)[where.rank]
+    hint = f"the frames done are kept in {folder}; run the same command again to resume"
+    with distributed.process_group(where, hint=hint):
+        distributed.share_from_main(lambda: _prepare(folder, state))  # a refusal reaches every rank
+        first, strength = _resume_point(folder, chunk)
+        resumed = max(first - chunk.start, 0)
+        result = VideoResult(None, info, size, vopts.mode, resumed=resumed, frames_dir=folder)
+        result.chunk = (chunk.start, chunk.end)
+        plan = None
+        if first < chunk.end:
+            if not isinstance(model, Dreamer):
+                distributed.device_for(opts.device, where)  # CUDA: this process's GPU current
+            plan = plan_for(model, opts)
+        label = f"dreaming video (rank {where.rank})" if where.distributed else "dreaming video"
+        bar = tqdm(
+            total=chunk.end - chunk.start, initial=resumed, desc=label, unit="frame", file=sys.stderr,
+            disable=not progress,
+        )  # fmt: skip
+        steps = _dream_frames(plan, info, size, vopts, folder, chunk, first, strength, result, bar, on_frame)
+        with signals, bar:
+            asked, stopped = _together(steps, signals, where, result)
+        if stopped:
+            result.stopped = signals.signal_name or asked
+            if result.stopped is None:
+                raise DreamStopped(
+                    f"the video was stopped after {result.kept} of {info.frames} frames; they are kept in "
+                    f"{folder}, and the same call resumes from there"
+                )
             return result
+    if not where.is_main:  # rank 0 encodes the video, outside the group: the others are done
+        return result
     pngs = (np.asarray(Image.open(frame_path(folder, index)).convert("RGB")) for index in range(info.frames))
     written, note = write_video(pngs, output, info.fps, info if vopts.audio else None)
     result.output, result.note = written, note
@@ -230,45 +309,88 @@ def dream_video(
     return result
 
 
+def _together(
+    steps: Iterator[None], signals: StopRequests, where: Ranks, result: VideoResult
+) -> tuple[str | None, bool]:
+    """Run this process's frames (`steps`, one frame each) while telling the others, after every frame,
+    whether it is done or was stopped (alone: nothing to tell); until all are done or one was stopped.
+    The signal a process was stopped by (Ctrl-C first), and whether the video was stopped."""
+    finished = stopped = False
+    try:
+        while True:
+            if not (finished or stopped or signals.requested):
+                try:
+                    next(steps)
+                except StopIteration:
+                    finished = True
+                except DreamStopped:
+                    stopped = True
+            asked = signals.signal_name
+            stopped = stopped or asked is not None
+            kept = result.resumed + result.dreamed
+            done, ctrl_c, sigterm, stops, total = distributed.all_sum(
+                [float(finished), float(asked == "Ctrl-C"), float(asked == "SIGTERM"), float(stopped), kept]
+            )
+            if stops or done == where.world_size:
+                result.kept = int(total)
+                return ("Ctrl-C" if ctrl_c else "SIGTERM" if sigterm else None), bool(stops)
+    finally:
+        steps.close()  # the decoder's file
+
+
 # ---- the frames ---------------------------------------------------------------------------------
 
 
 def _dream_frames(
-    plan: Plan,
+    plan: Plan | None,
     info: VideoInfo,
     size: tuple[int, int],
     vopts: VideoOptions,
     folder: Path,
-    done: int,
+    chunk: Chunk,
+    first: int,
+    strength: float | None,
     result: VideoResult,
-    progress: bool,
+    bar: tqdm,
     on_frame: Callable[[int, Path], None] | None,
-) -> None:
-    """Dream frames `done`... of the part into `folder`, each kept as soon as it is made."""
+) -> Iterator[None]:
+    """Dream frames `first` .. chunk.end - 1 of the part, yielding after each; the chunk's frames
+    (from chunk.start) are kept in `folder` as soon as they are made. `strength` is the carried
+    strength of a chunk resumed after its overlap (None: from the first frame dreamed)."""
+    if first >= chunk.end:
+        return
+    assert plan is not None
     carrier = Carrier(vopts.mode, vopts.blend, vopts.fresh)
-    bar = tqdm(
-        total=info.frames, initial=done, desc="dreaming video", unit="frame", file=sys.stderr,
-        disable=not progress,
-    )  # fmt: skip
-    with bar:
-        for index, frame in read_frames(info, size):
-            if index < done:  # resuming: the first frame's strength, the last frame's state
-                if index in (0, done - 1):
-                    carrier.observe(frame, frame_path(folder, index), index)
-                continue
-            started = time.perf_counter()
-            start = carrier.start(frame)
-            flowed = time.perf_counter()
-            dreamed = dream_frame(plan, start)
-            finished = time.perf_counter()
-            out = carrier.finish(frame, dreamed)
-            result.flow_seconds += flowed - started + time.perf_counter() - finished
-            result.dream_seconds += finished - flowed
-            path = save_image(Image.fromarray(out), frame_path(folder, index))  # atomically
-            result.dreamed += 1
-            bar.update()
-            if on_frame is not None:
-                on_frame(index, path)
+    carrier.strength = strength
+    for index, frame in read_frames(info, size):
+        if index >= chunk.end:
+            break
+        if index < first:  # resuming: the first frame's strength, the last frame's state
+            first_dreamed = index == chunk.warm and strength is None
+            if first_dreamed or index == first - 1 >= chunk.start:
+                carrier.observe(frame, frame_path(folder, index), first=first_dreamed)
+            continue
+        started = time.perf_counter()
+        start = carrier.start(frame)
+        flowed = time.perf_counter()
+        dreamed = dream_frame(plan, start)
+        finished = time.perf_counter()
+        out = carrier.finish(frame, dreamed)
+        result.flow_seconds += flowed - started + time.perf_counter() - finished
+        result.dream_seconds += finished - flowed
+        if index == chunk.warm < chunk.start:  # the strength, for a resume after the overlap
+            saved = {"kind": "video chunk", "warm": chunk.warm, "start": chunk.start, "end": chunk.end}
+            checkpoint.save_json(chunk_path(folder, chunk), {**saved, "strength": carrier.strength})
+        if index < chunk.start:
+            result.warmed += 1
+            yield
+            continue
+        path = save_image(Image.fromarray(out), frame_path(folder, index))  # atomically
+        result.dreamed += 1
+        bar.update()
+        if on_frame is not None:
+            on_frame(index, path)
+        yield
 
 
 def dream_frames(
@@ -308,15 +430,16 @@ class Carrier:
         self.strength: float | None = None  # the first frame's mean |difference|, in [0, 1] units
         self.started: np.ndarray | None = None  # the last `start`
 
-    def observe(self, frame: np.ndarray, png: Path, index: int) -> None:
-        """A frame already done (resuming): its output read back, as if it had just been made."""
+    def observe(self, frame: np.ndarray, png: Path, first: bool = False) -> None:
+        """A frame already done (resuming): its output read back, as if it had just been made (`first`:
+        the first frame dreamed, whose strength holds the others')."""
         output = np.asarray(Image.open(png).convert("RGB"))
         require(
             output.shape == frame.shape,
             f"{png} is {output.shape[1]}x{output.shape[0]}, not the video's "
             f"{frame.shape[1]}x{frame.shape[0]}; remove {png.parent} to start over",
         )
-        self._remember(frame, output, first=index == 0)
+        self._remember(frame, output, first=first)
 
     def start(self, frame: np.ndarray) -> np.ndarray:
         """The image (float32 (H, W, 3) in [0, 1]) this frame is dreamed from."""
@@ -405,8 +528,8 @@ def _plain(value: Any) -> Any:
     return type(value).__qualname__
 
 
-def _resume_point(folder: Path, state: dict[str, Any], frames: int) -> int:
-    """How many frames of `folder` are done (its state must be `state`); a new folder starts at 0."""
+def _prepare(folder: Path, state: dict[str, Any]) -> bytes:
+    """Check that `folder` holds the frames of `state`'s dream (or nothing yet), making it if new."""
     state_file = folder / STATE
     if folder.exists():
         require(folder.is_dir(), f"{folder} is a file, and a video's frames are kept there; move it away")
@@ -423,13 +546,32 @@ def _resume_point(folder: Path, state: dict[str, Any], frames: int) -> int:
                 f"{folder} holds the frames of another dream ({', '.join(differs)} differ); "
                 "remove it to start over, or run with the same options to resume",
             )
-            done = 0
-            while done < frames and frame_path(folder, done).is_file():
-                done += 1
-            return done
+            return b""
     folder.mkdir(exist_ok=True)
     checkpoint.save_json(state_file, state)
-    return 0
+    return b""
+
+
+def _resume_point(folder: Path, chunk: Chunk) -> tuple[int, float | None]:
+    """The first frame this chunk dreams (its first missing one, or its overlap's first when none is
+    kept yet) and, resuming after the overlap, the strength saved for it (else None)."""
+    done = chunk.start
+    while done < chunk.end and frame_path(folder, done).is_file():
+        done += 1
+    if done == chunk.end or chunk.warm == chunk.start:
+        return done, None  # finished, or the chunk's first frame is kept (read back for the strength)
+    if done == chunk.start:
+        return chunk.warm, None
+    try:
+        saved = checkpoint.load_json(chunk_path(folder, chunk))
+    except ReverieError:
+        saved = {}
+    strength = saved.get("strength")
+    bounds = (saved.get("kind"), saved.get("warm"), saved.get("start"))
+    if bounds != ("video chunk", chunk.warm, chunk.start):
+        return chunk.warm, None  # made by another split: dreamed again from the overlap
+    require(isinstance(strength, (int, float)), f"{chunk_path(folder, chunk)} has no strength; remove it")
+    return done, float(strength)
 
 
 def _load_state(path: Path) -> dict[str, Any]:
@@ -456,8 +598,10 @@ def frames_of(folder: Path) -> Iterator[np.ndarray]:
 __all__ = [
     "MODES",
     "Carrier",
+    "Chunk",
     "VideoOptions",
     "VideoResult",
+    "chunks",
     "dream_frames",
     "dream_video",
     "frames_dir_for",

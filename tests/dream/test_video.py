@@ -1,13 +1,16 @@
 """DeepDream on video: on a synthetic clip of a textured square moving a known number of pixels per
 frame, the flow finds the motion, the warp predicts the next frame, files round-trip with their
 frame count, size, frame rate and audio, `--flow` is steadier than `--independent` and does not
-drift, an interrupted run resumes to the same frames, and bad inputs are refused in one line.
+drift, an interrupted run resumes to the same frames, two processes (torchrun's environment) split the
+frames into chunks with a seam as steady as the rest and resume a killed rank, and bad inputs are
+refused in one line.
 
     python -m pytest -q tests/dream/test_video.py
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
@@ -18,12 +21,13 @@ import av
 import cv2
 import numpy as np
 import pytest
-from helpers import run_cli
+import torch
+from helpers import launch_ranks, run_cli
 
 from reverie.deepdream import flow, videoio
 from reverie.deepdream.dreamer import load_dreamer
 from reverie.deepdream.octaves import DreamStopped
-from reverie.deepdream.video import dream_frames, dream_video, frames_dir_for, frames_of
+from reverie.deepdream.video import Chunk, chunks, dream_frames, dream_video, frames_dir_for, frames_of
 from reverie.deepdream.videoio import probe, read_frames, write_video
 from reverie.errors import ReverieError
 
@@ -234,6 +238,113 @@ def read_frames_of(path: Path) -> list[np.ndarray]:
     return [frame for _, frame in read_frames(probe(path))]
 
 
+# ---- under torchrun -----------------------------------------------------------------------------------
+
+
+def test_the_frames_are_split_into_chunks_with_their_overlap():
+    # 10 frames over 3 ranks: 4 + 3 + 3; each later chunk starts 2 frames early
+    assert chunks(10, 3, 2) == [Chunk(0, 0, 4), Chunk(2, 4, 7), Chunk(5, 7, 10)]
+    assert chunks(10, 1, 4) == [Chunk(0, 0, 10)]  # one process: everything, no overlap
+    assert chunks(7, 2, 0) == [Chunk(0, 0, 4), Chunk(4, 4, 7)]
+    assert chunks(12, 2, 9) == [Chunk(0, 0, 6), Chunk(0, 6, 12)]  # not before the first frame
+    assert chunks(2, 3, 4) == [Chunk(0, 0, 1), Chunk(0, 1, 2), Chunk(2, 2, 2)]  # more ranks than frames
+
+
+# Runs `reverie dream ARGS` with the tiny net registered as model `tiny`; prints "kept I" for each frame
+# this rank keeps, and kills itself (SIGKILL, as a crash) after keeping frame $KILL_AT on rank 1.
+WORKER = """
+import os, signal, sys
+from reverie.cli import main
+from reverie.deepdream import backbone, command
+
+backbone.MODEL_MODULES["tiny"] = sys.argv[1]
+kill_at, dream = int(os.environ.get("KILL_AT", "-1")), command.dream_video
+
+def kept(index, png):
+    print("kept", index, flush=True)
+    if index == kill_at and os.environ["RANK"] == "1":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+command.dream_video = lambda *args, **kwargs: dream(*args, on_frame=kept, **kwargs)
+main(sys.argv[2:])
+"""
+RANKS_TIMEOUT_S = 120  # a hard bound on the spawned processes; they take a few seconds
+
+
+def dream_on_ranks(source: Path, out: Path, nproc: int, *extra: str) -> list[tuple[int, str, str]]:
+    """`reverie dream SOURCE OUT` on `nproc` local ranks (one thread each, float32 on the CPU, the
+    frames kept): each rank's (exit code, stdout, stderr)."""
+    argv = ["dream", str(source), str(out), *CLI_FAST, "--device", "cpu", "--dtype", "float32"]
+    return launch_ranks(
+        ["-c", WORKER, TinyNet.__module__, *argv, "--keep-frames", *extra], nproc, RANKS_TIMEOUT_S
+    )
+
+
+def kept_by(stdout: str) -> list[int]:
+    return [int(line.split()[1]) for line in stdout.splitlines() if line.startswith("kept ")]
+
+
+@pytest.fixture
+def spawnable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spawned ranks import the tiny net's module as this process does."""
+    module = importlib.import_module(TinyNet.__module__)
+    root = Path(module.__file__).resolve().parents[TinyNet.__module__.count(".")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    monkeypatch.delenv("KILL_AT", raising=False)
+
+
+def test_two_ranks_dream_a_video_in_chunks_and_resume_a_killed_rank(
+    tiny_model, spawnable, tmp_path: Path, monkeypatch
+):
+    count = 12  # rank 0 keeps 0-5; rank 1 dreams 2-5 to warm up (overlap 4) and keeps 6-11
+    source = clip(tmp_path / "clip.mp4", count=count)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the ranks run, so that the sums are made in the same order
+    try:
+        options = {**FAST, "device": "cpu", "dtype": "float32", "keep_frames": True}
+        single = list(frames_of(dream_video(source, tmp_path / "one.mp4", **options).frames_dir))
+    finally:
+        torch.set_num_threads(threads)
+
+    whole = tmp_path / "two.mp4"
+    results = dream_on_ranks(source, whole, 2)
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+    assert (
+        results[0][1].splitlines()[-1] == str(whole) and str(whole) not in results[1][1]
+    )  # rank 0 writes it
+    assert kept_by(results[0][1]) == list(range(6)) and kept_by(results[1][1]) == list(range(6, count))
+    assert "dreaming video (rank 1)" not in results[1][2]  # --quiet: no bar
+    two = list(frames_of(frames_dir_for(whole)))
+    assert len(two) == count and probe(whole).frames == count
+    assert all(np.array_equal(a, b) for a, b in zip(two[:6], single[:6]))  # rank 0's: a single run's
+    assert not np.array_equal(two[6], single[6])  # rank 1 carried its own (warmed-up) dream in
+
+    inputs = read_frames_of(source)
+    pairs = [flow.instability(two[t - 1 : t + 1], inputs[t - 1 : t + 1]) for t in range(1, count)]
+    seam, rest = pairs[5], pairs[:5] + pairs[6:]  # the pair (5, 6) crosses from rank 0 to rank 1
+    assert seam < 1.5 * np.median(rest), (seam, pairs)
+
+    resumed = tmp_path / "resumed.mp4"
+    monkeypatch.setenv("KILL_AT", "7")  # rank 1 dies after keeping frames 6 and 7
+    (code0, out0, err0), (code1, out1, _) = dream_on_ranks(source, resumed, 2)
+    assert code1 == -signal.SIGKILL and kept_by(out1) == [6, 7]
+    assert code0 == 1, err0[-3000:]
+    lines = [line for line in err0.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err0, err0[-3000:]
+    assert lines[0].startswith("reverie: error: rank 0 of 2 lost contact with the other processes")
+    assert f"the frames done are kept in {frames_dir_for(resumed)}; run the same command again" in lines[0]
+    assert not resumed.exists()
+    monkeypatch.delenv("KILL_AT")
+    results = dream_on_ranks(source, resumed, 2)
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+    assert kept_by(results[1][1]) == list(range(8, count))  # rank 1 went on at its first missing frame
+    assert kept_by(results[0][1]) == [i for i in range(6) if i not in kept_by(out0)]
+    again = list(frames_of(frames_dir_for(resumed)))
+    assert len(again) == count and all(np.array_equal(a, b) for a, b in zip(again, two))
+
+
 # ---- refusals -----------------------------------------------------------------------------------------
 
 
@@ -269,6 +380,11 @@ def audio_only(tmp_path: Path) -> Path:
         (lambda d: clip(d / "c.mp4"), ["{dir}/c.mp4"], "is the input video"),
         (lambda d: clip(d / "c.mp4"), ["--blend", "0.5", "--independent"], "are alternatives"),
         (lambda d: clip(d / "c.mp4"), ["--blend", "2"], "--blend must be in [0, 1], got 2.0"),
+        (
+            lambda d: clip(d / "c.mp4"),
+            ["--overlap", "-1"],
+            "--overlap must be zero or a positive integer, got -1",
+        ),
         (lambda d: clip(d / "c.mp4"), ["--out", "{dir}/o"], "--out, --zoom-frames and --save-octaves"),
         (lambda d: _png(d / "p.png"), ["--flow"], "--flow is for videos; {dir}/p.png is an image"),
     ],
