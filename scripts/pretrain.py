@@ -4,7 +4,7 @@ package's model folder, at most 5 MB, with what rebuilds it recorded in its conf
     python scripts/pretrain.py shakespeare              # tiny-shakespeare (downloaded once, sha256 checked)
     python scripts/pretrain.py nietzsche
     python scripts/pretrain.py python                   # the running Python's standard library
-    python scripts/pretrain.py english --corpus kjv.txt more.txt   # public-domain English you give
+    sh scripts/english_corpus.sh && python scripts/pretrain.py english   # from two Debian packages
     python scripts/pretrain.py shakespeare --steps 200 --into /tmp/models   # a quick try elsewhere
 
 Each recipe is a byte-level LSTM of 2x384 trained for 6,000 steps (about 10 minutes on a 2-core
@@ -107,11 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build(args: argparse.Namespace, argv: list[str]) -> int:
     recipe = pretrained.RECIPES[args.name]
     sources = list(args.corpus or recipe.corpus)
-    require(
-        bool(sources),
-        f"{recipe.name} has no corpus of its own; pass --corpus FILE... with public-domain text "
-        "(see the README, Shipped models and fine-tuning)",
-    )
+    try:
+        resolve_sources(sources)
+    except ReverieError as exc:
+        if args.corpus or not recipe.prepare:
+            raise
+        raise ReverieError(f"{exc}; the {recipe.name} corpus is written by `{recipe.prepare}`") from None
     work = args.work or Path("runs") / f"pretrain-{recipe.name}"
     into = args.into or pretrained.models_dir()
     options = {**recipe.options, **given(args, TrainOptions)}

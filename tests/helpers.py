@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,15 +34,21 @@ TINY_SHIPPED += ["--batch-size", "16", "--warmup-steps", "5", "--device", "cpu",
 TINY_SHIPPED += ["--no-progress", "--sample-temperatures"]
 
 
-def build_tiny_shipped(root: Path, name: str = "shakespeare", n_chars: int = 20_000) -> Path:
-    """A tiny shipped model `name` built by scripts/pretrain.py from the first `n_chars` characters of
-    the Shakespeare excerpt into `root`/models (the folder to point $REVERIE_MODELS at); returns it."""
+def pretrain_script() -> Any:
+    """scripts/pretrain.py as a module."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("pretrain", DATA.parent.parent / "scripts" / "pretrain.py")
     assert spec is not None and spec.loader is not None
     pretrain = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pretrain)
+    return pretrain
+
+
+def build_tiny_shipped(root: Path, name: str = "shakespeare", n_chars: int = 20_000) -> Path:
+    """A tiny shipped model `name` built by scripts/pretrain.py from the first `n_chars` characters of
+    the Shakespeare excerpt into `root`/models (the folder to point $REVERIE_MODELS at); returns it."""
+    pretrain = pretrain_script()
     corpus = shakespeare_slice(root / "shakespeare.txt", n_chars)
     models = root / "models"
     argv = [name, "--corpus", str(corpus), "--into", str(models), "--work", str(root / "work"), *TINY_SHIPPED]

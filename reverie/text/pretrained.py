@@ -52,12 +52,14 @@ STORED_DTYPES = ("float32", "bfloat16")  # tried in this order; the first that f
 # epochs the steps buy (reverie.text.fit).
 SHAPE: dict[str, Any] = {"level": "byte", "model": "lstm", "layers": 2, "hidden": 384, "embed": 64}
 STEPS = 6_000  # about 10 minutes on a 2-core CPU (docs/benchmarks.md, "Shipped models")
+ENGLISH_DIR = "corpora/english"  # where scripts/english_corpus.sh writes the english corpus
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a shipped model is made: its corpus (sources as `reverie train` names them; empty: the
-    builder gives the text), where the text comes from and its licence, and its training options."""
+    """How a shipped model is made: its corpus (sources as `reverie train` names them), where the
+    text comes from and its licence, its training options, and the command that writes the corpus's
+    files where reverie cannot fetch them itself."""
 
     name: str
     corpus: tuple[str, ...]
@@ -65,6 +67,7 @@ class Recipe:
     licence: str
     prompt: str  # a prompt to try it with
     options: dict[str, Any] = field(default_factory=dict)  # TrainOptions fields
+    prepare: str = ""  # the command that writes the corpus's files first, where they are made
 
 
 RECIPES: dict[str, Recipe] = {
@@ -97,11 +100,13 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             "english",
-            (),
-            "general English: public-domain text given to scripts/pretrain.py --corpus (see the README)",
-            "public domain (the texts its config.json names)",
+            (f"{ENGLISH_DIR}/kjv.txt", "nietzsche", f"{ENGLISH_DIR}/jargon.txt"),
+            "general English: the King James Bible (4.1 M characters), Nietzsche's Beyond Good and Evil "
+            "(0.6 M) and the Jargon File 4.4.7 (1.7 M), from Debian's bible-kjv-text and jargon-text",
+            "public domain (all three)",
             "The ",
             {**SHAPE, "steps": STEPS},
+            prepare=f"sh scripts/english_corpus.sh {ENGLISH_DIR}",
         ),
     )
 }
