@@ -1,5 +1,5 @@
 # make demo: set up .venv and run the main jobs on built-in defaults (offline).
-# make test: set up .venv (with the dev, web and video extras, and Debian's chromium for the browser test)
+# make test: set up .venv (with the dev, web, video and backbones extras, and Debian's chromium for the browser test)
 #            and run the test suite.
 PYTHON ?= python3
 VENV := .venv
@@ -19,7 +19,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $@
 
 $(DEV_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[dev,web,video]'
+	$(BIN)/python -m pip install -q -e '.[dev,web,video,backbones]'
 	touch $@
 
 # tests/web/test_browser.py drives this browser through Playwright (which cannot download its own here).

@@ -2,7 +2,7 @@
 drifts over a long clip, and how fast frames go at 512 px with the time split between flow and dream.
 Writes the "DeepDream on video" section of docs/benchmarks.md (or --doc).
 
-    python benchmarks/video_bench.py                     # 300 frames at 512 px (hours on 2 cores)
+    python benchmarks/video_bench.py                     # 300 frames at 512 px (about 15 minutes on 2 cores)
     python benchmarks/video_bench.py --frames 8 --compare 4 --width 192 --doc /tmp/v.md   # checks the script
     python benchmarks/video_bench.py --device cuda --doc /tmp/v.md
     python benchmarks/video_bench.py --gif docs/images/video-flow.gif --frames 24 --width 192 --doc /tmp/v.md

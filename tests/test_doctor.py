@@ -19,6 +19,7 @@ def test_doctor_reports_versions_devices_speed_choices_and_weights(capsys):
         "text lstm 2x448 embed 64 vocab 65 batch 32x32 stream: ",  # what auto picks for the default, and why
         "cache: ",
         "weights efficientnet_lite0: installed with reverie",
+        "weights efficientnet_lite2: ",  # installed (the backbones extra) or what to install
         "the browser page (reverie serve): gradio ",
     ):
         assert needle in out, needle
