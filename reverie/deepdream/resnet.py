@@ -2,8 +2,8 @@
 
 Module names and state-dict keys are torchvision's (`conv1`, `bn1`, `layer1.0.conv1` ...
 `layer4.2.bn3`, `fc`), so `resnet50-0676ba61.pth` (ImageNet, torchvision's V1 weights) loads with
-strict=True once the classifier (`fc.`) is dropped by name; a file saved before PyTorch 0.4 has no
-batch-norm `num_batches_tracked` counters, which are then refused like any other missing key.
+strict=True once the classifier (`fc.`) is dropped by name; batch-norm `num_batches_tracked`
+counters, which a file saved before PyTorch 0.4 lacks, are taken as zero (reverie.deepdream.weights).
 Input: torchvision's ImageNet normalization. Layers: `conv1` (conv, batch norm, ReLU), `maxpool`,
 then every bottleneck block `layer1.0` ... `layer4.2`; Keras's names (`conv1_relu`, `pool1_pool`,
 `conv2_block1_out` ... `conv5_block3_out`) are aliases.

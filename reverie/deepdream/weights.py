@@ -78,11 +78,22 @@ def _listed(keys: Sequence[str]) -> str:
     return shown + (f" (+{len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else "")
 
 
+BATCH_COUNTER = ".num_batches_tracked"  # batch norm's training-batch counter
+
+
 def load_strict(
     model: nn.Module, state: Mapping[str, torch.Tensor], source: str | Path, model_name: str
 ) -> None:
-    """Load `state` into `model` with strict=True, first refusing wrong keys or shapes in one line."""
+    """Load `state` into `model` with strict=True, first refusing wrong keys or shapes in one line.
+    Batch-norm `num_batches_tracked` counters that a file saved before PyTorch 0.4 lacks are taken as
+    zero (they count training batches and play no part in evaluation)."""
     expected = model.state_dict()
+    counters = {
+        key: torch.zeros_like(expected[key], device="cpu")
+        for key in expected
+        if key.endswith(BATCH_COUNTER) and key not in state
+    }
+    state = {**state, **counters}
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
     wrong_shape = [

@@ -60,6 +60,17 @@ def test_a_missing_or_misshapen_key_is_refused_in_one_line(model_name, tmp_path)
         assert problem in str(error.value) and first in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_file_without_batch_norm_counters_loads_and_gets_zero_counters(tmp_path):
+    state = torch.load(published("resnet50", tmp_path / "weights.pth"), weights_only=True)
+    old = {key: value for key, value in state.items() if not key.endswith(".num_batches_tracked")}
+    assert len(old) == len(state) - 53  # 53 batch norms in ResNet50
+    torch.save(old, tmp_path / "old.pth")
+    model = build_backbone("resnet50")
+    resnet.load_weights(model, tmp_path / "old.pth")
+    counters = [value for key, value in model.state_dict().items() if key.endswith(".num_batches_tracked")]
+    assert counters and all(int(value) == 0 for value in counters)
+
+
 def test_layer_tables_keras_and_torchvision_names(capsys):
     table = {info.name: info for info in meta_backbone("vgg16").layer_table()}
     assert len(table) == 18 and table["block5_conv3"].channels == 512 and table["block5_conv3"].stride == 16
