@@ -21,6 +21,7 @@ check an argument in their constructor (the sampling processors).
 from __future__ import annotations
 
 import argparse
+import collections.abc
 import dataclasses
 import math
 import types
@@ -29,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from reverie.errors import ReverieError
+from reverie.errors import ReverieError, require
 
 MISSING = dataclasses.MISSING
 
@@ -52,7 +53,9 @@ def option(
     """A dataclass field for an option.
 
     `choices`, `low`/`high` (inclusive unless `low_open`/`high_open`) are what `check` enforces;
-    `rule` replaces the generated wording of the bound in the error ("0 (greedy) or positive").
+    `rule` replaces the generated wording of the bound in the error ("0 (greedy) or positive"); for an
+    option typed `Callable` (API-only, such as `stop=`), which `check` requires to be callable, it says
+    what function it takes.
     `default=MISSING` makes a value that must be given. `cli=False` keeps it off the command line
     (API-only values such as objects); `switch` makes a bool a plain `--flag` (store_true) instead of
     `--flag/--no-flag`. `spelled` is the flag's own spelling where the name cannot be it (`--from`,
@@ -140,6 +143,9 @@ def check(options: Any) -> None:
         if value is None and optional:
             continue
         meta = field.metadata
+        if typing.get_origin(base) is collections.abc.Callable:  # an API-only function, e.g. stop=
+            require(callable(value), f"{field.name}= takes {meta['rule'] or 'a function'}, got {value!r}")
+            continue
         check_value(
             meta.get("spelled") or flag(field.name),
             value,

@@ -98,3 +98,17 @@ def run_ranks(args: Sequence[str], nproc: int, timeout_s: float) -> list[str]:
     for code, _, err in results:
         assert code == 0, err[-3000:]
     return [out for _, out, _ in results]
+
+
+def randomize_batch_norms(model: Any, shift: float) -> None:
+    """Batch norms that do something, for folding tests: random scales in [0.5, 1.5], shifts in
+    [-shift, shift], running means in [-0.2, 0.2] and variances in [0.5, 2] (from torch's global RNG)."""
+    import torch
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-shift, shift)
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)

@@ -20,7 +20,7 @@ from torch import nn
 
 from reverie.deepdream.backbone import Backbone
 from reverie.deepdream.inception_v3 import BasicConv2d
-from reverie.deepdream.weights import cached_or_download, drop_keys, load_strict, read_state_dict
+from reverie.deepdream.weights import load_torchvision
 
 WEIGHTS_URL = "https://download.pytorch.org/models/googlenet-1378be20.pth"
 UNUSED_KEY_PREFIXES = ("aux1.", "aux2.", "fc.")
@@ -94,8 +94,7 @@ def build() -> GoogLeNet:
 
 def load_weights(model: GoogLeNet, path: Path | None) -> None:
     """Load torchvision's GoogLeNet weights (None: the cached or downloaded default file)."""
-    path = cached_or_download(WEIGHTS_URL, GoogLeNet.name) if path is None else Path(path)
-    load_strict(model, drop_keys(read_state_dict(path), UNUSED_KEY_PREFIXES), path, GoogLeNet.name)
+    load_torchvision(model, path, WEIGHTS_URL, UNUSED_KEY_PREFIXES)
 
 
 if __name__ == "__main__":

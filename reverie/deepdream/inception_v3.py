@@ -25,13 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reverie.deepdream.backbone import Backbone
-from reverie.deepdream.weights import (
-    cached_or_download,
-    drop_keys,
-    hub_checkpoint_dir,
-    load_strict,
-    read_state_dict,
-)
+from reverie.deepdream.weights import cached_or_download, hub_checkpoint_dir, load_torchvision
 
 WEIGHTS_URL = "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"
 KERAS_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -269,8 +263,7 @@ def load_weights(model: InceptionV3, path: Path | None) -> None:
         load_keras_weights(model, path)
         model.count_include_pad = False
         return
-    state = drop_keys(read_state_dict(path), UNUSED_KEY_PREFIXES)
-    load_strict(model, state, path, InceptionV3.name)
+    load_torchvision(model, path, WEIGHTS_URL, UNUSED_KEY_PREFIXES)
     model.count_include_pad = True
 
 

@@ -119,6 +119,7 @@ class DreamOptions:
         None,
         "called before every gradient step; once it returns True the dream ends with DreamStopped "
         "(e.g. a threading.Event's is_set, or a deadline)",
+        rule="a function of no arguments returning True to stop",
         cli=False,
     )
 
@@ -133,10 +134,6 @@ class DreamOptions:
                 isinstance(self.objective, Objective),
                 f"objective= takes an objective from reverie.objectives, got {self.objective!r}",
             )
-        require(
-            self.stop is None or callable(self.stop),
-            f"stop= takes a function of no arguments returning True to stop, got {self.stop!r}",
-        )
         for transform in self.transforms or []:
             require(
                 isinstance(transform, Transform),

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from reverie.deepdream.vgg import TorchvisionNormalized
-from reverie.deepdream.weights import cached_or_download, drop_keys, load_strict, read_state_dict
+from reverie.deepdream.weights import load_torchvision
 
 WEIGHTS_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
 UNUSED_KEY_PREFIXES = ("fc.",)
@@ -97,8 +97,7 @@ def build() -> ResNet50:
 
 def load_weights(model: ResNet50, path: Path | None) -> None:
     """Load torchvision's ResNet50 weights (None: the cached or downloaded default file)."""
-    path = cached_or_download(WEIGHTS_URL, ResNet50.name) if path is None else Path(path)
-    load_strict(model, drop_keys(read_state_dict(path), UNUSED_KEY_PREFIXES), path, ResNet50.name)
+    load_torchvision(model, path, WEIGHTS_URL, UNUSED_KEY_PREFIXES)
 
 
 if __name__ == "__main__":

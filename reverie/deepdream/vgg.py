@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from reverie.deepdream.backbone import Backbone
-from reverie.deepdream.weights import cached_or_download, drop_keys, load_strict, read_state_dict
+from reverie.deepdream.weights import load_torchvision
 from reverie.errors import require
 
 # torchvision's configurations D (VGG16) and E (VGG19): output channels of each 3x3 conv, "M" a 2x2 pool
@@ -92,8 +92,7 @@ def build(name: str = "vgg16") -> VGG:
 
 def load_weights(model: VGG, path: Path | None) -> None:
     """Load torchvision's weights of `model`'s variant (None: the cached or downloaded default file)."""
-    path = cached_or_download(WEIGHTS_URLS[model.name], model.name) if path is None else Path(path)
-    load_strict(model, drop_keys(read_state_dict(path), UNUSED_KEY_PREFIXES), path, model.name)
+    load_torchvision(model, path, WEIGHTS_URLS[model.name], UNUSED_KEY_PREFIXES)
 
 
 if __name__ == "__main__":

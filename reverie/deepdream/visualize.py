@@ -91,6 +91,7 @@ class VisualizeOptions:
         None,
         "called before every optimization step; once it returns True the rendering ends with "
         "DreamStopped (e.g. a threading.Event's is_set, or a deadline)",
+        rule="a function of no arguments returning True to stop",
         cli=False,
     )
 
@@ -311,10 +312,6 @@ def resolve(**options: Any) -> VisualizeOptions:
     )
     opts = VisualizeOptions(**{key: value for key, value in options.items() if value is not None})
     check(opts)
-    require(
-        opts.stop is None or callable(opts.stop),
-        f"stop= takes a function of no arguments returning True to stop, got {opts.stop!r}",
-    )
     return opts
 
 

@@ -73,6 +73,17 @@ def drop_keys(state: Mapping[str, torch.Tensor], prefixes: Sequence[str]) -> dic
     return {key: value for key, value in state.items() if not key.startswith(tuple(prefixes))}
 
 
+def load_torchvision(
+    model: nn.Module, path: Path | None, url: str, unused_prefixes: Sequence[str] = ()
+) -> None:
+    """Load a torchvision weight file into `model` (a Backbone, named by its `name`) unchanged:
+    `path`, or (None) the file at `url`, cached or downloaded; the keys under `unused_prefixes` (a
+    classifier reverie does not run) dropped, the rest checked strictly (`load_strict`)."""
+    name = model.name
+    path = cached_or_download(url, name) if path is None else Path(path)
+    load_strict(model, drop_keys(read_state_dict(path), unused_prefixes), path, name)
+
+
 def _listed(keys: Sequence[str]) -> str:
     shown = ", ".join(keys[:MAX_LISTED])
     return shown + (f" (+{len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else "")

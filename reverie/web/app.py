@@ -95,6 +95,7 @@ MOTIONS = {  # the Video tab's choice: label -> the VideoOptions switch it sets
 DREAM_MODES = ("Dream an image", "Visualize channels")  # the Dream tab's two modes
 # the Visualize mode's starting values (size and steps never over the page's caps)
 VISUALIZE_LAYER, VISUALIZE_CHANNELS, VISUALIZE_SIZE, VISUALIZE_STEPS = "block8", "0-7", 96, 64
+VISUALIZE_MIN_SIZE = int(bounds(VisualizeOptions, "size")[0] or 16)  # the smallest tile the API draws
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
 SYSTEM_MONO_FONTS = ["ui-monospace", "Consolas", "monospace"]
 Key = TypeVar("Key", bound=Hashable)
@@ -345,6 +346,20 @@ def refuse_non_images(component: gr.Image, settings: WebSettings) -> gr.Image:
     return component
 
 
+def shown_image(label: str, elem_id: str, kind: str) -> gr.Image:
+    """A result the page shows: a read-only PNG (`kind`: Gradio's "pil" or "filepath"), 420 px high,
+    with download and fullscreen buttons."""
+    return gr.Image(
+        type=kind,
+        format="png",
+        label=label,
+        interactive=False,
+        height=420,
+        buttons=["download", "fullscreen"],
+        elem_id=elem_id,
+    )
+
+
 def whole_within(value: Any, name: str, low: int, high: int) -> int:
     """`value` (a widget's number) as a whole number from `low` to `high`, this page's cap; refused in
     one line otherwise."""
@@ -534,9 +549,7 @@ class Page:
             raise refusal("type the channels to visualize, e.g. 0-7 or 3,12,97")
         with one_line_errors():
             indices = parse_indices(channels or "", most=settings.max_visualize_channels)
-        size = whole_within(
-            size, "size", bounds(VisualizeOptions, "size")[0] or 16, settings.max_visualize_size
-        )
+        size = whole_within(size, "size", VISUALIZE_MIN_SIZE, settings.max_visualize_size)
         steps = whole_within(steps, "steps", 1, settings.max_visualize_steps)
         progress(0, desc="loading the model")
         with jobs.job(client_of(request), "visualize") as job, one_line_errors():
@@ -970,15 +983,7 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                         elem_id="dream-input",
                     )
                     refuse_non_images(source, settings)
-                    result = gr.Image(
-                        type="pil",
-                        format="png",
-                        label="Dream",
-                        interactive=False,
-                        height=420,
-                        buttons=["download", "fullscreen"],
-                        elem_id="dream-output",
-                    )
+                    result = shown_image("Dream", "dream-output", "pil")
                 gr.Examples(
                     [[sample_photo()]],
                     inputs=[source],
@@ -1060,7 +1065,7 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                     )
                     with gr.Row():
                         vis_size = gr.Slider(
-                            bounds(VisualizeOptions, "size")[0] or 16,
+                            VISUALIZE_MIN_SIZE,
                             settings.max_visualize_size,
                             value=min(VISUALIZE_SIZE, settings.max_visualize_size),
                             step=1,
@@ -1077,14 +1082,8 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                         vis_start = gr.Button("Visualize", variant="primary")
                         vis_cancel = gr.Button("Stop visualizing", variant="stop")
                     vis_summary = gr.Markdown()
-                sheet = gr.Image(
-                    type="filepath",
-                    format="png",
-                    label="Channels, each tile labelled LAYER:CHANNEL",
-                    interactive=False,
-                    height=420,
-                    buttons=["download", "fullscreen"],
-                    elem_id="visualize-output",
+                sheet = shown_image(
+                    "Channels, each tile labelled LAYER:CHANNEL", "visualize-output", "filepath"
                 )
 
         with gr.Tab("Fine-tune", id="finetune"), gr.Row():

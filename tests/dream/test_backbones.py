@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import DATA
+from helpers import DATA, randomize_batch_norms
 from matplotlib import cbook
 from PIL import Image
 
@@ -260,13 +260,7 @@ def test_channels_last_and_bfloat16_autocast_run_forward_and_backward(model_name
 def test_folding_batch_norm_keeps_every_stage_and_the_input_gradient(model_name):
     torch.manual_seed(0)
     model = build_backbone(model_name)
-    with torch.no_grad():  # batch norms that do something: random scales, shifts and statistics
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.5, 0.5)
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 2.0)
+    randomize_batch_norms(model, shift=0.5)
     model.eval().requires_grad_(False)
     assert model.folds_batchnorm  # so a dreamer folds it
     folded = fold_batchnorm(model)

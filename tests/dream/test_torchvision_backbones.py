@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import DATA, run_cli
+from helpers import DATA, randomize_batch_norms, run_cli
 
 from reverie.deepdream import resnet, vgg
 from reverie.deepdream.backbone import available_models, build_backbone, fold_batchnorm, meta_backbone
@@ -88,13 +88,7 @@ def test_layer_tables_keras_and_torchvision_names(capsys):
 def test_resnet50_folds_its_batch_norms_exactly():
     torch.manual_seed(0)
     model = build_backbone("resnet50")
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 2.0)
+    randomize_batch_norms(model, shift=0.2)
     model.eval().requires_grad_(False)
     folded = fold_batchnorm(model)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
