@@ -141,7 +141,7 @@ def dream_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_dream(args: argparse.Namespace) -> None:
     kind, input_path = classify(args.input)
-    if kind == "file" and is_video_path(input_path):
+    if kind in ("file", "missing") and is_video_path(input_path):  # a missing clip: said by the video path
         run_dream_video(args, input_path)
         return
     if args.out is not None or kind in ("folder", "pattern"):

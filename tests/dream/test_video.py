@@ -387,6 +387,8 @@ def audio_only(tmp_path: Path) -> Path:
         ),
         (lambda d: clip(d / "c.mp4"), ["--out", "{dir}/o"], "--out, --zoom-frames and --save-octaves"),
         (lambda d: _png(d / "p.png"), ["--flow"], "--flow is for videos; {dir}/p.png is an image"),
+        (lambda d: d / "missing.mp4", [], "video file {dir}/missing.mp4 does not exist"),
+        (lambda d: d / "missing.mp4", ["--flow"], "video file {dir}/missing.mp4 does not exist"),
     ],
 )
 def test_bad_inputs_are_refused_in_one_line(tiny_model, tmp_path: Path, capsys, make, extra, message):
