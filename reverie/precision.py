@@ -136,16 +136,25 @@ def choose(
     if known is not None and known.way in ways:
         return known
     (say or _stderr)(f"reverie: measuring {' against '.join(ways)} for {kind} on this machine (once)")
-    seconds, results = {}, {}
+    seconds, results, failed = {}, {}, {}
     for way in ways:
-        work(way)  # warm up: first-call allocations and kernel choice
+        try:
+            work(way)  # warm up: first-call allocations and kernel choice
+        except RuntimeError as exc:  # a kernel this machine's library lacks (oneDNN's bfloat16 LSTM)
+            if way == ways[0]:
+                raise
+            failed[way] = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            continue
         best = float("inf")
         for _ in range(REPEATS):
             started = timer()
             results[way] = work(way)
             best = min(best, timer() - started)
         seconds[way] = best
-    choice = _verdict(ways, seconds, results)
+    choice = _verdict(tuple(way for way in ways if way not in failed), seconds, results)
+    if failed:
+        cannot = "; ".join(f"{way} does not run here ({why})" for way, why in failed.items())
+        choice = Choice(choice.way, f"{choice.reason}; {cannot}", choice.seconds)
     _remember(kind, device, choice)
     return choice
 

@@ -61,6 +61,25 @@ def test_a_slower_bfloat16_is_not_chosen():
     assert choice.way == "float32" and choice.reason == "float32 is the fastest here"
 
 
+def test_a_way_whose_kernel_this_machine_lacks_is_left_out():
+    # oneDNN without bfloat16 support raises "could not create a primitive descriptor" for an LSTM
+    machine = FakeMachine({"float32": 2.0, "bfloat16": 1.0})
+    real_work = machine.work
+
+    def work(way: str) -> tuple[float, torch.Tensor]:
+        if way == "bfloat16":
+            raise RuntimeError("could not create a primitive descriptor for the LSTM forward\nmore")
+        return real_work(way)
+
+    choice = precision.choose("lstm tiny", CPU, work, timer=machine.timer, say=lambda _: None)
+    assert choice.way == "float32" and choice.seconds == {"float32": 2.0}
+    assert choice.reason == (
+        "float32 is the fastest here; bfloat16 does not run here (could not create a primitive "
+        "descriptor for the LSTM forward)"
+    )
+    assert precision.cached("lstm tiny", CPU) == choice
+
+
 def test_layouts_are_ways_too():
     costs = {"float32": 4.0, "float32 channels-last": 2.0, "bfloat16": 3.0, "bfloat16 channels-last": 1.0}
     machine = FakeMachine(costs, {"bfloat16 channels-last": 0.3})
