@@ -1,5 +1,5 @@
 """Train a shipped model from its recipe (reverie.text.pretrained.RECIPES) and write it into the
-package's model folder, at most 5 MB, with what rebuilds it recorded in its config.json.
+package's model folder, at most 10 MB, with what rebuilds it recorded in its config.json.
 
     python scripts/pretrain.py shakespeare              # tiny-shakespeare (downloaded once, sha256 checked)
     python scripts/pretrain.py nietzsche
@@ -11,7 +11,7 @@ Each recipe is a byte-level LSTM of 2x384 trained for 6,000 steps (about 10 minu
 CPU). Training goes into a run directory (--work, default runs/pretrain-NAME), so Ctrl-C
 saves and `--resume` continues it; then the best weights are written into --into/NAME (default: the
 package's reverie/models, or $REVERIE_MODELS) in float32, or in bfloat16 where float32 would pass
-5 MB, with no optimizer state. Their validation loss is measured again as stored and recorded
+10 MB, with no optimizer state. Their validation loss is measured again as stored and recorded
 beside the float32 one, with the exact command, the corpus (sources, sha256 of their bytes in order,
 size), the seed and the steps, in config.json's "pretrained" section. Any `reverie train` option
 overrides the recipe's (--steps, --hidden, --seed ...).

@@ -42,7 +42,7 @@ from reverie.text import rundir
 
 MODELS_ENV = "REVERIE_MODELS"
 PACKAGE_MODELS = Path(__file__).resolve().parent.parent / "models"
-MAX_SHIPPED_BYTES = 5_000_000  # a shipped model's files together, on disk
+MAX_SHIPPED_BYTES = 10_000_000  # a shipped model's files together, on disk (the repository's cap per file)
 PRETRAINED = "pretrained"  # config.json's section of a shipped model's provenance
 STORED_DTYPES = ("float32", "bfloat16")  # tried in this order; the first that fits is kept
 
