@@ -251,6 +251,9 @@ class ForwardStepper:
         return logits[:, 0]
 
 
+_NO_LOW_PRECISION_RNN: set[str] = set()  # device types whose RNN kernels refused autocast's dtype
+
+
 class RecurrentLM(LanguageModel):
     """Stacked LSTM or GRU: embedding (or one-hot) -> RNN -> dropout -> Linear to the vocabulary.
 
@@ -304,8 +307,24 @@ class RecurrentLM(LanguageModel):
         # bfloat16 autocast makes nn.LSTM return a bfloat16 state; keep the state in the inputs'
         # dtype so it carries over between calls inside and outside autocast
         state = map_state(state, lambda t: t.to(inputs.dtype))
-        output, state = self.rnn(inputs, state)
+        output, state = self._recur(inputs, state)
         return output, map_state(state, lambda t: t.to(inputs.dtype))
+
+    def _recur(self, inputs: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """The recurrence, in autocast's bfloat16 where this machine's library has that kernel, else
+        in float32 (oneDNN builds for CPUs without AVX-512 have no bfloat16 LSTM: "could not create
+        a primitive descriptor"); the rest of the model keeps the autocast."""
+        where = inputs.device.type
+        low_precision = torch.is_autocast_enabled(where)
+        if not (low_precision and where in _NO_LOW_PRECISION_RNN):
+            try:
+                return self.rnn(inputs, state)
+            except RuntimeError:
+                if not low_precision:
+                    raise
+                _NO_LOW_PRECISION_RNN.add(where)
+        with torch.autocast(where, enabled=False):
+            return self.rnn(inputs.float(), map_state(state, lambda t: t.float()))
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(self.drop(hidden))

@@ -263,3 +263,32 @@ def test_a_config_too_big_to_hold_is_refused_before_anything_is_built(bad, messa
     monkeypatch.setattr(ConvLM, "__init__", never_built)
     with pytest.raises(ReverieError, match=message):
         build_model(ModelConfig(**{"kind": "lstm", "vocab_size": VOCAB, **bad}))
+
+
+def test_an_rnn_without_a_bfloat16_kernel_runs_float32_inside_autocast(monkeypatch):
+    # oneDNN on a CPU without AVX-512 raises for a bfloat16 LSTM; the model then recurs in float32
+    from reverie.text import models
+
+    monkeypatch.setattr(models, "_NO_LOW_PRECISION_RNN", set())
+    model = tiny("lstm", hidden=32).eval()
+    tokens = torch.randint(VOCAB, (2, 17), generator=torch.Generator().manual_seed(5))
+    real_forward, calls = model.rnn.forward, []
+
+    def forward(inputs, state=None):
+        calls.append(inputs.dtype)
+        if torch.is_autocast_enabled("cpu"):
+            raise RuntimeError("could not create a primitive descriptor for the LSTM forward")
+        return real_forward(inputs, state)
+
+    monkeypatch.setattr(model.rnn, "forward", forward)
+    reference, _ = model(tokens)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low, state = model(tokens)
+        again, _ = model(tokens)
+    assert calls == [torch.float32] * 4  # the second call under autocast goes straight to float32
+    assert all(t.dtype == torch.float32 for t in state)
+    torch.testing.assert_close(low.float(), reference, atol=0.05, rtol=0)
+    torch.testing.assert_close(again, low)
+    with pytest.raises(RuntimeError):  # outside autocast an error is not hidden
+        model.rnn.forward = lambda inputs, state=None: (_ for _ in ()).throw(RuntimeError("other"))
+        model(tokens)
