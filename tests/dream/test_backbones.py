@@ -281,8 +281,10 @@ def test_folding_batch_norm_keeps_every_stage_and_the_input_gradient(model_name)
     for stage in stages:
         scale = float(expected[stage].detach().abs().max())
         torch.testing.assert_close(got[stage], expected[stage], rtol=1e-4, atol=1e-5 * scale, msg=stage)
-    scale = float(expected_grad.abs().max())
-    torch.testing.assert_close(got_grad, expected_grad, rtol=1e-3, atol=1e-4 * scale)
+    # as a whole: a deep random net's vanishing gradient (1e-7 here) carries float32 rounding that
+    # differs between kernels (inception_v3: 0.43% in L2 on an AVX2 build); a wrong fold moves it by O(1)
+    error = float((got_grad - expected_grad).norm() / expected_grad.norm())
+    assert error < 1e-2, f"the input gradient moved by {error:.2%} in L2"
 
 
 def test_a_dreamer_folds_batch_norm_only_where_the_model_says_it_may():
