@@ -32,8 +32,8 @@ from reverie.deepdream.hooked import Preprocess, wrap_module
 from reverie.deepdream.images import ImageSource, load_image
 from reverie.deepdream.objectives import Objective, parse_objective
 from reverie.deepdream.octaves import DreamResult, Plan, run_octaves
-from reverie.deepdream.options import PRESETS, DreamOptions, PixelStep, resolve_options
-from reverie.deepdream.transforms import Compose, default_transforms
+from reverie.deepdream.options import PRESETS, DreamOptions, PixelStep, default_transforms, resolve_options
+from reverie.deepdream.transforms import Compose
 from reverie.device import DEVICES, autocast, resolve_device, resolve_dtype
 from reverie.errors import ReverieError, require
 

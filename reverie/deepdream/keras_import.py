@@ -21,7 +21,8 @@ virtual dataset reading other files); only then are the weights read, each at it
 Conversions: conv kernels HWIO -> OIHW; Keras's conv2d_bn has no BatchNorm scale, so gamma = 1;
 a with-top file's final `Dense` classifier is dropped, as torchvision's `fc` is.
 
-    python -m reverie.deepdream.keras_import FILE.h5    # show which torch module each Keras layer feeds
+    python -m reverie.deepdream.keras_import FILE.h5          # which torch module each Keras layer feeds
+    python -m reverie.deepdream.keras_import FILE.h5 MODEL    # the same for another model than inception_v3
 """
 
 from __future__ import annotations
@@ -326,9 +327,9 @@ def load_keras_weights(model: nn.Module, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    from reverie.deepdream.inception_v3 import build
+    from reverie.deepdream.backbone import build_backbone
 
-    net = build()
+    net = build_backbone(sys.argv[2] if len(sys.argv) > 2 else "inception_v3")
     net_order = keras_layer_order(net)
     with open_keras_layers(Path(sys.argv[1])) as file_layers:
         for kind, (module_type, _) in MAPPERS.items():

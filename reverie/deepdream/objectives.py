@@ -27,7 +27,7 @@ and scale by numbers, as in lucid:
 mixed4:12,97`, `--guide IMAGE`) or the same as dicts into an objective. Every objective is a sum of
 per-position terms divided by a count of the whole image, so a tiled computation can evaluate it on
 overlapping windows and add the pieces: the optional `views` say, per layer, which positions of a
-window to count and where the window sits in the full activation (see `View`).
+window to count and where the window sits in the full activation (see `dreamtypes.View`).
 
     python -m reverie.deepdream.objectives inception_v3 "mixed2:0.2,mixed3:3"   # show an objective
 """
@@ -38,18 +38,17 @@ import math
 import numbers
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import torch
 
+from reverie.deepdream.dreamtypes import DreamNet, Features, View, Views
 from reverie.deepdream.images import ImageSource, load_image
 from reverie.errors import ReverieError, require
 from reverie.options import check_value
 
 if TYPE_CHECKING:
     from reverie.deepdream.backbone import Backbone, LayerInfo
-    from reverie.deepdream.dreamer import Dreamer
 
 REDUCTIONS = ("book", "mean", "half_sum")
 DEFAULT_REDUCTION = "mean"
@@ -58,29 +57,6 @@ BORDER = {"low": 0}  # the bounds of a layer's border, and of the --border optio
 # The book's InceptionV3 layers (1st edition)
 BOOK_LAYERS = {"mixed2": 0.2, "mixed3": 3.0, "mixed4": 2.0, "mixed5": 1.5}
 GUIDE_MAX_SIZE = 512  # the guide image's longest side; its features feed a (positions x positions) match
-Features = Mapping[str, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class View:
-    """Which positions of a (window) activation count, and where it sits in the full activation.
-
-    `rows`/`cols` are half-open ranges in the window's own coordinates; `offset` is the full
-    activation's coordinates of the window's (0, 0); `full` is the full activation's (height, width).
-    """
-
-    rows: tuple[int, int]
-    cols: tuple[int, int]
-    offset: tuple[int, int]
-    full: tuple[int, int]
-
-    @staticmethod
-    def whole(activation: torch.Tensor) -> View:
-        h, w = activation.shape[-2:]
-        return View((0, h), (0, w), (0, 0), (h, w))
-
-
-Views = Mapping[str, View]
 
 
 def counted(activation: torch.Tensor, view: View | None, border: int) -> torch.Tensor:
@@ -120,7 +96,7 @@ class Objective:
     def __call__(self, features: Features, views: Views | None = None) -> torch.Tensor:
         raise NotImplementedError
 
-    def bind(self, dreamer: Dreamer, dtype: torch.dtype | None = None) -> Objective:
+    def bind(self, dreamer: DreamNet, dtype: torch.dtype | None = None) -> Objective:
         """The objective ready to run on `dreamer` in `dtype`'s autocast (a guide's features
         computed); most are ready as they are."""
         return self
@@ -196,7 +172,7 @@ class Sum(Objective):
             total = total + term(features, views)
         return total
 
-    def bind(self, dreamer: Dreamer, dtype: torch.dtype | None = None) -> Objective:
+    def bind(self, dreamer: DreamNet, dtype: torch.dtype | None = None) -> Objective:
         bound = [term.bind(dreamer, dtype) for term in self.terms]
         return self if all(a is b for a, b in zip(bound, self.terms)) else Sum(bound)
 
@@ -228,7 +204,7 @@ class Scaled(Objective):
     def __call__(self, features: Features, views: Views | None = None) -> torch.Tensor:
         return self.factor * self.objective(features, views)
 
-    def bind(self, dreamer: Dreamer, dtype: torch.dtype | None = None) -> Objective:
+    def bind(self, dreamer: DreamNet, dtype: torch.dtype | None = None) -> Objective:
         bound = self.objective.bind(dreamer, dtype)
         return self if bound is self.objective else Scaled(bound, self.factor)
 
@@ -341,7 +317,7 @@ class Guide(Objective):
     def __call__(self, features: Features, views: Views | None = None) -> torch.Tensor:
         raise ReverieError("a guide needs its image's features: bind it first, objective.bind(dreamer)")
 
-    def bind(self, dreamer: Dreamer, dtype: torch.dtype | None = None) -> Objective:
+    def bind(self, dreamer: DreamNet, dtype: torch.dtype | None = None) -> Objective:
         layers = list(self.weights)
         need = dreamer.min_input_size(layers)
         height, width = self.image.shape[-2:]

@@ -15,21 +15,18 @@ from __future__ import annotations
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
 from tqdm import tqdm
 
+from reverie.deepdream.dreamtypes import DreamNet, StepContext
 from reverie.deepdream.images import quantize, resize, to_pil
 from reverie.deepdream.objectives import Objective
 from reverie.deepdream.options import DreamOptions
 from reverie.deepdream.tiling import tiled_loss_and_gradient
-from reverie.deepdream.transforms import StepContext, Transform
+from reverie.deepdream.transforms import Transform
 from reverie.errors import ReverieError
-
-if TYPE_CHECKING:
-    from reverie.deepdream.dreamer import Dreamer
 
 
 class DreamStopped(ReverieError):
@@ -41,7 +38,7 @@ class Plan:
     """One dream's settings on a dreamer: the options, the bound objective, the transforms (one
     composed `Transform`), the autocast dtype and the step in the model's input units."""
 
-    dreamer: Dreamer
+    dreamer: DreamNet
     options: DreamOptions
     objective: Objective
     transforms: Transform

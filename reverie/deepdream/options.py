@@ -29,7 +29,7 @@ from reverie.deepdream.objectives import (
     parse_channels,
     parse_layers,
 )
-from reverie.deepdream.transforms import JITTER, Transform
+from reverie.deepdream.transforms import JITTER, Clip, Jitter, KeepColors, LapNormalize, Transform
 from reverie.device import device_option, dtype_option
 from reverie.errors import require
 from reverie.options import check, check_value, flag, option
@@ -239,6 +239,20 @@ def resolve_options(preset: str | None = None, **explicit: Any) -> DreamOptions:
     options = DreamOptions(**values)
     options.validate()
     return options
+
+
+def default_transforms(options: DreamOptions) -> list[Transform]:
+    """The transforms the options turn on: jitter, Laplacian normalization, keep colors, clip."""
+    transforms: list[Transform] = []
+    if options.jitter:
+        transforms.append(Jitter(options.jitter))
+    if options.lap_norm:
+        transforms.append(LapNormalize(options.lap_norm))
+    if options.keep_colors:
+        transforms.append(KeepColors())
+    if options.clip:
+        transforms.append(Clip())
+    return transforms
 
 
 def _copied(value: Any) -> Any:

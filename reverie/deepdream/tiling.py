@@ -4,7 +4,7 @@
 
 The image is cut into cores of `tile` pixels (the grid shifted by `phase`); each core is run with
 `margin` pixels of context around it and only the activations of its own core count (through the
-objectives' `View`s), so every activation counts once. With a margin at least the network's
+`dreamtypes.View`s), so every activation counts once. With a margin at least the network's
 receptive field this equals the untiled gradient; with less it differs only near core edges, and a
 random phase each step (`dream(..., tile=512)` draws one) keeps those edges from lining up into seams.
 """
@@ -12,18 +12,15 @@ random phase each step (`dream(..., tile=512)` draws one) keeps those edges from
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING
 
 import torch
 
-from reverie.deepdream.objectives import Objective, View
-
-if TYPE_CHECKING:
-    from reverie.deepdream.dreamer import Dreamer
+from reverie.deepdream.dreamtypes import DreamNet, View
+from reverie.deepdream.objectives import Objective
 
 
 def tiled_loss_and_gradient(
-    dreamer: Dreamer,
+    dreamer: DreamNet,
     objective: Objective,
     x: torch.Tensor,
     tile: int,

@@ -3,7 +3,7 @@
     from reverie import transforms as tf           # this module: reverie.deepdream.transforms
     dreamer.dream("photo.jpg", transforms=[tf.Jitter(16), tf.LapNormalize(4), tf.Clip()])
 
-Without `transforms=`, the list comes from the options (`default_transforms`): `jitter=32` gives
+Without `transforms=`, the list comes from the options (`options.default_transforms`): `jitter=32` gives
 `Jitter(32)`, `lap_norm=4` `LapNormalize(4)`, `keep_colors=True` `KeepColors()`, `clip=True`
 `Clip()`. A `Transform` has three hooks, each returning its input unchanged unless overridden:
 
@@ -17,48 +17,23 @@ Without `transforms=`, the list comes from the options (`default_transforms`): `
   colors).
 
 The hooks run in list order. Everything is in the network's input space; `context` (a
-`StepContext`) holds the seeded generator, the dreamer (`to_input`/`to_image`, the pixel bounds)
+`dreamtypes.StepContext`) holds the seeded generator, the dreamer (`to_input`/`to_image`, the pixel bounds)
 and the original image at the current octave's size. The step rule itself
 (`x += step * g / max(mean|g|, 1e-7)`) is the ascent's (`reverie.deepdream.octaves`).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
+from reverie.deepdream.dreamtypes import StepContext
 from reverie.options import check_value
 
-if TYPE_CHECKING:
-    from reverie.deepdream.dreamer import Dreamer
-    from reverie.deepdream.options import DreamOptions
-
-
 JITTER = {"low": 0}  # the bounds of Jitter's pixels, and of the --jitter option
-
-
-@dataclass
-class StepContext:
-    """What a transform may use at a step: randomness, conversions and bounds, the original image.
-
-    `original` is the input image in the network's input space at this octave's size (1, 3, h, w);
-    `octave` counts from 0, smallest first.
-    """
-
-    generator: torch.Generator
-    dreamer: Dreamer
-    original: torch.Tensor
-    octave: int = 0
-
-    @functools.cached_property
-    def original01(self) -> torch.Tensor:
-        """`original` as pixels in [0, 1]."""
-        return self.dreamer.to_image(self.original)
 
 
 class Transform:
@@ -150,20 +125,6 @@ class Clip(Transform):
 
     def on_image(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
         return context.dreamer.clip_(x)
-
-
-def default_transforms(options: DreamOptions) -> list[Transform]:
-    """The transforms the options turn on: jitter, Laplacian normalization, keep colors, clip."""
-    transforms: list[Transform] = []
-    if options.jitter:
-        transforms.append(Jitter(options.jitter))
-    if options.lap_norm:
-        transforms.append(LapNormalize(options.lap_norm))
-    if options.keep_colors:
-        transforms.append(KeepColors())
-    if options.clip:
-        transforms.append(Clip())
-    return transforms
 
 
 def lap_normalize(grad: torch.Tensor, levels: int) -> torch.Tensor:

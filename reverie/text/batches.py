@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from reverie.errors import require
 from reverie.text.corpus import book_starts, gather_windows
-from reverie.text.models import LanguageModel
+from reverie.text.language_model import LanguageModel
 from reverie.text.options import TrainOptions
 
 MAX_EVAL_TOKENS = 1 << 17  # validation scores at most this many tokens of the held-out tail

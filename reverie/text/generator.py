@@ -28,7 +28,8 @@ import torch
 from reverie.device import compiled, resolve_device
 from reverie.errors import ReverieError, require
 from reverie.text import rundir
-from reverie.text.models import LanguageModel, build_model
+from reverie.text.language_model import LanguageModel
+from reverie.text.models import build_model
 from reverie.text.pretrained import locate
 from reverie.text.sampling import SamplingOptions, generate_tokens
 from reverie.text.stops import StopText

@@ -5,7 +5,8 @@ the state continues exactly where the tokens end: feeding a sequence in pieces g
 logits as feeding it whole. For the RNNs the state is the hidden state; for the convnet it is the
 cached receptive field of each layer, so generating one token costs one column per layer.
 
-    from reverie.text.models import ModelConfig, build_model
+    from reverie.text.language_model import ModelConfig
+    from reverie.text.models import build_model
     model = build_model(ModelConfig(kind="lstm", vocab_size=65))
     logits, state = model(torch.tensor([[1, 2, 3]]))        # (1, 3, 65)
     logits, state = model(torch.tensor([[4]]), state)      # continues after token 3
@@ -15,240 +16,10 @@ cached receptive field of each layer, so generating one token costs one column p
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from reverie.errors import ReverieError, require
-from reverie.options import MISSING, check, option
-
-KINDS = ("lstm", "gru", "conv", "transformer")
-POSITIONS = ("rotary", "learned")
-INITS = ("torch", "keras")
-# What a config (a flag, or a run's config.json) may ask for: checked before anything is built.
-MAX_WIDTH = 16_384  # --hidden, --embed
-MAX_LAYERS = 64
-MAX_VOCAB = 1 << 24
-MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32 weights, and as much again for each optimizer moment
-MAX_RECEPTIVE_FIELD = 1 << 16
-PREFILL_CHUNK = 1024  # tokens a prompt is read in at a time (memory for one chunk, whatever its length)
-
-# A model's state: LSTM (h, c), GRU h, conv a tuple of per-layer caches; None means fresh.
-State = Any
-# Continues a sequence one token per call: (B,) ids -> (B, vocab) logits (LanguageModel.stepper).
-Stepper = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass(kw_only=True)
-class ModelConfig:
-    """Hyperparameters that rebuild a model exactly; stored as JSON beside its weights.
-
-    The fields other than `kind` and `vocab_size` are also `reverie train`'s options of the same
-    names (TrainOptions takes them from here with `shape_option`), so their defaults, help and
-    bounds are defined once.
-    """
-
-    kind: str = option(
-        "lstm",
-        "model kind (a transformer's own defaults: --layers 4 --heads 4 --hidden 128 --lr 5e-3)",
-        choices=KINDS,
-    )
-    vocab_size: int = option(MISSING, "tokens in the vocabulary", low=1, high=MAX_VOCAB, cli=False)
-    embed: int = option(
-        64, "token embedding size; 0 feeds one-hot vectors as the book does", low=0, high=MAX_WIDTH
-    )
-    hidden: int = option(448, "hidden units (conv: channels)", low=1, high=MAX_WIDTH)
-    layers: int = option(2, "layers", low=1, high=MAX_LAYERS)
-    dropout: float = option(
-        0.0, "dropout between layers and before the output", low=0, high=1, high_open=True
-    )
-    kernel_size: int = option(3, "conv model: kernel size (layer i has dilation 2**i)", low=2, high=64)
-    heads: int = option(4, "transformer: attention heads (--hidden must be a multiple)", low=1, high=256)
-    context: int = option(
-        128, "transformer: tokens it sees, and the length of its training windows", low=2, high=1 << 16
-    )
-    positions: str = option("rotary", "transformer: rotary or learned position embeddings", choices=POSITIONS)
-    init: str = option("torch", "weight initialization: PyTorch's or Keras' defaults", choices=INITS)
-
-    def validate(self) -> None:
-        """Refuse a configuration that cannot build a model, or would build one too big to hold
-        (checked before any weight is allocated), in one line."""
-        check(self)
-        if self.kind == "transformer":
-            head = self.hidden // self.heads
-            require(
-                self.hidden % self.heads == 0 and (self.positions != "rotary" or head % 2 == 0),
-                f"--hidden {self.hidden} must be a multiple of --heads {self.heads}"
-                + (
-                    " with an even quotient (rotary positions turn pairs)"
-                    if self.positions == "rotary"
-                    else ""
-                ),
-            )
-        field = receptive_field(self)
-        if field is not None and field > MAX_RECEPTIVE_FIELD:
-            raise ReverieError(
-                f"a conv model of {self.layers} layers of kernel {self.kernel_size} sees {field:,} tokens, "
-                f"more than reverie's limit of {MAX_RECEPTIVE_FIELD:,} (its cache grows with them); "
-                "use fewer --layers"
-            )
-        count = self.num_parameters()
-        if count > MAX_PARAMETERS:
-            raise ReverieError(
-                f"the model would have {count:,} parameters ({4 * count / 1e9:.1f} GB), more than reverie's "
-                f"limit of {MAX_PARAMETERS:,}; use a smaller --hidden, --layers or --embed, or fewer words"
-            )
-
-    def num_parameters(self) -> int:
-        """How many parameters the model has, from its shape alone (nothing is built)."""
-        return _model_class(self).parameter_count(self)
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ModelConfig:
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown or "kind" not in data or "vocab_size" not in data:
-            raise ReverieError(
-                f"model config has unknown or missing keys ({', '.join(unknown) or 'kind/vocab_size'}); "
-                "the checkpoint was written by an incompatible version, retrain it"
-            )
-        config = cls(**data)
-        try:
-            config.validate()
-        except ReverieError as exc:
-            raise ReverieError(f"the model config is invalid ({exc}); the checkpoint is corrupted") from None
-        return config
-
-
-def shape_option(name: str, default: Any = MISSING, help: str | None = None) -> Any:
-    """A new dataclass field declaring ModelConfig's option `name` (its default, help and bounds),
-    for an options class that passes it on to the model; `default` and `help` (if given) replace
-    the model's, the bounds stay the model's."""
-    source = next(field for field in dataclasses.fields(ModelConfig) if field.name == name)
-    metadata = {**source.metadata, **({"help": help} if help is not None else {})}
-    return dataclasses.field(default=source.default if default is MISSING else default, metadata=metadata)
-
-
-def map_state(state: State, fn: Callable[[torch.Tensor], torch.Tensor]) -> State:
-    """`fn` applied to every tensor of a state (nested tuples/lists of tensors; None stays None)."""
-    if isinstance(state, torch.Tensor):
-        return fn(state)
-    if isinstance(state, (list, tuple)):
-        return type(state)(map_state(item, fn) for item in state)
-    return state
-
-
-def state_tensors(state: State) -> list[torch.Tensor]:
-    """Every tensor of a state, in order."""
-    found: list[torch.Tensor] = []
-    map_state(state, lambda t: found.append(t) or t)
-    return found
-
-
-class LanguageModel(nn.Module):
-    """Base class: `forward(tokens, state) -> (logits, state)` over token ids.
-
-    A subclass defines `features` (ids and state to the last hidden layer) and `logits` (that layer
-    to next-token logits); `forward` is one then the other, and `prefill` reads a long prompt in
-    chunks and runs `logits` on its last position only.
-    """
-
-    config: ModelConfig
-    state_batch_dim = 0  # the batch dimension of every tensor in the state (training splits it by rank)
-    takes_embed = True  # whether --embed sizes an input embedding (the transformer embeds at --hidden)
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.config = config
-        if config.embed > 0 and self.takes_embed:
-            self.embedding: nn.Embedding | None = nn.Embedding(config.vocab_size, config.embed)
-        else:
-            self.embedding = None
-
-    @property
-    def input_size(self) -> int:
-        return self.config.embed or self.config.vocab_size
-
-    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, T) ids -> (B, T, input_size) vectors: a learned embedding, or one-hot."""
-        if self.embedding is not None:
-            return self.embedding(tokens)
-        return F.one_hot(tokens, self.config.vocab_size).to(torch.get_default_dtype())
-
-    def features(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
-        """(B, T) ids and a state -> the last hidden layer (B, T, H) and the state after the tokens."""
-        raise NotImplementedError
-
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The last hidden layer (..., H) -> next-token logits (..., vocab)."""
-        raise NotImplementedError
-
-    def forward(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
-        hidden, state = self.features(tokens, state)
-        return self.logits(hidden), state
-
-    def prefill(
-        self, tokens: torch.Tensor, state: State = None, chunk: int = PREFILL_CHUNK
-    ) -> tuple[torch.Tensor, State]:
-        """Read `tokens` (B, T), `chunk` at a time, and return the logits after the last (B, vocab)
-        and the state there: forward's last position, in the memory of one chunk whatever T."""
-        for start in range(0, tokens.shape[1], chunk):
-            hidden, state = self.features(tokens[:, start : start + chunk], state)
-        return self.logits(hidden[:, -1]), state
-
-    @staticmethod
-    def parameter_count(config: ModelConfig) -> int:
-        """The number of parameters a model of `config` has, without building it (what the size
-        limit checks; tests hold it against the built model's)."""
-        raise NotImplementedError
-
-    def repeat_state(self, state: State, times: int) -> State:
-        """A state of batch 1 for `times` streams (each continuing the same text)."""
-        return map_state(state, lambda t: t.repeat_interleave(times, dim=self.state_batch_dim))
-
-    def stepper(self, state: State) -> Stepper:
-        """A function that continues from `state` one token per call: (B,) ids -> (B, vocab)
-        logits, keeping the state itself (inference only: run it under torch.inference_mode).
-        Feeding it tokens gives the logits `forward` gives for the same tokens."""
-        return ForwardStepper(self, state)
-
-    def detach_state(self, state: State) -> State:
-        """Cut the graph behind `state` (truncated backpropagation through time)."""
-        return map_state(state, torch.Tensor.detach)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def _keras_init(self) -> None:
-        """Keras defaults: glorot-uniform kernels, uniform(+-0.05) embeddings, zero biases.
-
-        Norm layers keep ones and zeros; recurrent weights are set by the subclass.
-        """
-        for module in self.modules():
-            if isinstance(module, nn.Embedding):
-                nn.init.uniform_(module.weight, -0.05, 0.05)
-            elif isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
-
-
-class ForwardStepper:
-    """The generic stepper: `forward` on one token, keeping the state it returns."""
-
-    def __init__(self, model: LanguageModel, state: State) -> None:
-        self.model, self.state = model, state
-
-    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
-        logits, self.state = self.model(tokens[:, None], self.state)
-        return logits[:, 0]
+from reverie.text.language_model import LanguageModel, ModelConfig, State, Stepper, map_state, receptive_field
 
 
 _NO_LOW_PRECISION_RNN: set[str] = set()  # device types whose RNN kernels refused autocast's dtype
@@ -292,15 +63,6 @@ class RecurrentLM(LanguageModel):
                 # Keras' unit_forget_bias; torch adds b_ih and b_hh, so only one of them gets the 1
                 with torch.no_grad():
                     getattr(self.rnn, f"bias_ih_l{layer}")[hidden : 2 * hidden] = 1.0
-
-    @staticmethod
-    def parameter_count(config: ModelConfig) -> int:
-        gates = 4 if config.kind == "lstm" else 3
-        size, hidden = config.embed or config.vocab_size, config.hidden
-        recurrent = gates * hidden * (size + hidden + 2) + (config.layers - 1) * gates * hidden * (
-            2 * hidden + 2
-        )
-        return config.vocab_size * config.embed + recurrent + (hidden + 1) * config.vocab_size
 
     def features(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         inputs = self.embed_tokens(tokens)
@@ -477,13 +239,6 @@ class ConvLM(LanguageModel):
         """How many tokens (the current one included) can influence a prediction."""
         return receptive_field(self.config)
 
-    @staticmethod
-    def parameter_count(config: ModelConfig) -> int:
-        size, hidden, k = config.embed or config.vocab_size, config.hidden, config.kernel_size
-        block = 2 * hidden + (k * hidden + 1) * 2 * hidden + (hidden + 1) * hidden
-        head = 2 * hidden + (hidden + 1) * config.vocab_size
-        return config.vocab_size * config.embed + (size + 1) * hidden + config.layers * block + head
-
     def features(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         x = self.inp(self.embed_tokens(tokens))
         caches = state if state is not None else (None,) * len(self.blocks)
@@ -509,10 +264,3 @@ def build_model(config: ModelConfig) -> LanguageModel:
     """The model that `config` describes, freshly initialized (seed torch first for repeatability)."""
     config.validate()
     return _model_class(config)(config)
-
-
-def receptive_field(config: ModelConfig) -> int | None:
-    """Tokens of context a conv model sees (None for the RNNs, whose context is unbounded)."""
-    if config.kind != "conv":
-        return None
-    return 1 + (config.kernel_size - 1) * sum(2**i for i in range(config.layers))

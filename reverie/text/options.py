@@ -23,7 +23,7 @@ from reverie.errors import ReverieError, require
 from reverie.options import check, check_value, flag_of, option
 from reverie.rng import seed_option
 from reverie.text.corpus import check_encoding
-from reverie.text.models import MAX_VOCAB, ModelConfig, shape_option
+from reverie.text.language_model import MAX_VOCAB, ModelConfig, shape_option
 from reverie.text.tokenizer import LEVELS
 
 DEFAULT_EPOCHS = 10  # when no --epochs, --steps or --minutes is given

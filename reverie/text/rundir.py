@@ -45,7 +45,7 @@ import torch
 
 from reverie import checkpoint
 from reverie.errors import ReverieError, require
-from reverie.text.models import ModelConfig
+from reverie.text.language_model import ModelConfig
 from reverie.text.options import TrainOptions
 from reverie.text.tokenizer import Tokenizer
 

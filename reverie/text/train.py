@@ -62,7 +62,8 @@ from reverie.text.corpus import TokenizedCorpus, load_corpus, split_ids
 from reverie.text.finetune import Base, finetune_options, load_base
 from reverie.text.fit import fit_dropout
 from reverie.text.generator import TextModel, restore_weights
-from reverie.text.models import ModelConfig, build_model, map_state, state_tensors
+from reverie.text.language_model import ModelConfig, map_state, state_tensors
+from reverie.text.models import build_model
 from reverie.text.optim import build_optimizer, learning_rate
 from reverie.text.options import TrainOptions, resolve_options
 from reverie.text.plots import plot_losses

@@ -1,6 +1,7 @@
 """A decoder-only transformer language model (GPT), and its one-token stepper over a KV cache.
 
-    from reverie.text.models import ModelConfig, build_model
+    from reverie.text.language_model import ModelConfig
+    from reverie.text.models import build_model
     config = ModelConfig(kind="transformer", vocab_size=65, layers=4, heads=4, hidden=128, context=128)
     model = build_model(config)
     logits, _ = model(tokens)                 # (B, T <= context) ids -> (B, T, vocab), causal
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reverie.text.models import LanguageModel, ModelConfig
+from reverie.text.language_model import LanguageModel, ModelConfig
 
 ROPE_BASE = 10_000.0
 
@@ -124,17 +125,6 @@ class TransformerLM(LanguageModel):
     def _init(module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=0.02)
-
-    @staticmethod
-    def parameter_count(config: ModelConfig) -> int:
-        hidden = config.hidden
-        positions = config.context * hidden if config.positions == "learned" else 0
-        return (
-            config.vocab_size * hidden
-            + positions
-            + config.layers * (12 * hidden**2 + 4 * hidden)
-            + 2 * hidden
-        )
 
     def _run(
         self, tokens: torch.Tensor, start: int, pasts: list | None = None

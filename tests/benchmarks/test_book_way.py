@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from reverie.text.models import ModelConfig, build_model
+from reverie.text.language_model import ModelConfig
+from reverie.text.models import build_model
 from reverie.text.sampling import SamplingOptions, generate_tokens
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))

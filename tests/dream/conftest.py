@@ -12,8 +12,8 @@ from torch import nn
 
 from reverie.deepdream.backbone import Backbone
 from reverie.deepdream.dreamer import load_dreamer
+from reverie.deepdream.dreamtypes import StepContext
 from reverie.deepdream.octaves import Plan
-from reverie.deepdream.transforms import StepContext
 
 
 class TinyNet(Backbone):

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from reverie.deepdream.dreamer import dream_octaves, load_dreamer
+from reverie.deepdream.dreamtypes import View
 from reverie.deepdream.objectives import (
     BOOK_LAYERS,
     GuideMatch,
-    View,
     book,
     channel,
     guide,

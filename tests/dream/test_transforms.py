@@ -9,16 +9,15 @@ import torch
 from PIL import Image
 
 from reverie.deepdream.dreamer import dream_octaves
+from reverie.deepdream.dreamtypes import StepContext
 from reverie.deepdream.octaves import ascend
-from reverie.deepdream.options import resolve_options
+from reverie.deepdream.options import default_transforms, resolve_options
 from reverie.deepdream.transforms import (
     Clip,
     Jitter,
     KeepColors,
     LapNormalize,
-    StepContext,
     Transform,
-    default_transforms,
     keep_chroma,
     lap_normalize,
 )

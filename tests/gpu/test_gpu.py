@@ -37,7 +37,8 @@ def test_a_training_run_on_cuda_in_bfloat16_learns(tmp_path):
 
 
 def test_the_cudnn_lstm_equals_the_cpu_lstm():
-    from reverie.text.models import ModelConfig, build_model
+    from reverie.text.language_model import ModelConfig
+    from reverie.text.models import build_model
 
     torch.manual_seed(0)
     cpu = build_model(ModelConfig(kind="lstm", vocab_size=40, embed=16, hidden=96, layers=2)).eval()

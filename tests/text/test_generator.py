@@ -202,7 +202,7 @@ def test_a_run_whose_training_sections_this_version_cannot_read_still_generates(
 def test_a_long_prompt_for_many_samples_is_read_once_in_chunks(tiny_run: Path, monkeypatch):
     """A prompt of 300 K characters for 8 samples: the model never sees more than one chunk of it at
     a time, for one sample, and computes the output layer for its last position only."""
-    from reverie.text.models import PREFILL_CHUNK
+    from reverie.text.language_model import PREFILL_CHUNK
 
     model = reverie.load(tiny_run)
     seen, heads = [], []

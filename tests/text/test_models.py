@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from reverie.errors import ReverieError
-from reverie.text.models import ConvLM, ModelConfig, RecurrentLM, build_model, receptive_field
+from reverie.text.language_model import ModelConfig, receptive_field
+from reverie.text.models import ConvLM, RecurrentLM, build_model
 
 VOCAB = 13
 KINDS = ("lstm", "gru", "conv")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reverie.errors import ReverieError
-from reverie.text.models import ModelConfig
+from reverie.text.language_model import ModelConfig
 from reverie.text.options import TrainOptions, resolve_options
 
 

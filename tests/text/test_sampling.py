@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from reverie.errors import ReverieError
-from reverie.text.models import ModelConfig, build_model
+from reverie.text.language_model import ModelConfig
+from reverie.text.models import build_model
 from reverie.text.sampling import (
     MinP,
     RepetitionPenalty,

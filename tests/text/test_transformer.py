@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from reverie.errors import ReverieError
-from reverie.text.models import ModelConfig, build_model
+from reverie.text.language_model import ModelConfig
+from reverie.text.models import build_model
 from reverie.text.sampling import SamplingOptions, generate_tokens
 
 VOCAB, CONTEXT = 13, 8
