@@ -19,6 +19,7 @@ names, help and checks are defined there once; the flags here are the command's 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -46,7 +47,7 @@ from reverie.deepdream.visualize import (
 from reverie.deepdream.zoom import dream_zoom, frame_paths, save_zoom
 from reverie.errors import require
 from reverie.interrupt import EXIT_CODES
-from reverie.options import add_flags, flag, given
+from reverie.options import add_flags, flag, flag_of, given
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -256,7 +257,7 @@ def run_visualize(args: argparse.Namespace) -> None:
     if args.out:
         check_output(args.out)  # a bad output is refused before any weights load
     dreamer = as_dreamer(model, args.weights, args.device, options.get("dtype") or "auto", args.preprocess)
-    base = Path(args.out) if args.out else Path(f"{dreamer.name}-{layer}.png".replace("/", "_"))
+    base = Path(args.out) if args.out else visualize_output(dreamer.name, layer)
     check_output(base)
     entries: list[tuple[Image.Image, str, str]] = []  # (image, label, file name suffix)
     with _warnings_as_lines():
@@ -279,6 +280,21 @@ def run_visualize(args: argparse.Namespace) -> None:
         path = base.with_name(f"{base.stem}{suffix}{base.suffix}")
         image.save(path)
         print(path)
+
+
+def visualize_output(model: str, layer: str) -> Path:
+    """Where `reverie visualize` writes without --out, and the name of the page's sheet:
+    MODEL-LAYER.png, a '/' of a module path written '_'."""
+    return Path(f"{model}-{layer}.png".replace("/", "_"))
+
+
+def visualize_command(model: str, layer: str, channels: str, *, grid: bool = True, **options: Any) -> str:
+    """The `reverie visualize` command line that draws `channels` ('0-7', '3,12') of `layer` with
+    `options` (VisualizeOptions' names: size=96, steps=64), as the page shows it."""
+    words = ["reverie", "visualize", model, layer, "--channels", channels, *(["--grid"] if grid else [])]
+    for name, value in options.items():
+        words += [flag_of(VisualizeOptions, name), str(value)]
+    return shlex.join(words)
 
 
 class _warnings_as_lines:
