@@ -27,6 +27,7 @@ from typing import Any, TextIO
 
 from PIL import Image
 
+from reverie.cli import add_device_flag, add_progress_flags
 from reverie.deepdream.backbone import available_models, list_layers
 from reverie.deepdream.dreamer import dream_octaves
 from reverie.deepdream.folder import classify, dream_folder
@@ -85,12 +86,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--zoom-frames", type=int, metavar="N", help="make a zoom animation of N frames (GIF + PNGs)"
     )
     dream.add_argument("--zoom", type=float, default=0.05, help="zoom per frame (default 0.05)")
-    dream.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_flags(dream, DreamOptions)
     dream.add_argument(
         "--out",
         metavar="OUT_DIR",
-        help="dream every image of INPUT (a folder or glob) into this folder, keeping the names; images "
-        "already there are skipped; under torchrun the images are split across the processes",
+        help="write the dreams of every image of INPUT (a folder or glob) into this folder, keeping the "
+        "names; images already there are skipped; under torchrun the images are split across the processes",
     )
     add_flags(dream.add_argument_group("video (needs reverie[video])"), VideoOptions)
     dream.set_defaults(handler=run_dream)
@@ -123,17 +124,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--preprocess", help="a module's input: imagenet (default), [-1,1] or [0,1]", metavar="NAME"
     )
     visualize.add_argument("--weights", metavar="FILE", help="a local weight file for a named model")
-    visualize.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    add_device_flag(visualize)
     visualize.add_argument(
         "--out", metavar="PNG", help="where to write (default MODEL-LAYER[-CHANNEL].png; several: -cN added)"
     )
-    visualize.add_argument("--quiet", action="store_true", help="no progress bars")
     add_flags(visualize, VisualizeOptions)
+    add_progress_flags(visualize, VisualizeOptions)
     visualize.set_defaults(handler=run_visualize)
 
 
 def dream_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The API options the user gave on the command line (the rest come from the preset or defaults)."""
+    """The API options the user gave on the command line, --no-progress among them (the rest come
+    from the preset or the defaults)."""
     options = given(args, DreamOptions)
     if "channels" in options:
         options["channels"] = " ".join(options["channels"])
@@ -151,7 +153,7 @@ def run_dream(args: argparse.Namespace) -> None:
         return
     _refuse_video_flags(args, "an image")
     output = Path(args.output) if args.output else default_output(input_path)
-    options = {**dream_options(args), "progress": not args.quiet}
+    options = dream_options(args)
     with _warnings_as_lines():
         if args.zoom_frames is not None:
             for path in [output, *frame_paths(output, args.zoom_frames)[1][:1]]:
@@ -182,7 +184,6 @@ def run_dream_folder(args: argparse.Namespace) -> None:
             args.input,
             args.out,
             preset=args.preset,
-            progress=not args.quiet,
             on_written=lambda path: print(path, flush=True),
             **dream_options(args),
         )
@@ -207,7 +208,7 @@ def run_dream_video(args: argparse.Namespace, input_path: Path) -> None:
     )
     options = {**dream_options(args), **given(args, VideoOptions)}
     with _warnings_as_lines():
-        done = dream_video(input_path, output, preset=args.preset, progress=not args.quiet, **options)
+        done = dream_video(input_path, output, preset=args.preset, **options)
     if done.note:
         print(f"reverie: warning: {done.note}", file=sys.stderr)
     if done.stopped:
@@ -244,7 +245,7 @@ def run_layers(args: argparse.Namespace) -> None:
 
 
 def run_visualize(args: argparse.Namespace) -> None:
-    options = {**given(args, VisualizeOptions), "progress": not args.quiet}
+    options = given(args, VisualizeOptions)
     model = _model_arg(args.model)
     require(
         args.preprocess is None or not isinstance(model, str),
