@@ -19,6 +19,7 @@ names, help and checks are defined there once; the flags here are the command's 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any, TextIO
 
 from PIL import Image
 
+from reverie.cli import add_device_flag, add_progress_flags
 from reverie.deepdream.backbone import available_models, list_layers
 from reverie.deepdream.dreamer import dream_octaves
 from reverie.deepdream.folder import classify, dream_folder
@@ -46,7 +48,7 @@ from reverie.deepdream.visualize import (
 from reverie.deepdream.zoom import dream_zoom, frame_paths, save_zoom
 from reverie.errors import require
 from reverie.interrupt import EXIT_CODES
-from reverie.options import add_flags, flag, given
+from reverie.options import add_flags, flag, flag_of, given
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,12 +86,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--zoom-frames", type=int, metavar="N", help="make a zoom animation of N frames (GIF + PNGs)"
     )
     dream.add_argument("--zoom", type=float, default=0.05, help="zoom per frame (default 0.05)")
-    dream.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_flags(dream, DreamOptions)
     dream.add_argument(
         "--out",
         metavar="OUT_DIR",
-        help="dream every image of INPUT (a folder or glob) into this folder, keeping the names; images "
-        "already there are skipped; under torchrun the images are split across the processes",
+        help="write the dreams of every image of INPUT (a folder or glob) into this folder, keeping the "
+        "names; images already there are skipped; under torchrun the images are split across the processes",
     )
     add_flags(dream.add_argument_group("video (needs reverie[video])"), VideoOptions)
     dream.set_defaults(handler=run_dream)
@@ -122,17 +124,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--preprocess", help="a module's input: imagenet (default), [-1,1] or [0,1]", metavar="NAME"
     )
     visualize.add_argument("--weights", metavar="FILE", help="a local weight file for a named model")
-    visualize.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    add_device_flag(visualize)
     visualize.add_argument(
         "--out", metavar="PNG", help="where to write (default MODEL-LAYER[-CHANNEL].png; several: -cN added)"
     )
-    visualize.add_argument("--quiet", action="store_true", help="no progress bars")
     add_flags(visualize, VisualizeOptions)
+    add_progress_flags(visualize, VisualizeOptions)
     visualize.set_defaults(handler=run_visualize)
 
 
 def dream_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The API options the user gave on the command line (the rest come from the preset or defaults)."""
+    """The API options the user gave on the command line, --no-progress among them (the rest come
+    from the preset or the defaults)."""
     options = given(args, DreamOptions)
     if "channels" in options:
         options["channels"] = " ".join(options["channels"])
@@ -150,7 +153,7 @@ def run_dream(args: argparse.Namespace) -> None:
         return
     _refuse_video_flags(args, "an image")
     output = Path(args.output) if args.output else default_output(input_path)
-    options = {**dream_options(args), "progress": not args.quiet}
+    options = dream_options(args)
     with _warnings_as_lines():
         if args.zoom_frames is not None:
             for path in [output, *frame_paths(output, args.zoom_frames)[1][:1]]:
@@ -181,7 +184,6 @@ def run_dream_folder(args: argparse.Namespace) -> None:
             args.input,
             args.out,
             preset=args.preset,
-            progress=not args.quiet,
             on_written=lambda path: print(path, flush=True),
             **dream_options(args),
         )
@@ -206,7 +208,7 @@ def run_dream_video(args: argparse.Namespace, input_path: Path) -> None:
     )
     options = {**dream_options(args), **given(args, VideoOptions)}
     with _warnings_as_lines():
-        done = dream_video(input_path, output, preset=args.preset, progress=not args.quiet, **options)
+        done = dream_video(input_path, output, preset=args.preset, **options)
     if done.note:
         print(f"reverie: warning: {done.note}", file=sys.stderr)
     if done.stopped:
@@ -243,7 +245,7 @@ def run_layers(args: argparse.Namespace) -> None:
 
 
 def run_visualize(args: argparse.Namespace) -> None:
-    options = {**given(args, VisualizeOptions), "progress": not args.quiet}
+    options = given(args, VisualizeOptions)
     model = _model_arg(args.model)
     require(
         args.preprocess is None or not isinstance(model, str),
@@ -256,7 +258,7 @@ def run_visualize(args: argparse.Namespace) -> None:
     if args.out:
         check_output(args.out)  # a bad output is refused before any weights load
     dreamer = as_dreamer(model, args.weights, args.device, options.get("dtype") or "auto", args.preprocess)
-    base = Path(args.out) if args.out else Path(f"{dreamer.name}-{layer}.png".replace("/", "_"))
+    base = Path(args.out) if args.out else visualize_output(dreamer.name, layer)
     check_output(base)
     entries: list[tuple[Image.Image, str, str]] = []  # (image, label, file name suffix)
     with _warnings_as_lines():
@@ -279,6 +281,21 @@ def run_visualize(args: argparse.Namespace) -> None:
         path = base.with_name(f"{base.stem}{suffix}{base.suffix}")
         image.save(path)
         print(path)
+
+
+def visualize_output(model: str, layer: str) -> Path:
+    """Where `reverie visualize` writes without --out, and the name of the page's sheet:
+    MODEL-LAYER.png, a '/' of a module path written '_'."""
+    return Path(f"{model}-{layer}.png".replace("/", "_"))
+
+
+def visualize_command(model: str, layer: str, channels: str, *, grid: bool = True, **options: Any) -> str:
+    """The `reverie visualize` command line that draws `channels` ('0-7', '3,12') of `layer` with
+    `options` (VisualizeOptions' names: size=96, steps=64), as the page shows it."""
+    words = ["reverie", "visualize", model, layer, "--channels", channels, *(["--grid"] if grid else [])]
+    for name, value in options.items():
+        words += [flag_of(VisualizeOptions, name), str(value)]
+    return shlex.join(words)
 
 
 class _warnings_as_lines:

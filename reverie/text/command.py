@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from reverie.device import DEVICES
+from reverie.cli import add_device_flag, add_progress_flags
 from reverie.errors import ReverieError
 from reverie.options import add_flags, default_of, given
 
@@ -51,8 +51,11 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         metavar="CORPUS",
         help=f"text file, directory of text files, or one of: {', '.join(CORPUS_NAMES)}",
     )
-    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="directory that receives the run")
-    add_flags(parser, TrainOptions)
+    parser.add_argument(
+        "--out", required=True, metavar="RUN_DIR", help="where to write the run (a directory)"
+    )
+    add_flags(parser, TrainOptions, skip=("progress",))
+    add_progress_flags(parser, TrainOptions)
     parser.set_defaults(handler=run_train)
 
 
@@ -108,7 +111,7 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
         default="best",
         help="the weights with the best validation loss, or the latest (default: best)",
     )
-    parser.add_argument("--device", choices=DEVICES, default="auto", help="where to run (default: auto)")
+    add_device_flag(parser)
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile a transformer's one-token step (measure first)"
     )

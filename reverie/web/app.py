@@ -21,9 +21,11 @@ flight, saved, and the run joins the Text tab's models. Video: upload a clip (at
 independent, and `reverie.dream_video` writes an mp4 (a GIF stays a GIF) with a progress bar over
 the frames. All of them run through Gradio's queue and share its `concurrency` slots (the others
 see their place in line); each job stops at `job_seconds`, and a client may have `jobs_per_client`
-of them waiting or running (reverie.web.limits, which also caps what a request may carry). Bad
-input of any kind becomes a one-line message in the page (gr.Error), never a crash; an internal
-error shows a generic line, its details only in the server's log.
+of them waiting or running (reverie.web.limits, which also caps what a request may carry). Every
+number and choice a handler takes is checked on the server against the bounds its widget shows
+(reverie.web.inputs) before a job starts, whatever a client posts past the widgets. Bad input of any
+kind becomes a one-line message in the page (gr.Error), never a crash; an internal error shows a
+generic line, its details only in the server's log.
 
 Nothing here knows how a model works; the page only turns widgets into API arguments. It also
 works with no internet: telemetry is off and the theme uses the system's fonts (no CDN).
@@ -52,14 +54,18 @@ from PIL import Image, UnidentifiedImageError
 from starlette.middleware import Middleware
 
 import reverie
+from reverie.deepdream import objectives
+from reverie.deepdream.command import visualize_command, visualize_output
 from reverie.deepdream.octaves import DreamStopped
-from reverie.deepdream.options import PRESETS
+from reverie.deepdream.options import PRESETS, DreamOptions
+from reverie.deepdream.video import VideoOptions
 from reverie.deepdream.visualize import VisualizeOptions, parse_indices
 from reverie.errors import ReverieError
-from reverie.options import bounds
 from reverie.text import pretrained, rundir
+from reverie.text.options import TrainOptions
 from reverie.text.sampling import SamplingOptions
 from reverie.text.stops import unescape
+from reverie.web.inputs import Bound, one_of
 from reverie.web.limits import DATA_URL_REFUSED, HEAVY, Guard, Job, Jobs, RequestGuard, is_data_url
 from reverie.web.settings import WebSettings
 
@@ -73,6 +79,22 @@ MAX_SAMPLES = 8
 MAX_TEMPERATURE = 2.0
 # the dream widgets' upper ends (their lower ends and defaults come from DreamOptions)
 MAX_OCTAVES, MAX_ITERATIONS, MAX_STEP, MAX_JITTER = 8, 50, 0.1, 64
+# Every number a handler takes: the widget's ends and the server's check of what was posted (one
+# definition of each bound: the option's own, at most the page's cap).
+TEMPERATURE = Bound.of(SamplingOptions, "temperature", "temperature", high=MAX_TEMPERATURE)
+TOP_K = Bound.of(SamplingOptions, "top_k", "top-k")
+TOP_P = Bound.of(SamplingOptions, "top_p", "top-p")
+MIN_P = Bound.of(SamplingOptions, "min_p", "min-p")
+PENALTY = Bound.of(SamplingOptions, "repetition_penalty", "repetition penalty")
+LENGTH = Bound.of(SamplingOptions, "length", "length", high=MAX_LENGTH)
+SAMPLES = Bound.of(SamplingOptions, "num_samples", "samples", high=MAX_SAMPLES)
+SEED = Bound.of(SamplingOptions, "seed", "seed")
+OCTAVES = Bound.of(DreamOptions, "octaves", "octaves", high=MAX_OCTAVES)
+ITERATIONS = Bound.of(DreamOptions, "iterations", "iterations", high=MAX_ITERATIONS)
+STEP = Bound.of(DreamOptions, "step", "step", high=MAX_STEP)
+JITTER = Bound.of(DreamOptions, "jitter", "jitter", high=MAX_JITTER)
+TILE = Bound.of(DreamOptions, "tile", "tile")
+BLEND = Bound.of(VideoOptions, "blend", "blend")
 STREAM_INTERVAL_S = 0.05  # the text box is refreshed at most this often while a generation streams
 CACHE_KEEP_S = 3600  # Gradio's cached result files, and each dream's own folder, are removed after this
 JOB_DIR_PREFIX = "reverie-dream-"
@@ -95,7 +117,6 @@ MOTIONS = {  # the Video tab's choice: label -> the VideoOptions switch it sets
 DREAM_MODES = ("Dream an image", "Visualize channels")  # the Dream tab's two modes
 # the Visualize mode's starting values (size and steps never over the page's caps)
 VISUALIZE_LAYER, VISUALIZE_CHANNELS, VISUALIZE_SIZE, VISUALIZE_STEPS = "block8", "0-7", 96, 64
-VISUALIZE_MIN_SIZE = int(bounds(VisualizeOptions, "size")[0] or 16)  # the smallest tile the API draws
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
 SYSTEM_MONO_FONTS = ["ui-monospace", "Consolas", "monospace"]
 Key = TypeVar("Key", bound=Hashable)
@@ -207,11 +228,6 @@ def run_key(run_dir: Path) -> RunKey:
     return run_dir.resolve(), stamp
 
 
-def _whole(value: Any) -> Any:
-    """Widgets send numbers as floats: 3.0 becomes 3, anything else is passed on for the API to judge."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
 def format_samples(prompt: str, texts: Sequence[str]) -> str:
     """The prompt and its continuation; several samples one after another under a heading each."""
     if len(texts) == 1:
@@ -265,8 +281,8 @@ def layer_weights(layers: Sequence[str], table: Any) -> dict[str, float]:
     """{layer: weight} for the chosen `layers`; a layer missing from `table` (or blank there) weighs 1."""
     rows = table.get("data", []) if isinstance(table, dict) else (table or [])
     typed: dict[str, Any] = {}
-    for row in rows:
-        if len(row) >= 2 and row[0] in layers and row[1] not in (None, ""):
+    for row in rows if isinstance(rows, (list, tuple)) else []:
+        if isinstance(row, (list, tuple)) and len(row) >= 2 and row[0] in layers and row[1] not in (None, ""):
             typed[row[0]] = row[1]
     weights = {}
     for layer in layers:
@@ -360,13 +376,22 @@ def shown_image(label: str, elem_id: str, kind: str) -> gr.Image:
     )
 
 
-def whole_within(value: Any, name: str, low: int, high: int) -> int:
-    """`value` (a widget's number) as a whole number from `low` to `high`, this page's cap; refused in
-    one line otherwise."""
-    value = _whole(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise refusal(f"{name} must be a whole number from {low} to {high} on this page, got {value!r}")
-    return value
+def dream_model(model: Any, preset: Any) -> tuple[str, str]:
+    """(the model a dream runs: a preset's own once one is picked, the preset or NO_PRESET), each
+    refused in one line when it is not one of the page's choices."""
+    model = one_of("model", model, reverie.available_models())
+    preset = one_of("preset", preset or NO_PRESET, [NO_PRESET, *PRESETS])
+    if preset != NO_PRESET:
+        model = PRESETS[preset].get("model", model)
+    return model, preset
+
+
+def layer_names(layers: Any) -> list[str]:
+    """The chosen layers' names (the API says which the model lacks); anything but names is refused."""
+    chosen = list(layers or [])
+    if not all(isinstance(layer, str) for layer in chosen):
+        raise ReverieError("layers are given by their names, e.g. block2")
+    return chosen
 
 
 def channel_text(indices: Sequence[int]) -> str:
@@ -395,6 +420,10 @@ class Page:
         self.models = models or Loaded(lambda key: reverie.load(key[0]))
         self.dreamers = dreamers or Loaded(reverie.load_dreamer)
         self.jobs = Jobs(settings.concurrency, settings.job_seconds)
+        # the bounds that come from the settings: the Visualize mode's tiles, the Fine-tune minutes
+        self.visualize_size = Bound.of(VisualizeOptions, "size", "size", high=settings.max_visualize_size)
+        self.visualize_steps = Bound.of(VisualizeOptions, "steps", "steps", high=settings.max_visualize_steps)
+        self.minutes = Bound.of(TrainOptions, "minutes", "minutes", high=settings.job_seconds / 60)
 
     def generate(
         self,
@@ -423,24 +452,22 @@ class Page:
                 f"the prompt is {len(prompt):,} characters, over this page's cap of "
                 f"{settings.max_prompt_chars:,}; shorten it"
             )
-        count = _whole(num_samples)
-        parts: list[list[str]] = [[] for _ in range(count)]  # joined only when shown
+        with one_line_errors():
+            sampling = {
+                "length": LENGTH.check(length),
+                "temperature": TEMPERATURE.check(temperature),
+                "top_k": TOP_K.check_or_none(top_k, off=0),  # 0 or empty: off
+                "top_p": TOP_P.check_or_none(top_p),  # the other rules' neutral values are off already
+                "min_p": MIN_P.check_or_none(min_p),
+                "repetition_penalty": PENALTY.check_or_none(repetition_penalty),
+                "num_samples": SAMPLES.check(num_samples),
+                "seed": SEED.check_or_none(seed),
+            }
+        parts: list[list[str]] = [[] for _ in range(sampling["num_samples"])]  # joined only when shown
         with jobs.job(client_of(request), "generate") as job, one_line_errors():
             with jobs.slot():
                 model = self.models.get(run_key(folder))
-                # top_k 0 or empty: off (the other rules' neutral values are off already)
-                stream = model.stream_batch(
-                    prompt,
-                    length=_whole(length),
-                    temperature=float(temperature),
-                    top_k=_whole(top_k) or None,
-                    top_p=top_p,
-                    min_p=min_p,
-                    repetition_penalty=repetition_penalty,
-                    stop=stop_sequences(stop),
-                    num_samples=count,
-                    seed=_whole(seed),
-                )
+                stream = model.stream_batch(prompt, stop=stop_sequences(stop), **sampling)
             try:
                 interval, more = 0.0, True  # the first piece shows at once
                 while more and not job.should_stop():
@@ -482,23 +509,23 @@ class Page:
         its content hash by rewriting the file in place, so two jobs with the same result would truncate
         the file while a client downloads it; files are copied into its cache atomically."""
         settings, jobs = self.settings, self.jobs
+        with one_line_errors():  # every field checked, whichever the preset leaves unused
+            model, preset = dream_model(model, preset)
+            chosen = layer_names(layers)
+            own = {
+                # None: the model's own; the API's rule for weights (finite, not all 0) checked now
+                "layers": objectives.layer_weights(layer_weights(chosen, weights)) if chosen else None,
+                "octaves": OCTAVES.check(octaves),
+                "iterations": ITERATIONS.check(iterations),
+                "step": STEP.check(step),
+                "jitter": JITTER.check(jitter),
+                "tile": TILE.check_or_none(tile, off=0),  # 0 or empty: whole image at once
+            }
+        options: dict[str, Any] = {"preset": preset} if preset != NO_PRESET else own
         if not image:
             raise refusal("upload an image or pick the sample photo first")
         check_upload(image, settings)
         progress(0, desc="loading the model")
-        if preset and preset != NO_PRESET:
-            model = PRESETS.get(preset, {}).get("model", model)
-            options: dict[str, Any] = {"preset": preset}
-        else:
-            chosen = list(layers or [])
-            options = {
-                "layers": layer_weights(chosen, weights) if chosen else None,  # None: the model's own
-                "octaves": _whole(octaves),
-                "iterations": _whole(iterations),
-                "step": float(step),
-                "jitter": _whole(jitter),
-                "tile": _whole(tile) or None,  # 0 or empty: whole image at once
-            }
         with jobs.job(client_of(request), "dream") as job, one_line_errors():
             try:
                 with jobs.slot():
@@ -543,14 +570,15 @@ class Page:
         A job of the client's, in one of the shared slots, with a progress bar per channel; cancelled
         or at the time limit it stops between two optimization steps and only the message is shown."""
         settings, jobs = self.settings, self.jobs
-        if not layer:
+        if not layer or not isinstance(layer, str):
             raise refusal("pick a layer to visualize")
-        if not (channels or "").strip():
+        if not isinstance(channels, str) or not channels.strip():
             raise refusal("type the channels to visualize, e.g. 0-7 or 3,12,97")
         with one_line_errors():
-            indices = parse_indices(channels or "", most=settings.max_visualize_channels)
-        size = whole_within(size, "size", VISUALIZE_MIN_SIZE, settings.max_visualize_size)
-        steps = whole_within(steps, "steps", 1, settings.max_visualize_steps)
+            model = one_of("model", model, reverie.available_models())
+            indices = parse_indices(channels, most=settings.max_visualize_channels)
+            size = self.visualize_size.check(size)
+            steps = self.visualize_steps.check(steps)
         progress(0, desc="loading the model")
         with jobs.job(client_of(request), "visualize") as job, one_line_errors():
             try:
@@ -563,12 +591,8 @@ class Page:
                     job, "visualization", "use fewer channels, fewer steps or a smaller size"
                 ) from None
         image = rendered.sheet
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{model}-{layer}")  # the command line's default name
-        path = _saved(image, new_job_dir() / f"{name}.png")
-        command = (
-            f"reverie visualize {model} {layer} --channels {channel_text(indices)} --grid "
-            f"--size {size} --steps {steps}"
-        )
+        path = _saved(image, new_job_dir() / visualize_output(model, layer).name)  # the command line's name
+        command = visualize_command(model, layer, channel_text(indices), size=size, steps=steps)
         summary = (
             f"{len(indices)} channel(s) of {layer}, {size} px, {steps} steps: a {image.width}x{image.height} "
             f"sheet, as `{command}` draws it"
@@ -596,12 +620,8 @@ class Page:
         check_size(upload, settings.max_text_bytes, shown)
         text = read_text_upload(upload, shown)
         folder = model_folder(settings.runs, base)
-        minutes = float(minutes or 0)
-        if not 0 < minutes <= settings.job_seconds / 60:
-            raise refusal(
-                f"minutes must be above 0 and at most this page's time limit of "
-                f"{settings.job_seconds / 60:g}, got {minutes:g}"
-            )
+        with one_line_errors():
+            minutes = self.minutes.check(minutes)  # at most the page's time limit
         run = run_name_for(settings.runs, name, upload)
         out = settings.runs / run
         corpus = settings.runs / UPLOADS / f"{run}.txt"
@@ -700,21 +720,22 @@ class Page:
         A job of the client's, in one of the shared slots; cancelled or at the time limit it stops
         between gradient steps and nothing is returned but the message."""
         settings, jobs = self.settings, self.jobs
+        with one_line_errors():  # every field checked, whichever the preset or the motion leaves unused
+            model, preset = dream_model(model, preset)
+            chosen = layer_names(layers)
+            switch = MOTIONS[one_of("motion", motion, MOTIONS)]
+            blend = BLEND.check(blend)
+            own = {"octaves": OCTAVES.check(octaves), "iterations": ITERATIONS.check(iterations)}
+        options: dict[str, Any] = {switch: blend if switch == "blend" else True}
+        if preset != NO_PRESET:
+            options["preset"] = preset
+        else:
+            options.update(own)
+            if chosen:
+                options["layers"] = {layer: 1.0 for layer in chosen}
         if not clip:
             raise refusal("upload a video clip first")
         check_size(clip, settings.max_upload_bytes, Path(clip).name)  # its name only: not the server's path
-        switch = MOTIONS.get(motion)
-        if switch is None:
-            raise refusal(f"motion must be one of: {', '.join(MOTIONS)}")
-        options: dict[str, Any] = {switch: float(blend) if switch == "blend" else True}
-        if preset and preset != NO_PRESET:
-            model = PRESETS.get(preset, {}).get("model", model)
-            options["preset"] = preset
-        else:
-            chosen = list(layers or [])
-            options.update(octaves=_whole(octaves), iterations=_whole(iterations))
-            if chosen:
-                options["layers"] = {layer: 1.0 for layer in chosen}
         shown = Path(clip).name
         with one_line_errors(), named_as(clip, shown):
             from reverie.deepdream.videoio import probe
@@ -883,15 +904,7 @@ def build_app(settings: WebSettings) -> gr.Blocks:
     settings.validate()
     page = Page(settings)
     sampling = SamplingOptions()  # the text widgets start at the API's defaults
-    defaults = reverie.DreamOptions()  # the dream widgets start at the API's defaults and bounds
-
-    def low(name: str) -> float:
-        return bounds(reverie.DreamOptions, name)[0] or 0
-
-    def rule_range(name: str, step: float, top: float | None = None) -> tuple[float, float]:
-        """A sampling widget's range: the rule's bounds (an open one a step inside), else `top`."""
-        low_end, high_end = bounds(SamplingOptions, name, step)
-        return low_end or 0, high_end if high_end is not None else top
+    defaults = reverie.DreamOptions()  # the dream widgets start at the API's defaults
 
     runs = text_choices(settings.runs)
 
@@ -921,7 +934,7 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                     max_length=settings.max_prompt_chars,
                 )
                 temperature = gr.Slider(
-                    *rule_range("temperature", 0.05, MAX_TEMPERATURE),
+                    *TEMPERATURE.range(0.05),
                     value=sampling.temperature,
                     step=0.05,
                     label="Temperature (0: greedy)",
@@ -929,34 +942,45 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                 with gr.Row():
                     top_k = gr.Number(sampling.top_k or 0, label="Top-k (0: off)", precision=0, minimum=0)
                     top_p = gr.Slider(
-                        *rule_range("top_p", 0.01),
+                        *TOP_P.range(0.01),
                         value=sampling.top_p or 1.0,
                         step=0.01,
                         label="Top-p (1: off)",
                     )
                 with gr.Row():
                     min_p = gr.Slider(
-                        *rule_range("min_p", 0.01),
+                        *MIN_P.range(0.01),
                         value=sampling.min_p or 0.0,
                         step=0.01,
                         label="Min-p (0: off)",
                     )
                     repetition_penalty = gr.Number(
                         sampling.repetition_penalty or 1.0,
-                        minimum=rule_range("repetition_penalty", 0.01)[0],
+                        minimum=PENALTY.range(0.01)[0],
                         label="Repetition penalty (1: off)",
                     )
                 with gr.Row():
+                    minimum, maximum = LENGTH.range()
                     length = gr.Number(
-                        sampling.length, minimum=1, maximum=MAX_LENGTH, precision=0, label="Length (tokens)"
+                        sampling.length,
+                        minimum=minimum,
+                        maximum=maximum,
+                        precision=0,
+                        label="Length (tokens)",
                     )
                     num_samples = gr.Slider(
-                        1, MAX_SAMPLES, value=sampling.num_samples, step=1, label="Samples"
+                        *SAMPLES.range(), value=sampling.num_samples, step=1, label="Samples"
                     )
                 stop_at = gr.Textbox(
                     label="Stop at (one per line; \\n is a new line)", lines=1, placeholder="e.g. \\n\\n"
                 )
-                seed = gr.Number(sampling.seed, label="Seed (empty: a new one each time)", precision=0)
+                seed = gr.Number(
+                    sampling.seed,
+                    minimum=SEED.low,
+                    maximum=SEED.high,
+                    label="Seed (empty: a new one each time)",
+                    precision=0,
+                )
             with gr.Column(scale=2):
                 text = gr.Textbox(
                     label="Text",
@@ -1013,27 +1037,27 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                     with gr.Column():
                         with gr.Row():
                             octaves = gr.Slider(
-                                low("octaves"), MAX_OCTAVES, value=defaults.octaves, step=1, label="Octaves"
+                                *OCTAVES.range(), value=defaults.octaves, step=1, label="Octaves"
                             )
                             iterations = gr.Slider(
-                                low("iterations"),
-                                MAX_ITERATIONS,
+                                *ITERATIONS.range(),
                                 value=defaults.iterations,
                                 step=1,
                                 label="Iterations",
                             )
                         with gr.Row():
-                            step = gr.Slider(0.001, MAX_STEP, value=defaults.step, step=0.001, label="Step")
+                            step = gr.Slider(
+                                *STEP.range(0.001), value=defaults.step, step=0.001, label="Step"
+                            )
                             jitter = gr.Slider(
-                                low("jitter"),
-                                MAX_JITTER,
+                                *JITTER.range(),
                                 value=defaults.jitter,
                                 step=1,
                                 label="Jitter (pixels)",
                             )
                         tile = gr.Number(
                             defaults.tile or 0,
-                            label=f"Tile (pixels, {low('tile'):g} or more; 0: whole image at once)",
+                            label=f"Tile (pixels, {TILE.low:g} or more; 0: whole image at once)",
                             precision=0,
                             minimum=0,
                         )
@@ -1065,15 +1089,13 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                     )
                     with gr.Row():
                         vis_size = gr.Slider(
-                            VISUALIZE_MIN_SIZE,
-                            settings.max_visualize_size,
+                            *page.visualize_size.range(),
                             value=min(VISUALIZE_SIZE, settings.max_visualize_size),
                             step=1,
                             label="Size (pixels per tile)",
                         )
                         vis_steps = gr.Slider(
-                            1,
-                            settings.max_visualize_steps,
+                            *page.visualize_steps.range(),
                             value=min(VISUALIZE_STEPS, settings.max_visualize_steps),
                             step=1,
                             label="Steps",
@@ -1106,8 +1128,8 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                 )
                 ft_minutes = gr.Number(
                     min(2.0, settings.job_seconds / 60),
-                    minimum=0,
-                    maximum=settings.job_seconds / 60,
+                    minimum=page.minutes.range()[0],
+                    maximum=page.minutes.range()[1],
                     label=f"Minutes (at most {settings.job_seconds / 60:g}, this page's time limit)",
                 )
                 ft_name = gr.Textbox(label="Run name (empty: the file's name)", max_length=64)
@@ -1150,13 +1172,11 @@ def build_app(settings: WebSettings) -> gr.Blocks:
                     )
                 with gr.Column():
                     motion = gr.Radio(list(MOTIONS), value=next(iter(MOTIONS)), label="From frame to frame")
-                    v_blend = gr.Slider(0, 1, value=0.5, step=0.05, label="Blend (with 'blend')")
+                    v_blend = gr.Slider(*BLEND.range(), value=0.5, step=0.05, label="Blend (with 'blend')")
                     with gr.Row():
-                        v_octaves = gr.Slider(
-                            low("octaves"), MAX_OCTAVES, value=2, step=1, label="Octaves per frame"
-                        )
+                        v_octaves = gr.Slider(*OCTAVES.range(), value=2, step=1, label="Octaves per frame")
                         v_iterations = gr.Slider(
-                            low("iterations"), MAX_ITERATIONS, value=5, step=1, label="Iterations per frame"
+                            *ITERATIONS.range(), value=5, step=1, label="Iterations per frame"
                         )
                     with gr.Row():
                         v_start = gr.Button("Dream the clip", variant="primary")

@@ -149,7 +149,11 @@ def test_dream_uses_the_layer_weights_table(client, images) -> None:
         ("huge", {}, "700x700 = 0.49 megapixels, over this page's cap of 0.4"),
         ("text", {}, "is not an image"),
         ("small", {"layers": ["nonsense"]}, "unknown layer 'nonsense' for efficientnet_lite0"),
-        ("small", {"iterations": 2.5}, "--iterations must be zero or a positive integer, got 2.5"),
+        (
+            "small",
+            {"iterations": 2.5},
+            "iterations must be a whole number from 0 to 50 on this page, got 2.5",
+        ),
         ("small", {"model": "resnet"}, r"Value: resnet is not in the list of choices: \['inception_v3'"),
         (
             "small",
