@@ -1,13 +1,13 @@
 # make demo: set up .venv and run the main jobs on built-in defaults (offline).
 # make test: set up .venv (with the dev, web, video and backbones extras, and Debian's chromium for the browser test)
-#            and run the test suite.
+#            and run the test suite; make test-fast: all but the slow tier (tests/conftest.py's SLOW_FILES).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-fast venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,11 @@ demo: $(STAMP)
 	$(BIN)/reverie dream "$(SAMPLE_PHOTO)" runs/demo/grace_hopper-dream.png --model efficientnet_lite0
 
 test: $(DEV_STAMP) $(CHROMIUM)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+# the quick tier, for between edits: everything but the tests marked slow (tests/conftest.py)
+test-fast: $(DEV_STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs

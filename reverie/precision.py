@@ -37,6 +37,7 @@ LAYOUTS = ("float32", "float32 channels-last", "bfloat16", "bfloat16 channels-la
 LOSS_RTOL = 0.01  # bfloat16's loss may differ from float32's by this much, relatively
 GRADIENT_RTOL = 0.05  # and its gradient by this much in L2, relatively
 REPEATS = 3  # timed runs of each candidate, after one to warm up; the best counts
+FAR_SLOWER = 3.0  # a candidate this many times slower than the reference after one timed run is not run again
 CACHE_FILE = "precision.json"
 CPU = torch.device("cpu")
 
@@ -150,6 +151,8 @@ def choose(
             started = timer()
             results[way] = work(way)
             best = min(best, timer() - started)
+            if way != ways[0] and best > FAR_SLOWER * seconds[ways[0]]:
+                break  # it cannot win: one run says enough (bfloat16 matmul is 400x slower on some CPUs)
         seconds[way] = best
     choice = _verdict(tuple(way for way in ways if way not in failed), seconds, results)
     if failed:
@@ -185,9 +188,16 @@ def _verdict(ways: tuple[str, ...], seconds: dict[str, float], results: dict) ->
 
 
 def matmul_gflops(
-    dtype: torch.dtype, device: torch.device = CPU, size: int = 2048, repeats: int = 6
+    dtype: torch.dtype, device: torch.device = CPU, size: int = 2048, repeats: int = 6, budget_s: float = 4.0
 ) -> float:
-    """Measured dense matmul throughput, GFLOP/s (the best of `repeats`)."""
+    """Measured dense matmul throughput, GFLOP/s (the best of `repeats`), on `size`-square matrices,
+    or smaller ones where a 256-square probe says `size` would take more than `budget_s` in all
+    (some CPUs multiply bfloat16 at 0.3 GFLOP/s: 2048-square would take a minute a product)."""
+    probe = min(size, 256)
+    a, b = (torch.randn(probe, probe, device=device).to(dtype) for _ in range(2))
+    rate = 2 * probe**3 / _best_seconds(lambda: a @ b, device, 1)
+    while size > probe and 2 * size**3 / rate > budget_s / (repeats + 1):
+        size //= 2
     a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
     return 2 * size**3 / _best_seconds(lambda: a @ b, device, repeats) / 1e9
 

@@ -52,3 +52,36 @@ def shipped_models(built_models: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     monkeypatch.setenv(MODELS_ENV, str(built_models))
     return built_models
+
+
+# The slow tier (`make test` runs it, `make test-fast` leaves it out): real weights, the browser, soak
+# and load, video, several processes (DDP, torchrun), benchmarks and the doctor's measurements.
+SLOW_FILES = (
+    "benchmarks/",
+    "gpu/",
+    "test_doctor.py",
+    "test_distributed.py",
+    "text/test_ddp.py",
+    "dream/test_video.py",
+    "dream/test_efficientnet_variants.py",
+    "dream/test_keras_import.py",
+    "web/test_browser.py",
+    "web/test_soak.py",
+    "web/test_load.py",
+)
+SLOW_TESTS = (
+    "text/test_rundir.py::test_a_kill_at_any_file_operation_of_a_save_leaves_a_run_that_resumes",
+    "web/test_command.py::test_serve_prints_its_url_and_serves_the_page_until_ctrl_c",
+    "dream/test_folder.py::test_two_processes_split_a_folder_and_a_rerun_skips_it",
+    "dream/test_visualize.py::test_a_channels_image_excites_it_more_than_20_other_channels_images_do",
+    "dream/test_visualize.py::test_fourier_reaches_a_higher_activation_than_pixels_in_the_same_steps",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        where = item.path.resolve().relative_to(tests).as_posix()
+        name = f"{where}::{item.originalname}"
+        if where.startswith(SLOW_FILES) or name in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)

@@ -116,3 +116,15 @@ def test_real_work_gives_a_real_choice():
 
     choice = precision.choose("linear 64", CPU, work, say=lambda _: None)
     assert choice.way in precision.DTYPES and set(choice.seconds) == set(precision.DTYPES)
+
+
+def test_a_far_slower_way_is_timed_once_after_its_warm_up():
+    machine = FakeMachine({"float32": 1.0, "bfloat16": 400.0})
+    choice = precision.choose("lstm slow", CPU, machine.work, timer=machine.timer, say=lambda _: None)
+    assert choice.way == "float32" and choice.seconds == {"float32": 1.0, "bfloat16": 400.0}
+    assert machine.runs.count("float32") == 1 + precision.REPEATS
+    assert machine.runs.count("bfloat16") == 2  # the warm-up and one timed run, not REPEATS
+
+
+def test_matmul_throughput_is_measured_on_smaller_matrices_when_the_budget_asks():
+    assert precision.matmul_gflops(torch.float32, size=512, repeats=2, budget_s=1e-9) > 0
