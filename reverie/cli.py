@@ -10,14 +10,12 @@
     reverie doctor                             what a bug report needs: versions, devices, measured speed
 
 Each feature registers its subcommands from its own `command` module; this file only builds the
-parser, gives the flags that several commands share one spelling and one help (`add_progress_flags`,
-`add_device_flag`), and turns a ReverieError (bad input) into one line on stderr with exit code 2.
+parser and turns a ReverieError (bad input) into one line on stderr with exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Sequence
 
@@ -29,31 +27,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def add_progress_flags(parser: argparse.ArgumentParser, options: type) -> None:
-    """--progress/--no-progress, for the `progress` option of `options` (its help), and --quiet, the
-    same as --no-progress: one spelling in every command that shows progress bars (train, dream,
-    visualize). Like every option's flag, `args.progress` is set only when one of them is typed."""
-    field = next(field for field in dataclasses.fields(options) if field.name == "progress")
-    default = "on" if field.default else "off"
-    parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=argparse.SUPPRESS,
-        help=f"{field.metadata['help']} (default: {default}; --quiet is the same as --no-progress)",
-    )
-    parser.add_argument(
-        "--quiet", dest="progress", action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
-
-
-def add_device_flag(parser: argparse.ArgumentParser) -> None:
-    """--device for a command whose options class has none (generate, visualize), as device_option
-    writes it for the others."""
-    from reverie.device import DEVICES
-
-    parser.add_argument("--device", choices=DEVICES, default="auto", help="where to run (default: auto)")
 
 
 def build_parser() -> argparse.ArgumentParser:

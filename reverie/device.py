@@ -9,6 +9,7 @@ asked (weights stay float32).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,12 @@ DTYPE_CHOICES = ("auto", *DTYPES)  # what --dtype accepts: auto picks per device
 def device_option(help: str = "where to run") -> Any:
     """The --device option of an options dataclass (auto, or one of DEVICES)."""
     return option("auto", help, choices=DEVICES)
+
+
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    """--device for a command whose options class has none (generate, visualize), as device_option
+    writes it for the others."""
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="where to run (default: auto)")
 
 
 def dtype_option(note: str = "") -> Any:

@@ -268,10 +268,27 @@ def add_flags(
         parser.add_argument(spelling, **{k: v for k, v in settings.items() if v is not None})
 
 
+def add_progress_flags(parser: argparse.ArgumentParser, options: type) -> None:
+    """--progress/--no-progress, for the `progress` option of `options` (its help), and --quiet, the
+    same as --no-progress: one spelling in every command that shows progress bars (train, dream,
+    visualize). Like every option's flag, `args.progress` is set only when one of them is typed."""
+    field = next(field for field in dataclasses.fields(options) if field.name == "progress")
+    default = "on" if field.default else "off"
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=argparse.SUPPRESS,
+        help=f"{field.metadata['help']} (default: {default}; --quiet is the same as --no-progress)",
+    )
+    parser.add_argument(
+        "--quiet", dest="progress", action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+
+
 def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     """The options of `cls` that the user typed on the command line."""
     names = {field.name for field, _, _ in fields(cls)}
     return {name: value for name, value in vars(args).items() if name in names}
 
 
-__all__ = ["add_flags", "bounds", "check", "check_value", "default_of", "flag", "flag_of", "given", "option"]
+__all__ = ["add_flags", "add_progress_flags", "bounds", "check", "check_value", "default_of", "flag", "flag_of", "given", "option"]

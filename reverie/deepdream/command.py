@@ -27,7 +27,8 @@ from typing import Any, TextIO
 
 from PIL import Image
 
-from reverie.cli import add_device_flag, add_progress_flags
+from reverie.device import add_device_flag
+from reverie.options import add_progress_flags
 from reverie.deepdream.backbone import available_models, list_layers
 from reverie.deepdream.dreamer import dream_octaves
 from reverie.deepdream.folder import classify, dream_folder

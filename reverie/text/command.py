@@ -20,7 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from reverie.cli import add_device_flag, add_progress_flags
+from reverie.device import add_device_flag
+from reverie.options import add_progress_flags
 from reverie.errors import ReverieError
 from reverie.options import add_flags, default_of, given
 
