@@ -291,4 +291,15 @@ def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     return {name: value for name, value in vars(args).items() if name in names}
 
 
-__all__ = ["add_flags", "add_progress_flags", "bounds", "check", "check_value", "default_of", "flag", "flag_of", "given", "option"]
+__all__ = [
+    "add_flags",
+    "add_progress_flags",
+    "bounds",
+    "check",
+    "check_value",
+    "default_of",
+    "flag",
+    "flag_of",
+    "given",
+    "option",
+]

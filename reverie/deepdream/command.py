@@ -27,8 +27,6 @@ from typing import Any, TextIO
 
 from PIL import Image
 
-from reverie.device import add_device_flag
-from reverie.options import add_progress_flags
 from reverie.deepdream.backbone import available_models, list_layers
 from reverie.deepdream.dreamer import dream_octaves
 from reverie.deepdream.folder import classify, dream_folder
@@ -47,9 +45,10 @@ from reverie.deepdream.visualize import (
     visualize_channels,
 )
 from reverie.deepdream.zoom import dream_zoom, frame_paths, save_zoom
+from reverie.device import add_device_flag
 from reverie.errors import require
 from reverie.interrupt import EXIT_CODES
-from reverie.options import add_flags, flag, flag_of, given
+from reverie.options import add_flags, add_progress_flags, flag, flag_of, given
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

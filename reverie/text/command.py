@@ -21,9 +21,8 @@ import sys
 from pathlib import Path
 
 from reverie.device import add_device_flag
-from reverie.options import add_progress_flags
 from reverie.errors import ReverieError
-from reverie.options import add_flags, default_of, given
+from reverie.options import add_flags, add_progress_flags, default_of, given
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -21,7 +21,6 @@ from torch import nn
 
 from reverie.text.language_model import LanguageModel, ModelConfig, State, Stepper, map_state, receptive_field
 
-
 _NO_LOW_PRECISION_RNN: set[str] = set()  # device types whose RNN kernels refused autocast's dtype
 
 
