@@ -62,6 +62,7 @@ SLOW_FILES = (
     "test_doctor.py",
     "test_distributed.py",
     "text/test_ddp.py",
+    "text/test_two_writers.py",
     "dream/test_video.py",
     "dream/test_efficientnet_variants.py",
     "dream/test_keras_import.py",

@@ -59,15 +59,11 @@ class Base:
 def load_base(target: str) -> Base:
     """The base that `--from target` names: a run directory, or a shipped model (files checked)."""
     folder = locate(target, flag="--from")
-    try:
-        config = rundir.RunConfig.load(folder, training=True)  # with its options, for the defaults
-    except ReverieError:
-        config = rundir.RunConfig.load(folder)  # an older run's options: only its model and tokenizer
-    role = rundir.BEST if rundir.BEST in config.files else rundir.MODEL
-    weights = {
-        key: tensor.float() if tensor.is_floating_point() else tensor
-        for key, tensor in config.load_tensors(folder, role).items()
-    }
+    try:  # with its options, for the defaults
+        config, _, tensors = rundir.RunConfig.load_checkpoint(folder, rundir.BEST, training=True)
+    except ReverieError:  # an older run's options: only its model and tokenizer
+        config, _, tensors = rundir.RunConfig.load_checkpoint(folder, rundir.BEST)
+    weights = {key: value.float() if value.is_floating_point() else value for key, value in tensors.items()}
     return Base(str(target), folder, config, weights)
 
 

@@ -150,16 +150,7 @@ def load(
     require(checkpoint in CHECKPOINTS, f"unknown checkpoint {checkpoint!r}; choose best or latest")
     run_dir = locate(run_dir)  # a path as it is, else a shipped model's folder (its files checked)
     target = resolve_device(device)
-    for attempt in range(2):
-        config = rundir.RunConfig.load(run_dir)
-        role = CHECKPOINTS[checkpoint] if CHECKPOINTS[checkpoint] in config.files else rundir.MODEL
-        try:
-            tensors = config.load_tensors(run_dir, role)
-            break
-        except ReverieError:
-            # a training process may have saved (and removed the old files) between the two reads
-            if attempt or rundir.RunConfig.load(run_dir) == config:
-                raise
+    config, role, tensors = rundir.RunConfig.load_checkpoint(run_dir, CHECKPOINTS[checkpoint])
     model = build_model(config.model)
     restore_weights(model, tensors, config.path_of(run_dir, role))
     model = model.to(target).eval()

@@ -263,8 +263,7 @@ def export(run_dir: Path, dest: Path, info: dict[str, Any], measure: Any = None)
     loss of weights loaded into the float32 model: of the best weights in float32 and as stored.
     `info` (the command, corpus, seed ...) goes into config.json's "pretrained" section, with the
     dtype, the steps and the losses; returns that section."""
-    config = rundir.RunConfig.load(run_dir, training=True)
-    best = config.load_tensors(run_dir, rundir.BEST if rundir.BEST in config.files else rundir.MODEL)
+    config, _, best = rundir.RunConfig.load_checkpoint(run_dir, rundir.BEST, training=True)
     state = config.state
     section = dict(info)
     section["steps"] = state.step if state else None

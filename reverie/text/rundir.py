@@ -35,7 +35,10 @@ import io
 import json
 import os
 import re
+import shlex
+import socket
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -57,6 +60,7 @@ METRICS = "metrics.csv"
 PLOT = "loss.png"
 SAMPLES = "samples.txt"
 LOCK = ".lock"
+READ_ATTEMPTS = 20  # config.json re-read while saves keep replacing the files it names
 # the roles of a run's tensor files (config.json's "files" keys), and the name each file kind takes
 MODEL, BEST, STATE = "model", "best", "state"
 KIND = {MODEL: "weights", BEST: "weights", STATE: "state"}
@@ -183,6 +187,25 @@ class RunConfig:
                 f"train one with `reverie train CORPUS --out {run_dir}`"
             )
         return cls.from_json(checkpoint.load_json(run_dir / CONFIG), run_dir / CONFIG, training)
+
+    @classmethod
+    def load_checkpoint(
+        cls, run_dir: Path, role: str, training: bool = False
+    ) -> tuple[RunConfig, str, dict[str, torch.Tensor]]:
+        """config.json and the tensors of `role` (MODEL where the run has no file of that role), as
+        one consistent checkpoint while another process may be saving into the run: a save removes
+        the files the previous config.json named only after replacing it, so a reader that finds
+        its files gone reads config.json again (the new checkpoint) instead of failing. Returns
+        (config, the role read, tensors)."""
+        for attempt in range(READ_ATTEMPTS):
+            config = cls.load(run_dir, training)
+            found = role if role in config.files else MODEL
+            try:
+                return config, found, config.load_tensors(run_dir, found)
+            except ReverieError:
+                if attempt == READ_ATTEMPTS - 1 or cls.load(run_dir, training) == config:
+                    raise  # nothing was saved meanwhile: the files are really missing or corrupt
+        raise AssertionError("unreachable")
 
     def store(self, run_dir: Path, tensors: dict[str, dict[str, torch.Tensor]]) -> None:
         """Write each role's tensors to a file named by their sha256 (kept as it is if it exists
@@ -349,10 +372,11 @@ def _listed(names: list[str]) -> str:
 class RunLock:
     """An exclusive lock on a run directory for as long as a process trains into it.
 
-    The lock is an flock on RUN_DIR/.lock, which holds the pid of its owner; the system releases it
-    when the process ends, however it ends, so a killed run never leaves the folder locked. A
-    second process is refused in one line naming the first one's pid. A folder the lock created
-    and nothing else was written to is removed again on release (a refused run leaves nothing).
+    The lock is an flock on RUN_DIR/.lock, which holds who owns it (pid, host, command line, since
+    when, as JSON); the system releases it when the process ends, however it ends, so a killed run
+    never leaves the folder locked. A second process, the CLI's or the page's, is refused in one
+    line naming the first. A folder the lock created and nothing else was written to is removed
+    again on release (a refused run leaves nothing).
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -367,14 +391,14 @@ class RunLock:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            owner = os.read(handle, 32).decode(errors="replace").strip() or "unknown"
+            owner = describe_owner(os.read(handle, 4096))
             os.close(handle)
             raise ReverieError(
-                f"{self.run_dir} is in use by another reverie process (pid {owner}); wait for it to finish, "
+                f"{self.run_dir} is in use by another reverie process ({owner}); wait for it to finish, "
                 "stop it, or choose another --out"
             ) from None
         os.ftruncate(handle, 0)
-        os.write(handle, str(os.getpid()).encode())
+        os.write(handle, json.dumps(_owner()).encode())
         self._handle = handle
 
     def release(self) -> None:
@@ -397,6 +421,40 @@ class RunLock:
         self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.release()
+
+
+MAX_COMMAND_SHOWN = 200  # characters of the owner's command line in a refusal
+
+
+def _owner() -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+        "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def describe_owner(data: bytes) -> str:
+    """What a lock file's bytes say of its owner, in words: "pid 12 on host, `reverie train ...`,
+    since ..." (a lock of an older version holds only the pid; unreadable bytes give "pid unknown")."""
+    text = data.decode(errors="replace").strip()
+    try:
+        owner = json.loads(text)
+    except ValueError:
+        owner = None
+    if not isinstance(owner, dict):
+        return f"pid {text}" if text.isdigit() else "pid unknown"
+    words = f"pid {owner.get('pid', 'unknown')}"
+    if owner.get("host"):
+        words += f" on {owner['host']}"
+    if owner.get("command"):
+        command = str(owner["command"])
+        shown = command if len(command) <= MAX_COMMAND_SHOWN else command[: MAX_COMMAND_SHOWN - 3] + "..."
+        words += f", `{shown}`"
+    if owner.get("since"):
+        words += f", since {owner['since']}"
+    return words
 
 
 # ---- metrics.csv ----

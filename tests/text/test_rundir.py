@@ -60,11 +60,11 @@ def test_runs_of_the_first_format_still_load_and_resume(tmp_path: Path):
     assert not any((run / name).exists() for name in legacy.values())  # the new save replaced them
 
 
-def test_a_second_process_on_the_same_run_is_refused_with_the_first_ones_pid(tmp_path: Path):
+def test_a_second_process_on_the_same_run_is_refused_naming_the_first(tmp_path: Path):
     corpus, run = tiny_run_of(tmp_path, 4)
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     with rundir.RunLock(run):  # as another process training into it would hold it
-        with pytest.raises(ReverieError, match=f"in use by another reverie process \\(pid {os.getpid()}\\)"):
+        with pytest.raises(ReverieError, match=f"in use by another reverie process \\(pid {os.getpid()} on "):
             train(corpus, run, resume=True, steps=8, progress=False)
         with pytest.raises(ReverieError, match="in use by another reverie process"):
             train(corpus, run, overwrite=True, steps=2, **TINY)
