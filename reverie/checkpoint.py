@@ -26,7 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from reverie.errors import ReverieError
+from reverie.errors import ReverieError, disk_error
 
 FORMAT = "reverie"
 FORMAT_VERSION = 2  # 2: a run's weight files are named by their content (reverie.text.rundir)
@@ -46,22 +46,45 @@ _UMASK = _process_umask()
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path, suffix: str = TEMP_SUFFIX) -> Iterator[Path]:
+def atomic_path(path: Path, suffix: str = TEMP_SUFFIX, size: int | None = None) -> Iterator[Path]:
     """A temporary path beside `path` to write the new file to: when the block ends the file is
     flushed to disk and replaces `path` in one rename (so readers and an interrupted save never see
     half a file); if the block raises, it is removed and `path` is untouched. The file gets the
     permissions a plain new file would (mkstemp makes it owner-only). `suffix` keeps an extension
-    that picks a format; temporary names start with a dot and end with TEMP_SUFFIX (or `suffix`)."""
+    that picks a format; temporary names start with a dot and end with TEMP_SUFFIX (or `suffix`).
+    A full disk or a read-only folder is a one-line ReverieError (reverie.errors.disk_error) that
+    names the folder and the file's `size` (where not given: the bytes written when it failed)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_beside(path, suffix)
+    tmp: Path | None = None
     try:
-        yield Path(tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_beside(path, suffix)
+        yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
         _fsync(path.parent)
+    except OSError as exc:
+        needed = size if size is not None else _size_of(tmp)
+        _remove(tmp)  # first, so that the error counts the space it held as free
+        error = disk_error(exc, path, needed)
+        if error is None:
+            raise
+        raise error from None
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        _remove(tmp)
+
+
+def _remove(path: Path | None) -> None:
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
+def _size_of(path: Path | None) -> int | None:
+    try:
+        return path.stat().st_size if path is not None else None
+    except OSError:
+        return None
 
 
 def temporary_beside(path: Path, suffix: str = TEMP_SUFFIX) -> Path:
@@ -85,7 +108,7 @@ def _fsync(path: str | Path) -> None:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Replace the file at `path` with `data` in one step, durably."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, size=len(data)) as tmp:
         tmp.write_bytes(data)
 
 

@@ -19,7 +19,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from reverie.errors import ReverieError
+from reverie.errors import ReverieError, disk_error
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -64,6 +64,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except BrokenPipeError:
         sys.stderr.close()  # `reverie generate ... | head` is fine
         sys.exit(0)
+    except OSError as exc:  # a full disk or a read-only folder met outside reverie's own writers
+        error = disk_error(exc)
+        if error is None:
+            raise
+        print(f"reverie: error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
 
 
 if __name__ == "__main__":

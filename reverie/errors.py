@@ -7,6 +7,14 @@ The CLI prints it as a single line on stderr and exits with code 2; Python calle
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+from pathlib import Path
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk, or the user's quota on it
+NO_PERMISSION = (errno.EROFS, errno.EACCES, errno.EPERM)  # a read-only disk or a folder not ours
+
 
 class ReverieError(Exception):
     """Bad input from the user; the message is one line that says what to do."""
@@ -23,3 +31,35 @@ def require(condition: bool, message: str) -> None:
 def require_positive(name: str, value: float) -> None:
     """Refuse zero or negative values of a count or size option such as `--epochs`."""
     require(value > 0, f"{name} must be positive, got {value}")
+
+
+def disk_error(
+    exc: OSError, path: str | os.PathLike[str] | None = None, needed: int | None = None
+) -> ReverieError | None:
+    """The one-line error for a file that could not be written because its disk is full (naming the
+    folder, the bytes the file `needed` where known, and the bytes free) or because its folder is
+    read-only or not the user's; None for any other OSError. `path`: the file (default: the one
+    `exc` names)."""
+    if exc.errno not in NO_SPACE + NO_PERMISSION:
+        return None
+    target = Path(path if path is not None else (exc.filename or "."))
+    folder = target if target.is_dir() else target.parent
+    if exc.errno in NO_PERMISSION:
+        return ReverieError(
+            f"cannot write in {folder} ({exc.strerror}); make it writable or choose another folder"
+        )
+    need = f"{needed:,} bytes" if needed is not None else "more space than is free"
+    return ReverieError(
+        f"no space left in {folder}: writing {target.name} needed {need} and {free_bytes(folder):,} "
+        "bytes are free; free some space or write to another disk (nothing already saved was lost)"
+    )
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes free on the disk of `folder` (or of the nearest folder above it that exists)."""
+    for candidate in (folder, *folder.parents):
+        try:
+            return shutil.disk_usage(candidate).free
+        except OSError:
+            continue
+    return 0

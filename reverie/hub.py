@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from reverie.checkpoint import temporary_beside
-from reverie.errors import ReverieError
+from reverie.errors import ReverieError, disk_error
 
 CHUNK_BYTES = 1 << 20
 
@@ -72,13 +72,19 @@ def fetch(remote: Remote, dest_dir: Path | None = None, offline_hint: str = "") 
             f"reverie: {dest} does not match its sha256 {remote.sha256}; downloading it again",
             file=sys.stderr,
         )
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    # a partial file of its own: several processes (torchrun) or threads (the page) may fetch at once
-    partial = temporary_beside(dest, ".part")
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        # a partial file of its own: several processes (torchrun) or threads (the page) may fetch at once
+        partial = temporary_beside(dest, ".part")
+    except OSError as exc:  # a read-only or full cache folder
+        raise (disk_error(exc, dest) or exc) from None
     try:
         _download(remote.url, partial)
     except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException, ValueError) as exc:
+        written = partial.stat().st_size if partial.exists() else None
         partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and (full := disk_error(exc, dest, written)) is not None:
+            raise full from None
         reason = getattr(exc, "reason", exc)
         if isinstance(exc, urllib.error.HTTPError):
             reason = f"HTTP {exc.code} {exc.reason}"
@@ -99,7 +105,11 @@ def fetch(remote: Remote, dest_dir: Path | None = None, offline_hint: str = "") 
             f"checksum mismatch for {remote.url}: expected sha256 {remote.sha256}, got {digest[:16]}...; "
             "the download was deleted, try again or pass a local file"
         )
-    os.replace(partial, dest)
+    try:
+        os.replace(partial, dest)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise (disk_error(exc, dest) or exc) from None
     return dest
 
 

@@ -63,6 +63,7 @@ SLOW_FILES = (
     "test_distributed.py",
     "text/test_ddp.py",
     "text/test_two_writers.py",
+    "test_disk_faults.py",
     "dream/test_video.py",
     "dream/test_efficientnet_variants.py",
     "dream/test_keras_import.py",

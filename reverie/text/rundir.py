@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from reverie import checkpoint
-from reverie.errors import ReverieError, require
+from reverie.errors import ReverieError, disk_error, require
 from reverie.text.language_model import ModelConfig
 from reverie.text.options import TrainOptions
 from reverie.text.tokenizer import Tokenizer
@@ -386,8 +386,11 @@ class RunLock:
 
     def acquire(self) -> None:
         self._created = not self.run_dir.exists()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        handle = os.open(self.run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            handle = os.open(self.run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only --out is refused before anything else happens
+            raise (disk_error(exc, self.run_dir / LOCK) or exc) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -397,9 +400,13 @@ class RunLock:
                 f"{self.run_dir} is in use by another reverie process ({owner}); wait for it to finish, "
                 "stop it, or choose another --out"
             ) from None
-        os.ftruncate(handle, 0)
-        os.write(handle, json.dumps(_owner()).encode())
         self._handle = handle
+        try:
+            os.ftruncate(handle, 0)
+            os.write(handle, json.dumps(_owner()).encode())
+        except OSError as exc:  # a full disk before the run starts
+            self.release()
+            raise (disk_error(exc, self.run_dir / LOCK) or exc) from None
 
     def release(self) -> None:
         if self._handle is None:
