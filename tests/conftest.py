@@ -69,6 +69,7 @@ SLOW_FILES = (
     "dream/test_keras_import.py",
     "web/test_browser.py",
     "web/test_soak.py",
+    "web/test_slow_clients.py",
     "web/test_load.py",
 )
 SLOW_TESTS = (

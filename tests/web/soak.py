@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,12 +66,12 @@ class Report:
 
 
 @contextmanager
-def served_in_a_process(runs: Path, port: int) -> Iterator[tuple[str, int]]:
-    """`reverie serve` on 127.0.0.1:`port` with the page tests' caps, in a process of its own:
-    (its URL, its pid). Stopped (Ctrl-C, then killed) at the end of the block."""
+def served_in_a_process(runs: Path, port: int, flags: Sequence[str] = ()) -> Iterator[tuple[str, int]]:
+    """`reverie serve` on 127.0.0.1:`port` with the page tests' caps (and `flags`), in a process of
+    its own: (its URL, its pid). Stopped (Ctrl-C, then killed) at the end of the block."""
     command = [sys.executable, "-m", "reverie", "serve", "--runs", str(runs), "--port", str(port)]
     command += ["--max-size", str(MAX_SIZE), "--max-upload-mb", str(MAX_UPLOAD_MB)]
-    command += ["--max-pixels", str(MAX_PIXELS)]
+    command += ["--max-pixels", str(MAX_PIXELS), *flags]
     server = subprocess.Popen(
         command,
         cwd=REPO,
