@@ -73,6 +73,8 @@ SLOW_FILES = (
     "web/test_load.py",
 )
 SLOW_TESTS = (
+    "text/test_speculative.py::test_speculative_sampling_draws_the_next_tokens_from_plain_sampling_s_distribution",
+    "text/test_speculative.py::test_the_same_test_catches_a_wrong_acceptance_rule",
     "text/test_rundir.py::test_a_kill_at_any_file_operation_of_a_save_leaves_a_run_that_resumes",
     "web/test_command.py::test_serve_prints_its_url_and_serves_the_page_until_ctrl_c",
     "dream/test_folder.py::test_two_processes_split_a_folder_and_a_rerun_skips_it",

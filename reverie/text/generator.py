@@ -31,7 +31,8 @@ from reverie.text import rundir
 from reverie.text.language_model import LanguageModel
 from reverie.text.models import build_model
 from reverie.text.pretrained import locate
-from reverie.text.sampling import SamplingOptions, generate_tokens
+from reverie.text.sampling import SamplingOptions
+from reverie.text.speculative import generate_tokens
 from reverie.text.stops import StopText
 from reverie.text.tokenizer import StreamDecoder, Tokenizer
 

@@ -32,6 +32,7 @@ from reverie.options import check, check_value, option
 from reverie.rng import seed_option
 
 MAX_PROMPT_TOKENS = 10_000_000
+SPECULATIVE = ("auto", "lookup", "off")  # reverie.text.speculative's ways
 HISTORY_ROOM = 4096  # tokens the history makes room for at first (it doubles when full)
 
 # (history (B, t) of token ids so far, logits (B, V)) -> logits
@@ -141,6 +142,12 @@ class SamplingOptions:
     num_samples: int = option(1, "independent samples, generated as one batch", low=1, high=1024, metavar="K")
     stop: tuple[str, ...] = option((), "end a sample at the first occurrence of this text (repeatable)")
     seed: int | None = seed_option(None, "random seed: the same seed gives the same text")
+    speculative: str = option(
+        "auto",
+        "several tokens per model pass, the same text distribution: lookup drafts what followed the "
+        "text's last tokens before; auto uses it for one transformer stream (reverie.text.speculative)",
+        choices=SPECULATIVE,
+    )
     processors: tuple[LogitsProcessor, ...] = option(
         (), "your own processors (history, logits) -> logits, applied after the rules above", cli=False
     )

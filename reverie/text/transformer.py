@@ -61,10 +61,20 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
         if self.rotary:
             q, k = rotate(q, positions), rotate(k, positions)
+        mask = None
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+            if length > 1:  # several new tokens (a speculative draft): each sees the past and those before it
+                mask = torch.ones(length, k.shape[2], dtype=torch.bool, device=x.device).tril(
+                    k.shape[2] - length
+                )
         y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=past is None and length > 1, dropout_p=self.dropout if self.training else 0.0
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=past is None and length > 1,
+            dropout_p=self.dropout if self.training else 0.0,
         )
         return self.proj(y.transpose(1, 2).reshape(batch, length, width)), (k, v)
 

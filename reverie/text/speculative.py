@@ -1,0 +1,242 @@
+"""Speculative decoding with drafts looked up in the text so far: several tokens per model pass,
+and exactly the distribution of plain sampling.
+
+    from reverie.text.speculative import generate_tokens
+    options = SamplingOptions.of(temperature=0.7, speculative="lookup", seed=0)
+    for ids in generate_tokens(model, prompt_ids, options):   # as reverie.text.sampling's
+        ...
+
+A draft is what followed the last time the text's last LOOKUP_NGRAM tokens occurred in it (the
+prompt and what has been written; Hugging Face's prompt lookup), up to DRAFT_TOKENS tokens. One
+model pass over the draft gives the next-token logits after each of its tokens; the processors
+(temperature, top-k, top-p, min-p, repetition penalty, the user's) turn each into the distribution
+p that plain sampling would draw from there, and the draft's tokens are taken in order while a
+uniform u < p(token) (speculative sampling with a draft that is certain of its token: Leviathan
+et al. 2023, Chen et al. 2023). The first refused token is replaced by a draw from p without it,
+renormalized; a draft taken whole earns one more token from the logits after it. So each token
+is drawn with probability p, as in plain sampling; greedy decoding takes a token while it is the
+argmax, so greedy output is the same token for token. The model's state then moves to the last
+token taken: the transformer keeps that prefix of its key/value cache, the recurrent and conv
+models run the taken tokens again from the state before the pass (when not all were taken).
+
+`speculative`: "lookup", "off", or "auto" (the default): lookup for one transformer stream, where
+a pass over eight tokens costs about one step; off for the recurrent and conv models, whose steps
+stay sequential in a pass, and for several streams (docs/benchmarks.md, "Speculative decoding").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from reverie.text import sampling
+from reverie.text.language_model import LanguageModel, State
+from reverie.text.sampling import EvalMode, LogitsProcessor, SamplingOptions
+from reverie.text.transformer import TransformerLM, Window
+
+LOOKUP_NGRAM = 3  # tokens of the text's end that a draft's match must repeat
+DRAFT_TOKENS = 8  # tokens a draft proposes at most
+AUTO_KINDS = ("transformer",)  # model kinds `auto` speculates for (one stream)
+
+
+def speculates(model: nn.Module, options: SamplingOptions) -> bool:
+    """Whether generation with `options` on `model` uses lookup drafts."""
+    if options.speculative == "off" or options.num_samples != 1:
+        return False
+    return options.speculative == "lookup" or model.config.kind in AUTO_KINDS
+
+
+@dataclass
+class Tally:
+    """What speculation did: model passes, tokens drafted, drafted tokens taken, tokens made."""
+
+    passes: int = 0
+    drafted: int = 0
+    accepted: int = 0
+    tokens: int = 0
+
+    @property
+    def acceptance(self) -> float:
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+    @property
+    def tokens_per_pass(self) -> float:
+        return self.tokens / self.passes if self.passes else 0.0
+
+
+def generate_tokens(
+    model: nn.Module, prompt_ids: Sequence[int], options: SamplingOptions, tally: Tally | None = None
+) -> Iterator[torch.Tensor]:
+    """reverie.text.sampling.generate_tokens, speculating where `speculates` says so: the same
+    tokens one at a time (LongTensor (1,)), from the same distribution; `tally` counts the passes."""
+    plain = sampling.generate_tokens(model, prompt_ids, options)  # checks everything now
+    if not speculates(model, options):
+        return plain
+    plain.close()
+    generator = None if options.greedy else torch.Generator()
+    if generator is not None and options.seed is not None:
+        generator.manual_seed(options.seed)
+    elif generator is not None:
+        generator.seed()
+    return _speculate(model, list(prompt_ids), options, options.rules(), generator, tally or Tally())
+
+
+class LookupDraft:
+    """Drafts from the text itself: where the last `ngram` tokens occurred before, the tokens that
+    followed them then (the latest occurrence)."""
+
+    def __init__(self, tokens: Sequence[int], ngram: int = LOOKUP_NGRAM, size: int = DRAFT_TOKENS) -> None:
+        self.tokens: list[int] = []
+        self.ngram, self.size = ngram, size
+        self._last: dict[tuple[int, ...], int] = {}  # n-gram -> the position after its latest occurrence
+        self.extend(tokens)
+
+    def extend(self, tokens: Sequence[int]) -> None:
+        for token in tokens:
+            self.tokens.append(token)
+            end = len(self.tokens)
+            if end > self.ngram:  # the n-gram before the newest token is now followed by it
+                self._last[tuple(self.tokens[end - self.ngram - 1 : end - 1])] = end - 1
+
+    def propose(self, limit: int) -> list[int]:
+        """At most min(size, limit) tokens that followed the text's last n-gram before ([] if it
+        never occurred before)."""
+        if len(self.tokens) < self.ngram or limit <= 0:
+            return []
+        start = self._last.get(tuple(self.tokens[-self.ngram :]))
+        if start is None:
+            return []
+        return self.tokens[start : start + min(self.size, limit)]
+
+
+class Verifier:
+    """A model's state and one pass over several tokens: `verify(tokens)` reads tokens (1, T) after
+    the state and returns the next-token logits after each (T, vocab), moving the state after all
+    of them; `keep(m)` then moves it back to after the first m of them."""
+
+    def __init__(self, model: LanguageModel, state: State) -> None:
+        self.model, self.state = model, state
+        self._before: State = None
+        self._read: torch.Tensor | None = None
+
+    def verify(self, tokens: torch.Tensor) -> torch.Tensor:
+        self._before, self._read = self.state, tokens
+        logits, self.state = self.model(tokens, self.state)
+        return logits[0]
+
+    def keep(self, count: int) -> None:
+        assert self._read is not None
+        if count == self._read.shape[1]:
+            return
+        self.state = self._before
+        if count:
+            _, self.state = self.model.features(self._read[:, :count], self._before)
+
+
+class TransformerVerifier(Verifier):
+    """The transformer's: the pass extends the key/value cache, and keeping m tokens cuts it."""
+
+    model: TransformerLM
+    state: Window
+
+    def verify(self, tokens: torch.Tensor) -> torch.Tensor:
+        context = self.model.config.context
+        window = self.state
+        if window.tokens.shape[1] + tokens.shape[1] > context:  # as the stepper does: re-read the end
+            kept = window.tokens[:, -(context // 2) :]
+            window = Window(kept, self.model._run(kept, 0)[1])
+        start = window.tokens.shape[1]
+        hidden, caches = self.model._run(tokens, start, window.caches)
+        self._start, self._read = start, tokens
+        self.state = Window(torch.cat([window.tokens, tokens], dim=1), caches)
+        return self.model.logits(hidden[0])
+
+    def keep(self, count: int) -> None:
+        end = self._start + count
+        self.state = Window(
+            self.state.tokens[:, :end], [(k[:, :, :end], v[:, :, :end]) for k, v in self.state.caches]
+        )
+
+
+def _verifier(model: LanguageModel, state: State) -> Verifier:
+    return TransformerVerifier(model, state) if isinstance(model, TransformerLM) else Verifier(model, state)
+
+
+def _speculate(
+    model: Any,
+    prompt: list[int],
+    options: SamplingOptions,
+    processors: list[LogitsProcessor],
+    generator: torch.Generator | None,
+    tally: Tally,
+) -> Iterator[torch.Tensor]:
+    device = next(model.parameters()).device
+    with EvalMode(model):
+        history = sampling.History(torch.as_tensor(prompt, device=device), 1, room=min(options.length, 4096))
+        drafts = LookupDraft(prompt)
+        with torch.inference_mode():
+            known, state = model.prefill(torch.as_tensor([prompt], device=device))
+        verifier = _verifier(model, state)
+        pending: list[int] = []  # the last token taken, which the state has not read yet
+        made = 0
+        while made < options.length:
+            draft = drafts.propose(options.length - made - 1)
+            with torch.inference_mode():
+                if pending or draft:
+                    read = verifier.verify(torch.as_tensor([pending + draft], device=device))
+                    # the logits before each draft token, and after the last
+                    after = read if pending else torch.cat([known, read])
+                else:
+                    after = known
+                taken = _accept(after, draft, history, processors, generator)
+                if pending or draft:
+                    verifier.keep(len(pending) + len(taken) - 1)  # the new last token stays unread
+                    tally.passes += 1
+            tally.drafted += len(draft)
+            tally.accepted += len(taken) - 1 if len(taken) <= len(draft) else len(draft)
+            tally.tokens += len(taken)
+            pending = taken[-1:]
+            drafts.extend(taken)
+            for token in taken:
+                made += 1
+                yield torch.tensor([token])
+
+
+def _accept(
+    after: torch.Tensor,
+    draft: list[int],
+    history: sampling.History,
+    processors: list[LogitsProcessor],
+    generator: torch.Generator | None,
+) -> list[int]:
+    """The tokens taken from one pass: `after` (1 + len(draft), vocab) holds the logits before each
+    draft token and after the last; each draft token is taken with the probability plain sampling
+    gives it there (greedy: while it is the argmax), the first refused one replaced by a draw
+    without it, and a whole draft followed by one drawn token. The history grows by what is taken."""
+    taken: list[int] = []
+    for index in range(len(draft) + 1):
+        logits = after[index : index + 1].float()
+        for processor in processors:
+            logits = processor(history.tokens(), logits)
+        proposed = draft[index] if index < len(draft) else None
+        if generator is None:
+            token = int(logits.argmax(dim=-1))
+        elif proposed is not None:
+            probability = logits.softmax(dim=-1)[0, proposed].item()
+            if torch.rand(1, generator=generator).item() < probability:
+                token = proposed
+            else:
+                logits = logits.clone()
+                logits[0, proposed] = -torch.inf
+                token = int(sampling.draw(logits, generator))
+        else:
+            token = int(sampling.draw(logits, generator))
+        taken.append(token)
+        history.append(torch.tensor([token], device=history.buffer.device))
+        if token != proposed:
+            break
+    return taken
