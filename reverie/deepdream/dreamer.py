@@ -34,6 +34,7 @@ from reverie.deepdream.images import ImageSource, load_image
 from reverie.deepdream.objectives import Objective, parse_objective
 from reverie.deepdream.octaves import DreamResult, Plan, run_octaves
 from reverie.deepdream.options import PRESETS, DreamOptions, PixelStep, resolve_options, transforms_of
+from reverie.deepdream.stopping import Stop
 from reverie.deepdream.transforms import Pipeline
 from reverie.device import DEVICES, autocast, resolve_device, resolve_dtype
 from reverie.errors import ReverieError, require
@@ -340,24 +341,34 @@ def plan_for(model: str | Backbone | Dreamer | None, opts: DreamOptions) -> Plan
     return dreamer._plan(opts, objective)
 
 
-def dream(image: ImageSource, model: str | Backbone | Dreamer | None = None, **options: Any) -> Image.Image:
+def dream(
+    image: ImageSource,
+    model: str | Backbone | Dreamer | None = None,
+    *,
+    stop: Stop | None = None,
+    **options: Any,
+) -> Image.Image:
     """DeepDream `image` (a path, PIL image or array) once and return the result as a PIL image.
 
     `model` is a model name (default inception_v3), a Backbone or a Dreamer; the options are
-    DreamOptions' fields, plus `preset='book'|'keras-io'|'google'`. For several dreams with one
-    model, `load_dreamer` once and call its `dream`.
+    DreamOptions' fields, plus `preset='book'|'keras-io'|'google'`. `stop` (a threading.Event or a
+    function, see reverie.deepdream.stopping) is asked before every gradient step; once set, the
+    dream ends with DreamStopped. For several dreams with one model, `load_dreamer` once and call
+    its `dream`.
     """
-    return dream_octaves(image, model, **options).image
+    return dream_octaves(image, model, stop=stop, **options).image
 
 
 def dream_octaves(
     image: ImageSource,
     model: str | Backbone | Dreamer | None = None,
     preset: str | None = None,
+    *,
+    stop: Stop | None = None,
     **options: Any,
 ) -> DreamResult:
     """Like `dream`, also giving the image after each octave and the loss of every step."""
-    opts = resolve_for(model, preset, options)
+    opts = resolve_for(model, preset, {**options, "stop": stop})
     source = [load_image(image, opts.max_size)]  # a bad image is refused before any weights load
     plan = plan_for(model, opts)
     return run_octaves(plan, source.pop())  # pop: run_octaves may free it early

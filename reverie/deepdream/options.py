@@ -29,6 +29,7 @@ from reverie.deepdream.objectives import (
     parse_channels,
     parse_layers,
 )
+from reverie.deepdream.stopping import STOP_RULE, stop_function
 from reverie.deepdream.transforms import (
     JITTER,
     Clip,
@@ -127,9 +128,9 @@ class DreamOptions:
     progress: bool = option(True, "progress bars on stderr", cli=False)
     stop: Callable[[], bool] | None = option(
         None,
-        "called before every gradient step; once it returns True the dream ends with DreamStopped "
-        "(e.g. a threading.Event's is_set, or a deadline)",
-        rule="a function of no arguments returning True to stop",
+        "asked before every gradient step (a threading.Event, or a function); once set or True the "
+        "dream ends with DreamStopped",
+        rule=STOP_RULE,
         cli=False,
     )
 
@@ -222,6 +223,8 @@ def resolve_options(preset: str | None = None, **explicit: Any) -> DreamOptions:
     # copies: never hand out the presets' own dicts
     values = {key: _copied(value) for key, value in PRESETS.get(preset, {}).items()}
     given = {key: value for key, value in explicit.items() if value is not None}
+    if "stop" in given:
+        given["stop"] = stop_function(given["stop"])  # an Event's is_set
     if callable(given.get("transforms")):
         given["transforms"] = [given["transforms"]]  # one transform is a list of one
     if isinstance(given.get("layers"), str):

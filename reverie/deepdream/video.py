@@ -40,6 +40,7 @@ from reverie.deepdream.carrier import Carrier, dream_frame
 from reverie.deepdream.dreamer import Dreamer, plan_for, resolve_for
 from reverie.deepdream.images import save_image
 from reverie.deepdream.octaves import DreamStopped, Plan
+from reverie.deepdream.stopping import Stop, stop_function
 from reverie.deepdream.videoio import (
     VideoInfo,
     check_video_output,
@@ -75,6 +76,7 @@ def dream_video(
     progress: bool = True,
     on_frame: Callable[[int, Path], None] | None = None,
     max_pixels: int | None = None,
+    stop: Stop | None = None,
     **options: Any,
 ) -> VideoResult:
     """Dream every frame of the video `source` (or its part: `start`, `duration`) into the video
@@ -85,14 +87,16 @@ def dream_video(
     each frame is kept.
 
     Ctrl-C or SIGTERM stops between gradient steps, keeps the frames done and returns with `stopped`
-    set; `stop=` (a dream option) returning True raises DreamStopped the same way, frames kept.
+    set; `stop` (a threading.Event or a function, asked before every gradient step, see
+    reverie.deepdream.stopping) once set raises DreamStopped the same way, frames kept, and the same
+    call resumes from them.
 
     Under torchrun every process calls this and dreams its chunk of the frames (see the module's
     docstring; `overlap` frames before it warm its state up); rank 0 writes the video, the others
     return with `output` None once all the frames are done."""
     require_video()
     vopts, dream_options = split_options(options)
-    user_stop = dream_options.pop("stop", None)
+    user_stop = stop_function(stop)
     signals = StopRequests("stopping; the frames done are kept, run the same command again to resume")
 
     def stop_now() -> bool:

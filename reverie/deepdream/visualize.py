@@ -20,8 +20,9 @@ reverie.transforms: pad 12, shift up to 8, scale 0.9-1.1, rotate up to 10 degree
 what grows is what survives small changes.
 `diversity=N` renders N images at once with lucid's diversity term (the images' Gram matrices at
 the objective's first layer pushed apart) added with weight `diversity_weight`. Seeded: the same
-call gives the same images. `stop=` (a function of no arguments, asked before every step) ends a
-rendering early with DreamStopped, as it does a dream.
+call gives the same images. `stop=` (a threading.Event or a function of no arguments, asked before
+every step; see reverie.deepdream.stopping) ends a rendering early with DreamStopped, as it does a
+dream.
 
     reverie visualize efficientnet_lite0 block8:7 --out block8-7.png
     reverie visualize efficientnet_lite0 block8 --channels 0-15 --grid --size 128 --steps 128
@@ -47,6 +48,7 @@ from reverie.deepdream.images import to_pil
 from reverie.deepdream.objectives import MeanActivation, Objective
 from reverie.deepdream.objectives import diversity as diversity_term
 from reverie.deepdream.octaves import DreamStopped
+from reverie.deepdream.stopping import STOP_RULE, Stop, stop_function
 from reverie.deepdream.transforms import (
     Pad,
     Pipeline,
@@ -102,9 +104,9 @@ class VisualizeOptions:
     )
     stop: Callable[[], bool] | None = option(
         None,
-        "called before every optimization step; once it returns True the rendering ends with "
-        "DreamStopped (e.g. a threading.Event's is_set, or a deadline)",
-        rule="a function of no arguments returning True to stop",
+        "asked before every optimization step (a threading.Event, or a function); once set or True "
+        "the rendering ends with DreamStopped",
+        rule=STOP_RULE,
         cli=False,
     )
 
@@ -259,7 +261,10 @@ def resolve(**options: Any) -> VisualizeOptions:
     require(
         not unknown, f"unknown visualize option(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}"
     )
-    opts = VisualizeOptions(**{key: value for key, value in options.items() if value is not None})
+    given = {key: value for key, value in options.items() if value is not None}
+    if "stop" in given:
+        given["stop"] = stop_function(given["stop"])  # an Event's is_set
+    opts = VisualizeOptions(**given)
     check(opts)
     return opts
 
@@ -315,11 +320,13 @@ def visualize(
     weights: Any = None,
     device: str = "auto",
     preprocess: Preprocess | None = None,
+    stop: Stop | None = None,
     **options: Any,
 ) -> Visualization:
     """Render from noise the image(s) maximizing `objective` (an Objective or a target string) on `model`
-    (a Dreamer, a model name, a Backbone or any torch.nn.Module). Options: VisualizeOptions' fields."""
-    opts = resolve(**options)
+    (a Dreamer, a model name, a Backbone or any torch.nn.Module). Options: VisualizeOptions' fields.
+    `stop` (a threading.Event or a function) is asked before every step; once set, DreamStopped."""
+    opts = resolve(stop=stop, **options)
     require(
         isinstance(objective, (Objective, str)),
         f"objective must be an objective or a string like 'block8:7', got {type(objective).__name__}",
@@ -337,11 +344,12 @@ def visualize_channels(
     weights: Any = None,
     device: str = "auto",
     preprocess: Preprocess | None = None,
+    stop: Stop | None = None,
     **options: Any,
 ) -> ChannelSheet:
     """One visualization (of `diversity` images) per channel of `layer`; `.sheet` is their labelled grid.
-    `channels` is an iterable of indices or a string such as '0-63'."""
-    opts = resolve(**options)
+    `channels` is an iterable of indices or a string such as '0-63'; `stop` as for `visualize`."""
+    opts = resolve(stop=stop, **options)
     indices = parse_indices(channels) if isinstance(channels, str) else [int(c) for c in channels]
     require(bool(indices), "no channels given")
     require(len(indices) <= MAX_GRID_CHANNELS, f"at most {MAX_GRID_CHANNELS} channels per sheet")
