@@ -18,6 +18,7 @@ DeepDream:
     image = dreamer.dream("photo.jpg", objective=objective, transforms=[reverie.transforms.Jitter(16)])
     reverie.dream("photo.jpg", preset="book")                        # one dream: load, then dream
     reverie.visualize(dreamer, "block8:7").images[0].save("block8-7.png")   # what a channel wants
+    reverie.dream("photo.jpg", stop=cancel)     # a threading.Event: cancel.set() ends it between two steps
     reverie.load_dreamer(my_net, preprocess="imagenet")              # any nn.Module, layers by path
 
 Every bad input raises ReverieError, whose message is one line that says what to do.
@@ -50,7 +51,7 @@ _API = {
     "dream_folder": "reverie.deepdream.folder",
     "dream_zoom": "reverie.deepdream.zoom",
     "dream_video": "reverie.deepdream.video",
-    "VideoOptions": "reverie.deepdream.video",
+    "VideoOptions": "reverie.deepdream.videooptions",
     "available_models": "reverie.deepdream.backbone",
     "list_layers": "reverie.deepdream.backbone",
     "visualize": "reverie.deepdream.visualize",
@@ -107,7 +108,8 @@ if TYPE_CHECKING:  # for type checkers and editors, which do not run __getattr__
     from reverie.deepdream.folder import dream_folder
     from reverie.deepdream.octaves import DreamResult, DreamStopped
     from reverie.deepdream.options import DreamOptions
-    from reverie.deepdream.video import VideoOptions, dream_video
+    from reverie.deepdream.video import dream_video
+    from reverie.deepdream.videooptions import VideoOptions
     from reverie.deepdream.visualize import VisualizeOptions, visualize, visualize_channels
     from reverie.deepdream.zoom import dream_zoom
     from reverie.text.generator import TextModel, load

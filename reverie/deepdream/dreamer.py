@@ -9,8 +9,9 @@
 The options are `reverie.deepdream.options.DreamOptions`, plus `preset=` and `objective=` /
 `transforms=` (`reverie.objectives`, `reverie.transforms`). A dreamer's model, weights and device
 are its own; `dtype` may change per dream (it picks the autocast; `auto` is what reverie.precision
-measured for this model on this machine: float32 or bfloat16, with or without channels-last, the
-first time it dreams, then cached). All arithmetic happens in the
+measures for this model on this machine, float32 or bfloat16, with or without channels-last, when
+`dreamer.choose_dtype()` is called: by the first dream that asks for auto, or by you up front; then
+cached). Reading `dreamer.dtype` never measures. All arithmetic happens in the
 model's input space (the book's [-1, 1] for InceptionV3), so `step` is in those units, as the
 book's 0.01.
 """
@@ -32,8 +33,9 @@ from reverie.deepdream.hooked import Preprocess, wrap_module
 from reverie.deepdream.images import ImageSource, load_image
 from reverie.deepdream.objectives import Objective, parse_objective
 from reverie.deepdream.octaves import DreamResult, Plan, run_octaves
-from reverie.deepdream.options import PRESETS, DreamOptions, PixelStep, default_transforms, resolve_options
-from reverie.deepdream.transforms import Compose
+from reverie.deepdream.options import PRESETS, DreamOptions, PixelStep, resolve_options, transforms_of
+from reverie.deepdream.stopping import Stop
+from reverie.deepdream.transforms import Pipeline
 from reverie.device import DEVICES, autocast, resolve_device, resolve_dtype
 from reverie.errors import ReverieError, require
 
@@ -86,14 +88,23 @@ class Dreamer:
 
     @property
     def dtype(self) -> torch.dtype:
-        """The dreams' default autocast dtype (auto: measured on the first use, see `choice`)."""
-        return resolve_dtype(self.dtype_option, self.device, self.choice)
+        """The dreams' default autocast dtype. Reading it measures nothing: for `auto` it is what
+        `choose_dtype()` chose, float32 until that was called."""
+        if self.dtype_option == "auto":
+            return self._choice.dtype if self._choice is not None else torch.float32
+        return resolve_dtype(self.dtype_option, self.device)
 
-    def choice(self) -> precision.Choice:
-        """What `--dtype auto` runs this model in here: reverie.precision times a dream step (the
-        model's default layers, a seeded 224x224 image) in float32 and bfloat16, each with and
-        without channels-last, keeps the fastest that agrees with float32 (cached per machine), and
-        moves the network to that layout."""
+    def dtype_for(self, option: str | None = None) -> torch.dtype:
+        """The autocast dtype of a dream or visualization asking for `option` (None: the dreamer's
+        own): float32 or bfloat16 as named, `auto` what `choose_dtype()` measures (once)."""
+        return resolve_dtype(option or self.dtype_option, self.device, self.choose_dtype)
+
+    def choose_dtype(self) -> precision.Choice:
+        """Measure what `--dtype auto` runs this model in here, once per dreamer: reverie.precision
+        times a dream step (the model's default layers, a seeded 224x224 image) in float32 and
+        bfloat16, each with and without channels-last, keeps the fastest that agrees with float32
+        (cached per machine), and moves the network to that layout. The dream functions call it
+        (through `dtype_for`) when a dream asks for auto; call it yourself to measure up front."""
         if self._choice is None:
             kind = f"dream {self.name}"
             measured_before = precision.cached(kind, self.device) is not None
@@ -183,12 +194,11 @@ class Dreamer:
         if objective is None:
             objective = objective_of(opts, self.backbone)
             objective.check(self)
-        transforms = list(opts.transforms) if opts.transforms is not None else default_transforms(opts)
         step = opts.step
         if isinstance(step, PixelStep):
             step = step.levels * self.input_per_pixel_level
-        dtype = resolve_dtype(opts.dtype, self.device, self.choice)
-        return Plan(self, opts, objective.bind(self, dtype), Compose(transforms), dtype, step)
+        dtype = self.dtype_for(opts.dtype)
+        return Plan(self, opts, objective.bind(self, dtype), Pipeline(transforms_of(opts)), dtype, step)
 
     # ---- the network ----------------------------------------------------------------------------
 
@@ -331,24 +341,34 @@ def plan_for(model: str | Backbone | Dreamer | None, opts: DreamOptions) -> Plan
     return dreamer._plan(opts, objective)
 
 
-def dream(image: ImageSource, model: str | Backbone | Dreamer | None = None, **options: Any) -> Image.Image:
+def dream(
+    image: ImageSource,
+    model: str | Backbone | Dreamer | None = None,
+    *,
+    stop: Stop | None = None,
+    **options: Any,
+) -> Image.Image:
     """DeepDream `image` (a path, PIL image or array) once and return the result as a PIL image.
 
     `model` is a model name (default inception_v3), a Backbone or a Dreamer; the options are
-    DreamOptions' fields, plus `preset='book'|'keras-io'|'google'`. For several dreams with one
-    model, `load_dreamer` once and call its `dream`.
+    DreamOptions' fields, plus `preset='book'|'keras-io'|'google'`. `stop` (a threading.Event or a
+    function, see reverie.deepdream.stopping) is asked before every gradient step; once set, the
+    dream ends with DreamStopped. For several dreams with one model, `load_dreamer` once and call
+    its `dream`.
     """
-    return dream_octaves(image, model, **options).image
+    return dream_octaves(image, model, stop=stop, **options).image
 
 
 def dream_octaves(
     image: ImageSource,
     model: str | Backbone | Dreamer | None = None,
     preset: str | None = None,
+    *,
+    stop: Stop | None = None,
     **options: Any,
 ) -> DreamResult:
     """Like `dream`, also giving the image after each octave and the loss of every step."""
-    opts = resolve_for(model, preset, options)
+    opts = resolve_for(model, preset, {**options, "stop": stop})
     source = [load_image(image, opts.max_size)]  # a bad image is refused before any weights load
     plan = plan_for(model, opts)
     return run_octaves(plan, source.pop())  # pop: run_octaves may free it early

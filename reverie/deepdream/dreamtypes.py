@@ -18,6 +18,8 @@ from typing import Protocol
 
 import torch
 
+from reverie.errors import ReverieError
+
 Features = Mapping[str, torch.Tensor]  # layer name -> its activation (N, C, h, w)
 
 
@@ -87,16 +89,18 @@ class DreamNet(Protocol):
 class StepContext:
     """What a transform may use at a step: randomness, conversions and bounds, the original image.
 
-    `original` is the input image in the network's input space at this octave's size (1, 3, h, w);
-    `octave` counts from 0, smallest first.
+    `original` is a dream's input image in the network's input space at this octave's size
+    (1, 3, h, w), None in a visualization (rendered from noise); `octave` counts from 0, smallest first.
     """
 
     generator: torch.Generator
     dreamer: DreamNet
-    original: torch.Tensor
+    original: torch.Tensor | None = None
     octave: int = 0
 
     @functools.cached_property
     def original01(self) -> torch.Tensor:
         """`original` as pixels in [0, 1]."""
+        if self.original is None:
+            raise ReverieError("this transform needs a dream's original image; a visualization has none")
         return self.dreamer.to_image(self.original)

@@ -25,7 +25,7 @@ from reverie.deepdream.images import quantize, resize, to_pil
 from reverie.deepdream.objectives import Objective
 from reverie.deepdream.options import DreamOptions
 from reverie.deepdream.tiling import tiled_loss_and_gradient
-from reverie.deepdream.transforms import Transform
+from reverie.deepdream.transforms import Pipeline
 from reverie.errors import ReverieError
 
 
@@ -35,13 +35,13 @@ class DreamStopped(ReverieError):
 
 @dataclass
 class Plan:
-    """One dream's settings on a dreamer: the options, the bound objective, the transforms (one
-    composed `Transform`), the autocast dtype and the step in the model's input units."""
+    """One dream's settings on a dreamer: the options, the bound objective, the transforms (a
+    `Pipeline`), the autocast dtype and the step in the model's input units."""
 
     dreamer: DreamNet
     options: DreamOptions
     objective: Objective
-    transforms: Transform
+    transforms: Pipeline
     dtype: torch.dtype
     step: float
 

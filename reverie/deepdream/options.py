@@ -29,7 +29,16 @@ from reverie.deepdream.objectives import (
     parse_channels,
     parse_layers,
 )
-from reverie.deepdream.transforms import JITTER, Clip, Jitter, KeepColors, LapNormalize, Transform
+from reverie.deepdream.stopping import STOP_RULE, stop_function
+from reverie.deepdream.transforms import (
+    JITTER,
+    Clip,
+    Jitter,
+    KeepColors,
+    LapNormalize,
+    TransformFunction,
+    check_transform,
+)
 from reverie.device import device_option, dtype_option
 from reverie.errors import require
 from reverie.options import check, check_value, flag, option
@@ -109,17 +118,19 @@ class DreamOptions:
     clip: bool = option(
         True, "keep the image in the valid pixel range after every step (default: on; book: off)"
     )
-    transforms: Sequence[Transform] | None = option(
-        None, "per-step transforms from reverie.transforms (replaces jitter ... clip)", cli=False
+    transforms: Sequence[TransformFunction] | None = option(
+        None,
+        "per-step transforms (reverie.transforms, or functions (x, context) -> x) replacing jitter ... clip",
+        cli=False,
     )
     # the input and the display
     max_size: int | None = option(None, "shrink the longest side to this first", low=1, metavar="PIXELS")
     progress: bool = option(True, "progress bars on stderr", cli=False)
     stop: Callable[[], bool] | None = option(
         None,
-        "called before every gradient step; once it returns True the dream ends with DreamStopped "
-        "(e.g. a threading.Event's is_set, or a deadline)",
-        rule="a function of no arguments returning True to stop",
+        "asked before every gradient step (a threading.Event, or a function); once set or True the "
+        "dream ends with DreamStopped",
+        rule=STOP_RULE,
         cli=False,
     )
 
@@ -135,10 +146,7 @@ class DreamOptions:
                 f"objective= takes an objective from reverie.objectives, got {self.objective!r}",
             )
         for transform in self.transforms or []:
-            require(
-                isinstance(transform, Transform),
-                f"transforms= takes transforms from reverie.transforms, got {transform!r}",
-            )
+            check_transform(transform)
 
 
 # An API object and the options it replaces: giving both is refused, and the preset's are dropped.
@@ -146,6 +154,9 @@ REPLACED_BY = {
     "objective": ("layers", "channels", "guide", "reduction", "border"),
     "transforms": ("jitter", "lap_norm", "keep_colors", "clip"),
 }
+
+# The transform options with nothing on, what a resolved DreamOptions says beside transforms=
+TRANSFORM_FLAGS_OFF = {"jitter": 0, "lap_norm": 0, "keep_colors": False, "clip": False}
 
 # Deep Learning with Python, 1st edition, 8.2, exactly (float32, as the book ran: bfloat16 would move
 # where the loss passes max_loss).
@@ -212,7 +223,9 @@ def resolve_options(preset: str | None = None, **explicit: Any) -> DreamOptions:
     # copies: never hand out the presets' own dicts
     values = {key: _copied(value) for key, value in PRESETS.get(preset, {}).items()}
     given = {key: value for key, value in explicit.items() if value is not None}
-    if isinstance(given.get("transforms"), Transform):
+    if "stop" in given:
+        given["stop"] = stop_function(given["stop"])  # an Event's is_set
+    if callable(given.get("transforms")):
         given["transforms"] = [given["transforms"]]  # one transform is a list of one
     if isinstance(given.get("layers"), str):
         given["layers"] = parse_layers(given["layers"])
@@ -236,14 +249,19 @@ def resolve_options(preset: str | None = None, **explicit: Any) -> DreamOptions:
         values.pop("layers", None)
         values.pop("max_loss", None)  # calibrated to the preset's layers on the preset's model
     values.update(given)
+    if "transforms" in given:  # the options it replaces say what the list does not do: nothing
+        values.update(TRANSFORM_FLAGS_OFF)
     options = DreamOptions(**values)
     options.validate()
     return options
 
 
-def default_transforms(options: DreamOptions) -> list[Transform]:
-    """The transforms the options turn on: jitter, Laplacian normalization, keep colors, clip."""
-    transforms: list[Transform] = []
+def transforms_of(options: DreamOptions) -> list[TransformFunction]:
+    """A dream's transforms, the one place options become transforms: `transforms=` as given, else
+    those the options turn on, in this order: jitter, Laplacian normalization, keep colors, clip."""
+    if options.transforms is not None:
+        return list(options.transforms)
+    transforms: list[TransformFunction] = []
     if options.jitter:
         transforms.append(Jitter(options.jitter))
     if options.lap_norm:
@@ -253,6 +271,9 @@ def default_transforms(options: DreamOptions) -> list[Transform]:
     if options.clip:
         transforms.append(Clip())
     return transforms
+
+
+default_transforms = transforms_of  # its name before transforms= went through it too
 
 
 def _copied(value: Any) -> Any:

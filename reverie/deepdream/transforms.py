@@ -1,83 +1,115 @@
-"""Per-step transforms of a dream: what the network sees, what the gradient becomes, what the image may be.
+"""The transforms of dreams and feature visualizations: small callables on an image tensor, applied
+as a list in order (as lucid's and lucent's are).
 
     from reverie import transforms as tf           # this module: reverie.deepdream.transforms
     dreamer.dream("photo.jpg", transforms=[tf.Jitter(16), tf.LapNormalize(4), tf.Clip()])
+    reverie.visualize(dreamer, "block8:7", transforms=[tf.Pad(8), tf.Jitter(4), tf.RandomScale((0.9, 1.1))])
 
-Without `transforms=`, the list comes from the options (`options.default_transforms`): `jitter=32` gives
+A transform is any callable `transform(x, context) -> x`: `x` an image batch (N, 3, H, W), `context`
+a `dreamtypes.StepContext` (the seeded `generator` every random choice draws from, the dreamer, the
+original image of a dream at this octave's size). Its `stage` attribute (default "input", what a plain
+function has) says which tensor it is given:
+
+- "input": the image as the network sees it at this step. It runs under autograd and the gradient
+  flows back through it to the image itself, so any differentiable change works: `Jitter` (a seeded
+  random roll), `Pad`, `Shift`, `RandomScale`, `RandomRotate` (lucid's transformation robustness,
+  `robust_transforms()`). With tiling it applies to the whole image, whose tiled gradient is then
+  propagated back through it. A dream's image is in the network's input space, a visualization's
+  in [0, 1] (so `Pad`'s grey, 0.5, is a visualization's grey).
+- "gradient": a dream's gradient before the step (`LapNormalize` equalizes its bands).
+- "image": a dream's image after each change to it, every step and the detail put back at the end
+  of each octave (`Clip` keeps it in the valid pixel range, `KeepColors` keeps the input's colours).
+
+A list runs stage by stage, each stage's transforms in list order (`Pipeline`). A visualization
+optimizes a parameterization, not an image, so it takes input transforms only. Without
+`transforms=`, a dream's list comes from its options (`options.transforms_of`: `jitter=32` gives
 `Jitter(32)`, `lap_norm=4` `LapNormalize(4)`, `keep_colors=True` `KeepColors()`, `clip=True`
-`Clip()`. A `Transform` has three hooks, each returning its input unchanged unless overridden:
-
-- `on_input(x, context)`: the image as the network sees it. It runs under autograd and the
-  gradient flows back through it to the image itself, so any differentiable change works (Jitter
-  is a seeded random roll; a scale or a rotation would do as well). With tiling it applies to the
-  whole image, whose tiled gradient is then propagated back through it.
-- `on_gradient(grad, context)`: the gradient before the step (LapNormalize equalizes its bands).
-- `on_image(x, context)`: the image after each change to it, every step and the detail put back at
-  the end of each octave (Clip keeps it in the valid pixel range, KeepColors keeps the input's
-  colors).
-
-The hooks run in list order. Everything is in the network's input space; `context` (a
-`dreamtypes.StepContext`) holds the seeded generator, the dreamer (`to_input`/`to_image`, the pixel bounds)
-and the original image at the current octave's size. The step rule itself
+`Clip()`), a visualization's is `robust_transforms()`. The step rule itself
 (`x += step * g / max(mean|g|, 1e-7)`) is the ascent's (`reverie.deepdream.octaves`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from reverie.deepdream.dreamtypes import StepContext
+from reverie.errors import ReverieError
 from reverie.options import check_value
 
 JITTER = {"low": 0}  # the bounds of Jitter's pixels, and of the --jitter option
+STAGES = ("input", "gradient", "image")
+TransformFunction = Callable[[torch.Tensor, StepContext], torch.Tensor]  # what `transforms=` lists
 
 
 class Transform:
-    """A step of a dream's pipeline; override any of the three hooks (see the module docstring)."""
+    """A convenient base for a transform (any callable `(x, context) -> x` is one): set `stage` and
+    define `__call__`; see the module's docstring."""
 
-    def on_input(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
-        return x
+    stage: ClassVar[str] = "input"
 
-    def on_gradient(self, grad: torch.Tensor, context: StepContext) -> torch.Tensor:
-        return grad
-
-    def on_image(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
-        return x
+    def __call__(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
-class Compose(Transform):
-    """Several transforms as one: each hook runs through them in order."""
+def stage_of(transform: Any) -> str:
+    """Which tensor `transform` is given: its `stage`, "input" for a plain function."""
+    return getattr(transform, "stage", "input")
 
-    def __init__(self, transforms: Sequence[Transform]) -> None:
+
+def check_transform(transform: Any) -> None:
+    """Refuse, in one line, what is not a transform: a callable whose `stage`, if any, is one of STAGES."""
+    if not callable(transform) or stage_of(transform) not in STAGES:
+        raise ReverieError(
+            f"transforms= takes transforms from reverie.transforms or functions (x, context) -> x, "
+            f"got {transform!r}"
+        )
+
+
+class Pipeline:
+    """A list of transforms run stage by stage: `on_input`, `on_gradient` and `on_image` each apply
+    that stage's transforms in list order."""
+
+    def __init__(self, transforms: Sequence[TransformFunction]) -> None:
         for transform in transforms:
-            if not isinstance(transform, Transform):
-                raise TypeError(f"{transform!r} is not a Transform (subclass reverie.transforms.Transform)")
+            check_transform(transform)
         self.transforms = list(transforms)
+        self._staged = {stage: [t for t in self.transforms if stage_of(t) == stage] for stage in STAGES}
+
+    def stages(self) -> set[str]:
+        """The stages some transform of the list acts at."""
+        return {stage for stage, listed in self._staged.items() if listed}
+
+    def _apply(self, stage: str, x: torch.Tensor, context: StepContext) -> torch.Tensor:
+        for transform in self._staged[stage]:
+            x = transform(x, context)
+        return x
 
     def on_input(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
-        for transform in self.transforms:
-            x = transform.on_input(x, context)
-        return x
+        return self._apply("input", x, context)
 
     def on_gradient(self, grad: torch.Tensor, context: StepContext) -> torch.Tensor:
-        for transform in self.transforms:
-            grad = transform.on_gradient(grad, context)
-        return grad
+        return self._apply("gradient", grad, context)
 
     def on_image(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
-        for transform in self.transforms:
-            x = transform.on_image(x, context)
-        return x
+        return self._apply("image", x, context)
 
     def __repr__(self) -> str:
-        return f"Compose({self.transforms!r})"
+        return f"Pipeline({self.transforms!r})"
+
+
+Compose = Pipeline  # the name a plan's transforms had before they became one protocol
+
+
+# ---- a dream's transforms ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -90,7 +122,7 @@ class Jitter(Transform):
     def __post_init__(self) -> None:
         check_value("--jitter", self.pixels, kind=int, **JITTER)
 
-    def on_input(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
         if not self.pixels:
             return x
         dy, dx = torch.randint(-self.pixels, self.pixels + 1, (2,), generator=context.generator).tolist()
@@ -101,12 +133,13 @@ class Jitter(Transform):
 class LapNormalize(Transform):
     """Laplacian-pyramid normalization of the gradient over `levels` bands (lucid)."""
 
+    stage: ClassVar[str] = "gradient"
     levels: int = 4
 
     def __post_init__(self) -> None:
         check_value("--lap-norm", self.levels, kind=int, low=1)
 
-    def on_gradient(self, grad: torch.Tensor, context: StepContext) -> torch.Tensor:
+    def __call__(self, grad: torch.Tensor, context: StepContext) -> torch.Tensor:
         return lap_normalize(grad, self.levels)
 
 
@@ -114,7 +147,9 @@ class LapNormalize(Transform):
 class KeepColors(Transform):
     """Keep the original's chroma (YCbCr Cb, Cr): the dream changes only the luminance."""
 
-    def on_image(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
+    stage: ClassVar[str] = "image"
+
+    def __call__(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
         dreamer = context.dreamer
         return dreamer.to_input(keep_chroma(dreamer.to_image(x), context.original01))
 
@@ -123,8 +158,78 @@ class KeepColors(Transform):
 class Clip(Transform):
     """Keep the image within the valid pixel range (google/deepdream, after every step)."""
 
-    def on_image(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
+    stage: ClassVar[str] = "image"
+
+    def __call__(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
         return context.dreamer.clip_(x)
+
+
+# ---- lucid's transformation robustness (a visualization's default; a dream may use them too) ----------
+
+
+@dataclass(frozen=True)
+class Pad(Transform):
+    """Pad every side by `pixels` with `value` (grey in [0, 1]), so the shifts and rotations have room."""
+
+    pixels: int
+    value: float = 0.5
+
+    def __call__(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
+        return F.pad(x, [self.pixels] * 4, value=self.value)
+
+
+@dataclass(frozen=True)
+class Shift(Transform):
+    """A random crop `pixels` smaller on each axis: the image moved by up to `pixels`."""
+
+    pixels: int
+
+    def __call__(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
+        dy, dx = torch.randint(0, self.pixels + 1, (2,), generator=context.generator).tolist()
+        h, w = x.shape[-2:]
+        return x[..., dy : h - self.pixels + dy, dx : w - self.pixels + dx]
+
+
+@dataclass(frozen=True)
+class RandomScale(Transform):
+    """Resize by one of `scales`, drawn at random (bilinear)."""
+
+    scales: tuple[float, ...]
+
+    def __call__(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
+        scale = self.scales[int(torch.randint(len(self.scales), (1,), generator=context.generator))]
+        h, w = x.shape[-2:]
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+@dataclass(frozen=True)
+class RandomRotate(Transform):
+    """Rotate by one of `degrees`, drawn at random, about the centre (edges extended)."""
+
+    degrees: tuple[float, ...]
+
+    def __call__(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
+        drawn = int(torch.randint(len(self.degrees), (1,), generator=context.generator))
+        angle = math.radians(self.degrees[drawn])
+        cos, sin = math.cos(angle), math.sin(angle)
+        theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], device=x.device, dtype=x.dtype)
+        grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def robust_transforms() -> list[Transform]:
+    """lucid's standard transformation robustness: pad, shift, scale, rotate, shift."""
+    return [
+        Pad(12),
+        Shift(8),
+        RandomScale(tuple(1 + (i - 5) / 50 for i in range(11))),
+        RandomRotate(tuple(float(d) for d in range(-10, 11))),
+        Shift(4),
+    ]
+
+
+# ---- the arithmetic -------------------------------------------------------------------------------------
 
 
 def lap_normalize(grad: torch.Tensor, levels: int) -> torch.Tensor:

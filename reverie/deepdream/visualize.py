@@ -14,13 +14,15 @@ with `neuron=True` the activation at the centre position only. The image is para
 (`param`) by its Fourier spectrum, scaled so that every frequency starts with equal energy, with the
 colours decorrelated by lucid's ImageNet colour-correlation matrix ("fourier", the default), or by
 plain pixels ("pixel"), each squashed into [0, 1] by a sigmoid and optimized by Adam at `lr`. At every
-step the network sees the image through the robustness transforms (`robust_transforms()`: pad 12,
-shift up to 8, scale 0.9-1.1, rotate up to 10 degrees, shift up to 4; each a small callable
-`(batch, generator) -> batch`, differentiable), so what grows is what survives small changes.
+step the network sees the image through the robustness transforms (`robust_transforms()` of
+reverie.transforms: pad 12, shift up to 8, scale 0.9-1.1, rotate up to 10 degrees, shift up to 4;
+`transforms=` takes any list of input transforms, the protocol a dream's `transforms=` takes), so
+what grows is what survives small changes.
 `diversity=N` renders N images at once with lucid's diversity term (the images' Gram matrices at
 the objective's first layer pushed apart) added with weight `diversity_weight`. Seeded: the same
-call gives the same images. `stop=` (a function of no arguments, asked before every step) ends a
-rendering early with DreamStopped, as it does a dream.
+call gives the same images. `stop=` (a threading.Event or a function of no arguments, asked before
+every step; see reverie.deepdream.stopping) ends a rendering early with DreamStopped, as it does a
+dream.
 
     reverie visualize efficientnet_lite0 block8:7 --out block8-7.png
     reverie visualize efficientnet_lite0 block8 --channels 0-15 --grid --size 128 --steps 128
@@ -36,17 +38,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from reverie.deepdream.dreamer import Dreamer, load_dreamer
+from reverie.deepdream.dreamtypes import StepContext
 from reverie.deepdream.hooked import Preprocess
 from reverie.deepdream.images import to_pil
 from reverie.deepdream.objectives import MeanActivation, Objective
 from reverie.deepdream.objectives import diversity as diversity_term
 from reverie.deepdream.octaves import DreamStopped
-from reverie.device import DTYPE_CHOICES, resolve_dtype
+from reverie.deepdream.stopping import STOP_RULE, Stop, stop_function
+from reverie.deepdream.transforms import (
+    Pad,
+    Pipeline,
+    RandomRotate,
+    RandomScale,
+    Shift,
+    TransformFunction,
+    robust_transforms,
+)
+from reverie.device import DTYPE_CHOICES
 from reverie.errors import ReverieError, require
 from reverie.options import check, option
 from reverie.rng import seed_option
@@ -58,7 +70,7 @@ COLOR = COLOR_SQRT / COLOR_SQRT.norm(dim=0).max()
 INIT_STD = 0.01  # the spread of the starting noise, in parameter units
 MAX_SIZE = 2048
 MAX_GRID_CHANNELS = 1024
-Robust = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+Robust = TransformFunction  # the type of visualize's transforms before dreams and visualizations shared one
 
 
 @dataclass
@@ -84,80 +96,19 @@ class VisualizeOptions:
         choices=DTYPE_CHOICES,
     )
     progress: bool = option(True, "a progress bar per image on stderr", cli=False)
-    transforms: Sequence[Robust] | None = option(
-        None, "the robustness transforms (default robust_transforms())", cli=False
+    transforms: Sequence[TransformFunction] | None = option(
+        None,
+        "what the network sees of the image at each step: input transforms from reverie.transforms, "
+        "the same kind a dream takes (default robust_transforms())",
+        cli=False,
     )
     stop: Callable[[], bool] | None = option(
         None,
-        "called before every optimization step; once it returns True the rendering ends with "
-        "DreamStopped (e.g. a threading.Event's is_set, or a deadline)",
-        rule="a function of no arguments returning True to stop",
+        "asked before every optimization step (a threading.Event, or a function); once set or True "
+        "the rendering ends with DreamStopped",
+        rule=STOP_RULE,
         cli=False,
     )
-
-
-# ---- robustness transforms: (batch in [0, 1], generator) -> batch, differentiable ----------------------
-
-
-@dataclass(frozen=True)
-class Pad:
-    """Pad every side by `pixels` with grey (`value`), so the shifts and rotations have room."""
-
-    pixels: int
-    value: float = 0.5
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return F.pad(x, [self.pixels] * 4, value=self.value)
-
-
-@dataclass(frozen=True)
-class Shift:
-    """A random crop `pixels` smaller on each axis: the image moved by up to `pixels`."""
-
-    pixels: int
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        dy, dx = torch.randint(0, self.pixels + 1, (2,), generator=generator).tolist()
-        h, w = x.shape[-2:]
-        return x[..., dy : h - self.pixels + dy, dx : w - self.pixels + dx]
-
-
-@dataclass(frozen=True)
-class RandomScale:
-    """Resize by one of `scales`, drawn at random (bilinear)."""
-
-    scales: tuple[float, ...]
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        scale = self.scales[int(torch.randint(len(self.scales), (1,), generator=generator))]
-        h, w = x.shape[-2:]
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
-@dataclass(frozen=True)
-class RandomRotate:
-    """Rotate by one of `degrees`, drawn at random, about the centre (edges extended)."""
-
-    degrees: tuple[float, ...]
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        angle = math.radians(self.degrees[int(torch.randint(len(self.degrees), (1,), generator=generator))])
-        cos, sin = math.cos(angle), math.sin(angle)
-        theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], device=x.device, dtype=x.dtype)
-        grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-def robust_transforms() -> list[Robust]:
-    """lucid's standard transformation robustness: pad, shift, scale, rotate, shift."""
-    return [
-        Pad(12),
-        Shift(8),
-        RandomScale(tuple(1 + (i - 5) / 50 for i in range(11))),
-        RandomRotate(tuple(float(d) for d in range(-10, 11))),
-        Shift(4),
-    ]
 
 
 # ---- parameterizations: parameters -> (N, 3, size, size) in [0, 1] ----------------------------------------
@@ -310,7 +261,10 @@ def resolve(**options: Any) -> VisualizeOptions:
     require(
         not unknown, f"unknown visualize option(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}"
     )
-    opts = VisualizeOptions(**{key: value for key, value in options.items() if value is not None})
+    given = {key: value for key, value in options.items() if value is not None}
+    if "stop" in given:
+        given["stop"] = stop_function(given["stop"])  # an Event's is_set
+    opts = VisualizeOptions(**given)
     check(opts)
     return opts
 
@@ -324,10 +278,16 @@ def render(
     require(opts.size >= need, f"--size {opts.size} is too small for these layers; give at least {need}")
     if opts.diversity > 1:
         objective = objective + opts.diversity_weight * diversity_term(objective.layers[0])
-    dtype = resolve_dtype(opts.dtype or dreamer.dtype_option, dreamer.device, dreamer.choice)
+    dtype = dreamer.dtype_for(opts.dtype)
     bound = objective.bind(dreamer, dtype)
-    transforms = list(opts.transforms) if opts.transforms is not None else robust_transforms()
+    transforms = Pipeline(opts.transforms if opts.transforms is not None else robust_transforms())
+    require(
+        transforms.stages() <= {"input"},
+        "a visualization takes input transforms (what the network sees); gradient and image transforms "
+        "such as LapNormalize, KeepColors and Clip act on a dream's image",
+    )
     generator = torch.Generator().manual_seed(opts.seed)
+    context = StepContext(generator, dreamer)
     image = PARAMETERIZATIONS[opts.param](count or opts.diversity, opts.size, generator).to(dreamer.device)
     optimizer = torch.optim.Adam(image.parameters(), lr=opts.lr)
     values: list[float] = []
@@ -340,9 +300,7 @@ def render(
                     f"the visualization {label or repr(objective)} was stopped before step {index + 1} "
                     f"of {opts.steps}"
                 )
-            x = image()
-            for transform in transforms:
-                x = transform(x, generator)
+            x = transforms.on_input(image(), context)
             value = bound(dreamer.features(dreamer.to_input(x), bound.layers, dtype))
             optimizer.zero_grad(set_to_none=True)
             (-value).backward()
@@ -362,11 +320,13 @@ def visualize(
     weights: Any = None,
     device: str = "auto",
     preprocess: Preprocess | None = None,
+    stop: Stop | None = None,
     **options: Any,
 ) -> Visualization:
     """Render from noise the image(s) maximizing `objective` (an Objective or a target string) on `model`
-    (a Dreamer, a model name, a Backbone or any torch.nn.Module). Options: VisualizeOptions' fields."""
-    opts = resolve(**options)
+    (a Dreamer, a model name, a Backbone or any torch.nn.Module). Options: VisualizeOptions' fields.
+    `stop` (a threading.Event or a function) is asked before every step; once set, DreamStopped."""
+    opts = resolve(stop=stop, **options)
     require(
         isinstance(objective, (Objective, str)),
         f"objective must be an objective or a string like 'block8:7', got {type(objective).__name__}",
@@ -384,11 +344,12 @@ def visualize_channels(
     weights: Any = None,
     device: str = "auto",
     preprocess: Preprocess | None = None,
+    stop: Stop | None = None,
     **options: Any,
 ) -> ChannelSheet:
     """One visualization (of `diversity` images) per channel of `layer`; `.sheet` is their labelled grid.
-    `channels` is an iterable of indices or a string such as '0-63'."""
-    opts = resolve(**options)
+    `channels` is an iterable of indices or a string such as '0-63'; `stop` as for `visualize`."""
+    opts = resolve(stop=stop, **options)
     indices = parse_indices(channels) if isinstance(channels, str) else [int(c) for c in channels]
     require(bool(indices), "no channels given")
     require(len(indices) <= MAX_GRID_CHANNELS, f"at most {MAX_GRID_CHANNELS} channels per sheet")
@@ -425,7 +386,18 @@ def grid(images: Sequence[Image.Image], labels: Sequence[str], columns: int | No
     return sheet
 
 
-__all__ = ["ChannelSheet", "Visualization", "VisualizeOptions", "grid", "robust_transforms", "visualize"]
+__all__ = [
+    "ChannelSheet",
+    "Pad",
+    "RandomRotate",
+    "RandomScale",
+    "Shift",
+    "Visualization",
+    "VisualizeOptions",
+    "grid",
+    "robust_transforms",
+    "visualize",
+]
 
 
 if __name__ == "__main__":

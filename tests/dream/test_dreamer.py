@@ -229,3 +229,29 @@ def test_auto_measures_a_dream_step_in_each_layout_once_and_uses_the_choice(
     assert again.plan(progress=False).dtype == torch.float32 and seen == {}  # cached: nothing measured
     assert again.memory_format == torch.contiguous_format
     assert "--dtype auto" not in capsys.readouterr().err
+
+
+def test_reading_dtype_measures_nothing_and_choose_dtype_does(tiny, monkeypatch):
+    """`dreamer.dtype` is a plain read (auto: float32 until measured, the layout untouched); the
+    measuring is `choose_dtype()`, which a dream asking for auto calls once, and `dtype_for`."""
+    from reverie import precision
+
+    measured: list[str] = []
+    bf16 = precision.Choice("bfloat16 channels-last", "a fake measurement", {})
+
+    def choose(kind, device, work, ways=precision.DTYPES, **kwargs):
+        measured.append(kind)
+        return bf16
+
+    monkeypatch.setattr(precision, "choose", choose)
+    dreamer = load_dreamer(tiny, device="cpu", dtype="auto")
+    dreamer.set_layout(False)
+    assert dreamer.dtype == torch.float32 and measured == []
+    assert dreamer.memory_format == torch.contiguous_format  # reading did not move the network
+    assert dreamer.dtype_for("float32") == torch.float32 and measured == []
+    assert dreamer.choose_dtype() is bf16 and measured == ["dream tiny"]
+    assert dreamer.dtype == torch.bfloat16 and dreamer.memory_format == torch.channels_last
+    assert dreamer.plan(progress=False).dtype == torch.bfloat16 and measured == ["dream tiny"]  # once
+    fresh = load_dreamer(tiny, device="cpu", dtype="auto")
+    assert fresh.plan(progress=False).dtype == torch.bfloat16 and len(measured) == 2  # a dream asks
+    assert load_dreamer(tiny, device="cpu", dtype="bfloat16").dtype == torch.bfloat16

@@ -95,31 +95,44 @@ def test_a_list_without_jitter_equals_jitter_zero(tiny):
     assert not np.array_equal(np.asarray(jittered.image), np.asarray(options.image))
 
 
-class Recorder(Transform):
-    """Records each hook call and doubles the gradient (which the step's normalization undoes)."""
+class Recorder:
+    """Records each call of its three transforms; the input one flips the image, the gradient one doubles
+    the gradient (which the step's normalization undoes)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, int, tuple[int, ...]]] = []
 
-    def on_input(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
+    def seen(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:  # a plain function: input
         self.calls.append(("input", context.octave, tuple(x.shape[-2:])))
         assert x.requires_grad
         return x.flip(-1)  # differentiable: the gradient comes back flipped
 
-    def on_gradient(self, grad: torch.Tensor, context: StepContext) -> torch.Tensor:
-        self.calls.append(("gradient", context.octave, tuple(grad.shape[-2:])))
-        return grad * 2
+    def transforms(self) -> list:
+        recorder = self
 
-    def on_image(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
-        self.calls.append(("image", context.octave, tuple(x.shape[-2:])))
-        assert context.original.shape == x.shape and context.original01.min() >= 0
-        return x
+        class Gradient(Transform):
+            stage = "gradient"
+
+            def __call__(self, grad: torch.Tensor, context: StepContext) -> torch.Tensor:
+                recorder.calls.append(("gradient", context.octave, tuple(grad.shape[-2:])))
+                return grad * 2
+
+        class Image(Transform):
+            stage = "image"
+
+            def __call__(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
+                recorder.calls.append(("image", context.octave, tuple(x.shape[-2:])))
+                assert context.original.shape == x.shape and context.original01.min() >= 0
+                return x
+
+        return [Image(), Gradient(), self.seen]  # each stage runs its own, whatever the list's order
 
 
 def test_a_custom_transform_is_applied_at_each_hook(tiny):
     recorder = Recorder()
     image = smooth_image(40, 56)
-    result = dream_octaves(image, model=tiny, transforms=[recorder], octaves=2, iterations=2, progress=False)
+    transforms = recorder.transforms()
+    result = dream_octaves(image, model=tiny, transforms=transforms, octaves=2, iterations=2, progress=False)
     small, large = (28, 40), (40, 56)
     step = [("input",), ("gradient",), ("image",)]
     expected = []
@@ -139,7 +152,13 @@ def test_transforms_and_their_options_together_are_refused(tiny):
     with pytest.raises(ReverieError, match="transforms= replaces jitter, lap_norm, keep_colors, clip"):
         dream_octaves(smooth_image(32, 32), model=tiny, transforms=[Clip()], jitter=4, progress=False)
     with pytest.raises(ReverieError, match="transforms= takes transforms from reverie.transforms"):
-        dream_octaves(smooth_image(32, 32), model=tiny, transforms=[lambda x: x], progress=False)
+        dream_octaves(smooth_image(32, 32), model=tiny, transforms=[3], progress=False)
+
+    class Sideways(Transform):
+        stage = "sideways"
+
+    with pytest.raises(ReverieError, match="transforms= takes transforms from reverie.transforms"):
+        dream_octaves(smooth_image(32, 32), model=tiny, transforms=[Sideways()], progress=False)
     with pytest.raises(ReverieError, match="jitter must be zero or a positive integer"):
         Jitter(-1)
 
@@ -151,3 +170,33 @@ def test_one_transform_is_taken_as_a_list_of_one(tiny):
     assert np.array_equal(np.asarray(one.image), np.asarray(listed.image))
     with pytest.raises(ReverieError, match="--jitter must be zero or a positive integer"):
         Jitter(-1)
+
+
+def test_one_protocol_for_dreams_and_visualizations(tiny):
+    """The same transforms go into a dream and a visualization: a robustness transform dreams, a
+    jitter renders; the transforms a visualization cannot use are refused in one line."""
+    import reverie
+    from reverie.deepdream.transforms import Pad, Shift, robust_transforms
+
+    image = smooth_image(48, 48)
+    shifted = dream_octaves(image, model=tiny, transforms=[Pad(4), Shift(4)], octaves=1, iterations=2)
+    assert shifted.image.size == (48, 48)
+    layer = tiny.layer_table()[0].name
+    quick = {"size": 32, "steps": 2, "progress": False}
+    jittered = reverie.visualize(tiny, layer, transforms=[Jitter(2), *robust_transforms()], **quick)
+    assert jittered.tensor.shape == (1, 3, 32, 32)
+    with pytest.raises(ReverieError, match="a visualization takes input transforms"):
+        reverie.visualize(tiny, layer, transforms=[Jitter(2), Clip()], **quick)
+    with pytest.raises(ReverieError, match="transforms= takes transforms from reverie.transforms"):
+        reverie.visualize(tiny, layer, transforms=["roll"], **quick)
+
+
+def test_the_options_say_one_thing_beside_a_transform_list():
+    """With transforms= the options it replaces are off, so a resolved DreamOptions never says
+    jitter=32 while the dream does not jitter; transforms_of is where options become transforms."""
+    from reverie.deepdream.options import transforms_of
+
+    given = resolve_options(transforms=[LapNormalize(2)])
+    assert (given.jitter, given.lap_norm, given.keep_colors, given.clip) == (0, 0, False, False)
+    assert transforms_of(given) == [LapNormalize(2)]
+    assert transforms_of(resolve_options(jitter=4)) == [Jitter(4), Clip()]

@@ -234,6 +234,32 @@ def test_resume_after_an_interruption_gives_the_frames_of_an_uninterrupted_run(
     assert (again.resumed, again.dreamed, probe(again.output).frames) == (2, 4, 6)
 
 
+def test_an_event_stops_a_video_which_keeps_its_frames_and_resumes(tiny_model, tmp_path: Path):
+    """`stop=` a threading.Event, set after the second frame: the video ends with DreamStopped at the
+    next step, the two frames kept; the same call resumes and gives an uninterrupted run's frames."""
+    import threading
+
+    import reverie
+
+    source = clip(tmp_path / "clip.mp4", count=5)
+    options = {**FAST, "keep_frames": True}
+    whole = reverie.dream_video(source, tmp_path / "whole.mp4", **options)
+    cancel = threading.Event()
+
+    def cancel_after_the_second(index: int, png: Path) -> None:
+        if index == 1:
+            cancel.set()
+
+    out = tmp_path / "out.mp4"
+    with pytest.raises(DreamStopped, match="stopped after 2 of 5 frames; they are kept"):
+        reverie.dream_video(source, out, stop=cancel, on_frame=cancel_after_the_second, **options)
+    assert not out.exists() and len(list(frames_of(frames_dir_for(out)))) == 2
+    again = reverie.dream_video(source, out, stop=threading.Event(), **options)
+    assert (again.resumed, again.dreamed, probe(again.output).frames) == (2, 3, 5)
+    resumed, expected = list(frames_of(frames_dir_for(out))), list(frames_of(whole.frames_dir))
+    assert len(resumed) == 5 and all(np.array_equal(a, b) for a, b in zip(resumed, expected))
+
+
 def read_frames_of(path: Path) -> list[np.ndarray]:
     return [frame for _, frame in read_frames(probe(path))]
 

@@ -14,6 +14,7 @@ from torch import nn
 import reverie
 from reverie.deepdream import objectives as obj
 from reverie.deepdream.dreamer import load_dreamer
+from reverie.deepdream.dreamtypes import StepContext
 from reverie.deepdream.octaves import DreamStopped
 from reverie.deepdream.visualize import (
     FourierImage,
@@ -126,14 +127,14 @@ def test_diversity_draws_different_images(user):
     assert spread(apart) > spread(alike)  # less similar Gram matrices with the diversity term
 
 
-def test_robustness_transforms_shapes_and_gradient():
-    generator = torch.Generator().manual_seed(0)
+def test_robustness_transforms_shapes_and_gradient(user):
+    context = StepContext(torch.Generator().manual_seed(0), user)
     x = torch.rand(2, 3, 40, 40, requires_grad=True)
-    assert Pad(4)(x, generator).shape[-2:] == (48, 48)
-    assert Shift(8)(x, generator).shape[-2:] == (32, 32)
-    assert RandomScale((0.5,))(x, generator).shape[-2:] == (20, 20)
-    assert torch.allclose(RandomRotate((0.0,))(x, generator), x, atol=1e-5)
-    rotated = RandomRotate((10.0,))(x, generator)
+    assert Pad(4)(x, context).shape[-2:] == (48, 48)
+    assert Shift(8)(x, context).shape[-2:] == (32, 32)
+    assert RandomScale((0.5,))(x, context).shape[-2:] == (20, 20)
+    assert torch.allclose(RandomRotate((0.0,))(x, context), x, atol=1e-5)
+    rotated = RandomRotate((10.0,))(x, context)
     rotated.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     image = FourierImage(1, 32, torch.Generator().manual_seed(0))()
