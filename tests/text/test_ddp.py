@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 
 from reverie.errors import ReverieError
 from reverie.text import rundir
-from reverie.text.train import Trainer, per_rank_batch_size, train
+from reverie.text.ddp import per_rank_batch_size
+from reverie.text.train import Trainer, train
 
 TIMEOUT_S = 120  # a hard bound on the spawned processes; they take a few seconds
 
@@ -31,7 +32,7 @@ step = Trainer.train_step
 
 def recording(self, inputs, targets):
     loss = step(self, inputs, targets)
-    snapshots.append(torch.cat([p.detach().flatten() for p in self.model.parameters()]))
+    snapshots.append(torch.cat([p.detach().flatten() for p in self.run.model.parameters()]))
     return loss
 
 Trainer.train_step = recording
@@ -54,7 +55,7 @@ def run_one(corpus: Path, out: Path, options: dict, monkeypatch: pytest.MonkeyPa
 
     def recording(self, inputs, targets):
         loss = step(self, inputs, targets)
-        snapshots.append(torch.cat([p.detach().flatten() for p in self.model.parameters()]))
+        snapshots.append(torch.cat([p.detach().flatten() for p in self.run.model.parameters()]))
         return loss
 
     monkeypatch.setattr(Trainer, "train_step", recording)
