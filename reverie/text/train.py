@@ -52,9 +52,9 @@ from reverie.text.stopping import StopEvent, Stopping
 
 
 class Trainer:
-    """One training run's loop: `prepare()` builds the run (a reverie.text.run.Run, restored from
-    `saved` when resuming), `train()` runs the steps within the budget and evaluates, samples and
-    saves at the cadence the options ask for."""
+    """One training run's loop: `prepare()` builds the run (a reverie.text.run.Run, whose `state`
+    is the one TrainState of the run; restored when `start` resumes one), `train()` runs the steps
+    within the budget and evaluates, samples and saves at the cadence the options ask for."""
 
     def __init__(
         self, start: Start, on_step: Callable[[int, float], None] | None = None, stop: StopEvent | None = None
