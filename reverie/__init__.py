@@ -37,7 +37,7 @@ __version__ = "0.1.0"
 # command line's start) stays fast and `python -m reverie.MODULE` runs a module not yet imported.
 _API = {
     "train": "reverie.text.train",
-    "TrainResult": "reverie.text.train",
+    "TrainResult": "reverie.text.run",
     "load": "reverie.text.generator",
     "TextModel": "reverie.text.generator",
     "SamplingOptions": "reverie.text.sampling",
@@ -113,5 +113,6 @@ if TYPE_CHECKING:  # for type checkers and editors, which do not run __getattr__
     from reverie.deepdream.visualize import VisualizeOptions, visualize, visualize_channels
     from reverie.deepdream.zoom import dream_zoom
     from reverie.text.generator import TextModel, load
+    from reverie.text.run import TrainResult
     from reverie.text.sampling import SamplingOptions
-    from reverie.text.train import TrainResult, train
+    from reverie.text.train import train

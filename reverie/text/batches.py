@@ -18,7 +18,9 @@ batch B see, step by step, exactly the sequences one process of batch W*B sees:
   W-th of them from the r-th. A short last step is shared as evenly as possible and `weight`
   scales each rank's loss so that the averaged gradient is the mean over that step's windows.
 
-`evaluate` scores the validation tail the way the model was trained.
+`make_batches` builds the kind that --batching names, this rank's share; `check_lengths` refuses a
+corpus too short (or a vocabulary too large) for the options first, in one line. `evaluate` scores
+the validation tail the way the model was trained.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ from reverie.errors import require
 from reverie.text.corpus import book_starts, gather_windows
 from reverie.text.language_model import LanguageModel
 from reverie.text.options import TrainOptions
+from reverie.text.tokenizer import Tokenizer
 
 MAX_EVAL_TOKENS = 1 << 17  # validation scores at most this many tokens of the held-out tail
 EVAL_STREAMS = 32
+MAX_LOGITS_BYTES = 8 << 30  # one step's output layer (its gradient as much again)
 
 
 class StreamBatches:
@@ -176,6 +180,51 @@ class RandomWindows:
         return self.global_batch * self.seq_len
 
     loss = staticmethod(StreamBatches.loss)
+
+
+Batches = StreamBatches | WindowBatches | RandomWindows
+
+
+def make_batches(options: TrainOptions, ids: np.ndarray, rank: int = 0, world_size: int = 1) -> Batches:
+    """The training batches `options.batching` asks for, rank `rank`'s share."""
+    if options.batching == "windows":
+        return WindowBatches(
+            ids, options.batch_size, options.seq_len, options.window_step, options.seed, rank, world_size
+        )
+    if options.batching == "random":
+        return RandomWindows(ids, options.batch_size, options.window, options.seed, rank, world_size)
+    return StreamBatches(ids, options.batch_size, options.seq_len, options.seed, rank, world_size)
+
+
+def check_lengths(options: TrainOptions, tokenizer: Tokenizer, n_train: int, n_val: int) -> None:
+    """Refuse a corpus of `n_train` training and `n_val` validation tokens that the options cannot
+    train on, or a step whose logits would not fit in memory."""
+    unit = {"char": "characters", "byte": "bytes"}.get(tokenizer.level, "tokens")
+    require(
+        tokenizer.vocab_size >= 2,
+        f"the corpus has only one distinct {unit[:-1]} ({tokenizer.vocab[0]!r}): there is nothing to "
+        "predict; use a text with some variety",
+    )
+    logits_bytes = 4 * options.batch_size * options.window * tokenizer.vocab_size
+    require(
+        logits_bytes <= MAX_LOGITS_BYTES,
+        f"a step's logits would take {logits_bytes / 1e9:.1f} GB (--batch-size x --seq-len x "
+        f"{tokenizer.vocab_size:,} tokens x 4 bytes), more than reverie's limit of "
+        f"{MAX_LOGITS_BYTES / 1e9:.0f} GB; use a smaller --batch-size, --seq-len or --max-vocab",
+    )
+    require(
+        n_train > options.window,
+        f"the corpus is too short: {n_train} {unit} to train on, shorter than one training window of "
+        f"{options.window + 1}; use a longer corpus or a smaller "
+        + ("--context" if options.model == "transformer" else "--seq-len"),
+    )
+    if options.val_fraction > 0:
+        needed = options.window + 1 if options.batching == "windows" else 2
+        require(
+            n_val >= needed,
+            f"the validation tail has {n_val} {unit}, fewer than the {needed} it needs; raise "
+            "--val-fraction, use a longer corpus, or pass --val-fraction 0",
+        )
 
 
 @torch.no_grad()

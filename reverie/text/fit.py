@@ -1,9 +1,17 @@
-"""Settings that fit the budget: the dropout of a recurrent model chosen for the epochs that this run's
-budget buys on this machine, when the user gives no --dropout.
+"""Settings that fit the machine and the budget: what `--dtype auto` runs a text model in, and the
+dropout of a recurrent model chosen for the epochs that this run's budget buys on this machine,
+when the user gives no --dropout.
 
     from reverie.text.fit import planned_epochs, dropout_for
     epochs = planned_epochs(epochs=None, steps=None, minutes=5, steps_per_epoch=980, seconds_per_step=0.05)
     dropout_for(epochs)        # 0.2 for about 6 epochs
+    options, model, dtype = fitted_model(options, vocab_size, batches, device, where)
+
+`fitted_model` builds a run's model from --seed in the dtype that --dtype auto measures
+(`measure_dtype`), with the dropout the budget buys when none is given (`fitted_dropout`). Both
+time a training step of the model on its first batch (`step_work`, which draws no number from the
+run's random stream) on rank 0, and every rank takes rank 0's answer; reverie.precision keeps the
+dtype's choice once per machine and model kind (`text_kind`).
 
 With --epochs or --steps the epochs are known; with --minutes they are the minutes over the time of
 a training step measured in the run's first second (rank 0, on its first batch, in the run's dtype).
@@ -16,10 +24,24 @@ the losses cross, and 0.1 bridges it. Beyond 6 epochs the rule keeps 0.2 unmeasu
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from reverie import distributed, precision, rng
+from reverie.device import autocast, resolve_dtype
+from reverie.distributed import Ranks
+from reverie.text.batches import Batches
+from reverie.text.language_model import LanguageModel, ModelConfig
+from reverie.text.models import build_model
+from reverie.text.options import TrainOptions
 
 # (epochs up to, dropout): the first row whose bound the planned epochs do not pass
 DROPOUT_RULE: tuple[tuple[float, float], ...] = ((3.5, 0.0), (4.5, 0.1), (math.inf, 0.2))
@@ -95,3 +117,127 @@ def _timed(run: Callable[[], object]) -> float:
     started = time.perf_counter()
     run()
     return time.perf_counter() - started
+
+
+# ---- a step of the run's model, timed on rank 0 --------------------------------------------------
+
+
+def text_kind(config: ModelConfig, options: TrainOptions) -> str:
+    """The model kind --dtype auto measures once per machine: the model's shape and its batches."""
+    return (
+        f"text {config.kind} {config.layers}x{config.hidden} embed {config.embed} vocab "
+        f"{config.vocab_size} batch {options.batch_size}x{options.window} {options.batching}"
+    )
+
+
+def step_work(
+    model: torch.nn.Module,
+    loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    device: torch.device,
+) -> precision.Work:
+    """One training step's forward and backward (no update) in a given way, for reverie.precision;
+    it draws no number from the run's random stream."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+
+    def work(way: str) -> tuple[float, torch.Tensor]:
+        saved = rng.capture(device)
+        torch.manual_seed(0)  # the same dropout masks for every way
+        try:
+            with autocast(device, precision.dtype_of(way)):
+                logits, _ = model(inputs)
+            loss = loss_of(logits.float(), targets)
+            gradients = torch.autograd.grad(loss, parameters)
+        finally:
+            rng.restore(saved, device)
+        return float(loss.detach()), torch.cat([g.flatten() for g in gradients])
+
+    return work
+
+
+def _first_step(model: torch.nn.Module, batches: Batches, device: torch.device) -> precision.Work:
+    inputs, targets = (t.to(device) for t in next(iter(batches.epoch(0))))
+    return step_work(model, batches.loss, inputs, targets, device)
+
+
+def measure_dtype(
+    model: torch.nn.Module,
+    batches: Batches,
+    config: ModelConfig,
+    options: TrainOptions,
+    device: torch.device,
+    where: Ranks,
+) -> precision.Choice:
+    """What `--dtype auto` runs on this machine: rank 0 measures (once per machine and model kind,
+    see reverie.precision) a training step of this model on its first batch, and every rank takes
+    its choice."""
+    work = _first_step(model, batches, device)
+
+    def measure() -> bytes:
+        choice = precision.choose(text_kind(config, options), device, work)
+        return json.dumps(dataclasses.asdict(choice)).encode()
+
+    choice = precision.Choice(**json.loads(distributed.share_from_main(measure)))
+    if where.is_main:
+        print(f"reverie: --dtype auto: {choice.way} ({choice.reason})", file=sys.stderr, flush=True)
+    return choice
+
+
+def fitted_dropout(
+    model: torch.nn.Module,
+    batches: Batches,
+    options: TrainOptions,
+    device: torch.device,
+    dtype: torch.dtype,
+    where: Ranks,
+) -> float:
+    """The dropout for the epochs this budget buys, decided on rank 0 (which times a step of this
+    model on its first batch for a budget in minutes) for every rank."""
+
+    def fit() -> bytes:
+        work = _first_step(model, batches, device)
+        way = str(dtype).removeprefix("torch.")
+        fitted = fit_dropout(
+            options.model,
+            options.epochs,
+            options.steps,
+            options.minutes,
+            batches.steps_per_epoch,
+            lambda: work(way),
+        )
+        if where.is_main:
+            print(f"reverie: {fitted.reason}", file=sys.stderr, flush=True)
+        return json.dumps(fitted.dropout).encode()
+
+    return float(json.loads(distributed.share_from_main(fit)))
+
+
+class Fitted(NamedTuple):
+    """A run's model and the settings fitted to it: the options with the dropout chosen, the dtype."""
+
+    options: TrainOptions
+    model: LanguageModel
+    dtype: torch.dtype
+
+
+def fitted_model(
+    options: TrainOptions, vocab_size: int, batches: Batches, device: torch.device, where: Ranks
+) -> Fitted:
+    """The model of a run, built from --seed, in the dtype --dtype auto measures, with the dropout
+    the budget buys when none is given (a resumed run has its own)."""
+    torch.manual_seed(options.seed)
+    config = options.model_config(vocab_size)
+    model = build_model(config).to(device)
+    dtype = resolve_dtype(
+        options.dtype, device, lambda: measure_dtype(model, batches, config, options, device, where)
+    )
+    if options.dropout is None:
+        options = dataclasses.replace(
+            options, dropout=fitted_dropout(model, batches, options, device, dtype, where)
+        )
+        if options.dropout != config.dropout:  # the same weights as given --dropout
+            torch.manual_seed(options.seed)
+            config = options.model_config(vocab_size)
+            model = build_model(config).to(device)
+    return Fitted(options, model, dtype)

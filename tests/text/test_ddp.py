@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 
 from reverie.errors import ReverieError
 from reverie.text import rundir
-from reverie.text.train import Trainer, per_rank_batch_size, train
+from reverie.text.ddp import per_rank_batch_size
+from reverie.text.train import Trainer, train
 
 TIMEOUT_S = 120  # a hard bound on the spawned processes; they take a few seconds
 
@@ -31,7 +32,7 @@ step = Trainer.train_step
 
 def recording(self, inputs, targets):
     loss = step(self, inputs, targets)
-    snapshots.append(torch.cat([p.detach().flatten() for p in self.model.parameters()]))
+    snapshots.append(torch.cat([p.detach().flatten() for p in self.run.model.parameters()]))
     return loss
 
 Trainer.train_step = recording
@@ -54,7 +55,7 @@ def run_one(corpus: Path, out: Path, options: dict, monkeypatch: pytest.MonkeyPa
 
     def recording(self, inputs, targets):
         loss = step(self, inputs, targets)
-        snapshots.append(torch.cat([p.detach().flatten() for p in self.model.parameters()]))
+        snapshots.append(torch.cat([p.detach().flatten() for p in self.run.model.parameters()]))
         return loss
 
     monkeypatch.setattr(Trainer, "train_step", recording)
@@ -156,6 +157,33 @@ def test_ranks_that_read_different_corpora_all_stop_with_one_line(tmp_path: Path
         assert code == 2, err[-2000:]
         assert "rank(s) 1 of 2 do not have rank 0's corpus" in err and err.count("\n") == 1, err[-2000:]
     assert not (tmp_path / "run").exists()
+
+
+# rank 0 alone is asked to stop (its on_step sets its stop= event after step 2)
+STOPPER = """
+import json, sys, threading
+from reverie.distributed import ranks
+from reverie.text.train import train
+
+corpus, out, options = sys.argv[1:]
+stop = threading.Event()
+on_step = lambda step, loss: stop.set() if ranks().rank == 0 and step == 2 else None
+result = train(corpus, out, on_step=on_step, stop=stop, **json.loads(options))
+print("RESULT", json.dumps([result.step, result.stop_reason]))
+"""
+
+
+def test_a_stop_on_one_rank_stops_every_rank_at_the_same_step_with_a_run_that_resumes(tmp_path: Path):
+    corpus = shakespeare_slice(tmp_path / "s.txt", 8_000)
+    run = tmp_path / "run"
+    options = {**CASES["stream"], "steps": 20}
+    outputs = run_ranks(["-c", STOPPER, str(corpus), str(run), json.dumps(options)], 2, TIMEOUT_S)
+    results = [json.loads(out.split("RESULT ", 1)[1]) for out in outputs]
+    # the ranks agree after each step: rank 0's stop, set after step 2, ends step 3 on both
+    assert results == [[3, "interrupted"], [3, "interrupted"]]
+    state = json.loads((run / rundir.CONFIG).read_text())["state"]
+    assert state["step"] == 3 and len(state["rng_ranks"]) == 1
+    assert train(str(corpus), run, resume=True, steps=5, progress=False).step == 5
 
 
 def test_a_resumed_run_keeps_its_global_batch():

@@ -140,7 +140,7 @@ builtins.open = io.open = opening
 
 save = Trainer.save
 def arming(self, best=False):
-    counter["armed"] = self.step == 8  # the save at step 8, the second checkpoint
+    counter["armed"] = self.run.state.step == 8  # the save at step 8, the second checkpoint
     return save(self, best)
 Trainer.save = arming
 

@@ -7,6 +7,7 @@ import math
 import os
 import re
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,73 @@ def test_sigterm_saves_prints_the_resume_command_and_exits_143(tmp_path: Path):
     step = json.loads((run / "config.json").read_text())["state"]["step"]
     assert step >= 5
     assert train(corpus, run, resume=True, steps=step + 3, progress=False).step == step + 3
+
+
+def test_a_stop_set_in_on_step_ends_the_run_after_that_step_and_it_resumes(tmp_path: Path):
+    """stop= (a threading.Event) set from on_step: the run ends as at Ctrl-C, after that step, saved;
+    resuming it gives the weights and losses of the same run made in one go."""
+    corpus = str(shakespeare_slice(tmp_path / "s.txt", 8_000))
+    options = {**TINY, "steps": 12, "sample_every": 4}
+    whole = train(corpus, tmp_path / "whole", **options)
+    stop = threading.Event()
+
+    def stop_at_5(step: int, loss: float) -> None:
+        if step == 5:
+            stop.set()
+
+    first = train(corpus, tmp_path / "split", on_step=stop_at_5, stop=stop, **options)
+    assert first.interrupted and first.step == 5 and first.signal is None
+    assert "stopped by a stop request" in first.summary()
+    assert json.loads((tmp_path / "split" / rundir.CONFIG).read_text())["state"]["step"] == 5
+    second = train(corpus, tmp_path / "split", resume=True, progress=False)
+    assert second.step == 12 and second.stop_reason == "steps"
+    assert train_losses(tmp_path / "whole") == train_losses(tmp_path / "split")
+    assert whole.val_loss == second.val_loss
+    for role in ("model", "state"):
+        a, b = (load_tensors(stored_file(tmp_path / run, role)) for run in ("whole", "split"))
+        assert all(torch.equal(a[key], b[key]) for key in a), role
+
+
+def test_a_stop_set_by_another_thread_ends_the_run_after_the_step_in_flight(tmp_path: Path):
+    corpus = str(shakespeare_slice(tmp_path / "s.txt", 8_000))
+    stop, reached = threading.Event(), threading.Event()
+
+    def stopper() -> None:
+        reached.wait(60)
+        stop.set()
+
+    def on_step(step: int, loss: float) -> None:
+        if step == 3:
+            reached.set()
+            assert stop.wait(60)  # set by the other thread while step 3 is the last one done
+
+    thread = threading.Thread(target=stopper)
+    thread.start()
+    result = train(corpus, tmp_path / "run", on_step=on_step, stop=stop, **{**TINY, "steps": 50})
+    thread.join()
+    assert result.interrupted and result.step == 3
+    config = json.loads((tmp_path / "run" / rundir.CONFIG).read_text())
+    assert config["state"]["step"] == 3 and config["state"]["last_eval_step"] == 3
+    assert train(corpus, tmp_path / "run", resume=True, steps=5, progress=False).step == 5
+
+
+def test_stop_takes_anything_with_is_set_and_asks_it_once_per_step(tmp_path: Path):
+    corpus = str(shakespeare_slice(tmp_path / "s.txt", 8_000))
+
+    class FourthAsk:
+        asked = 0
+
+        def is_set(self) -> bool:
+            self.asked += 1
+            return self.asked == 4  # before the 4th step: 3 steps done
+
+    stop = FourthAsk()
+    result = train(corpus, tmp_path / "run", stop=stop, **{**TINY, "steps": 50})
+    assert result.interrupted and result.step == 3 and stop.asked == 4
+    never = FourthAsk()
+    never.asked = -100
+    assert train(corpus, tmp_path / "all", stop=never, **{**TINY, "steps": 6}).stop_reason == "steps"
+    assert never.asked == -100 + 7  # before each of the 6 steps, and once the budget is spent
 
 
 def test_checkpoints_between_evaluations_every_n_steps_and_every_m_minutes(tmp_path: Path):

@@ -1,0 +1,101 @@
+"""Stopping a training run before its budget: Ctrl-C, SIGTERM, or the caller's `stop=` event.
+
+    stopping = Stopping(where, stop=event)      # event: threading.Event, or anything with is_set()
+    with stopping:                              # Ctrl-C and SIGTERM are caught (reverie.interrupt)
+        try:
+            while not stopping.requested:       # checked once per step
+                stopping.computing(device)      # a step's phases, for a second Ctrl-C
+                ...
+                stopping.updating()
+                optimizer.step()
+                stopping.stepped()
+        except KeyboardInterrupt:
+            if line := stopping.interrupted(device, out, resume):
+                print(line)                     # the checkpoint on disk must stay: give up
+                raise
+
+A first Ctrl-C or SIGTERM, or the event set (from on_step, another thread, a web page's Stop),
+lets the step in flight finish; the trainer then saves a run that resumes. With several ranks
+they agree after each step (reverie.distributed.agree), so all stop at the same step: the one
+whose agreement first sees a request (a stop set from on_step ends the next step). A
+KeyboardInterrupt in the loop (a second Ctrl-C, or one that on_step raises) drops the step in
+flight while it only computes and loses nothing between steps; while the optimizer updates the
+weights, or with several ranks (the others cannot save with it), the trainer gives up and the
+last checkpoint on disk is kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+from reverie import rng
+from reverie.distributed import Ranks
+from reverie.interrupt import StopRequests
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+
+class StopEvent(Protocol):
+    """What `stop=` takes: a threading.Event, or any object with `is_set()`."""
+
+    def is_set(self) -> bool: ...
+
+
+class Stopping:
+    """Whether this process was asked to stop, and where in a step a KeyboardInterrupt landed."""
+
+    def __init__(self, where: Ranks, stop: StopEvent | None = None) -> None:
+        self.where, self.event = where, stop
+        self.signals = StopRequests("stopping after this step and saving" if where.is_main else None)
+        self.phase = "idle"  # "compute" | "update": where a KeyboardInterrupt landed
+        self._rng_before_step: dict[str, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        """A signal came or the event is set (on this process)."""
+        return self.signals.requested or (self.event is not None and bool(self.event.is_set()))
+
+    @property
+    def signal_name(self) -> str | None:
+        """ "Ctrl-C" or "SIGTERM", once one came; None for the event."""
+        return self.signals.signal_name
+
+    def computing(self, device: torch.device) -> None:
+        """A step begins: until `updating`, it can be dropped and done again."""
+        self.phase = "compute"
+        self._rng_before_step = rng.capture(device)
+
+    def updating(self) -> None:
+        self.phase = "update"
+
+    def stepped(self) -> None:
+        self.phase = "idle"
+
+    def interrupted(self, device: torch.device, out: Path, resume: str) -> str | None:
+        """After a KeyboardInterrupt in the loop: drop the step in flight (its random draws undone)
+        so that saving now leaves a run that resumes, and return None; or, with the weights half
+        updated or with several ranks, the line to print before the interrupt goes on (the last
+        checkpoint on disk is kept)."""
+        if self.phase == "update" or self.where.distributed:
+            place = f"rank {self.where.rank} " if self.where.distributed else ""
+            return (
+                f"reverie: {place}interrupted during a step; the last checkpoint in {out} is kept. "
+                f"Resume with: {resume}"
+            )
+        if self.phase == "compute":  # the step in flight is dropped: resuming redoes it
+            rng.restore(self._rng_before_step, device)
+        return None
+
+    def __enter__(self) -> Self:
+        self.signals.__enter__()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.signals.__exit__(kind, value, trace)
