@@ -11,7 +11,7 @@ A new run refuses an `--out` that holds a run (unless --overwrite) or files reve
 and its options win over the defaults; `--from` (`base`) fine-tunes another model, keeping its
 tokenizer and shape (reverie.text.finetune). The corpus is read with the run's or the base's
 tokenizer and must be the same on every rank, and for a resumed run the text it was trained on.
-Rank 0 holds the run's lock (reverie.text.rundir.RunLock) for the block.
+Rank 0 holds the run's lock (reverie.text.runlock.RunLock) for the block.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from reverie.text.corpus import TokenizedCorpus, load_corpus
 from reverie.text.finetune import Base, finetune_options, load_base
 from reverie.text.options import TrainOptions, resolve_options
 from reverie.text.rundir import RunConfig
+from reverie.text.runlock import RunLock
 from reverie.text.tokenizer import Tokenizer
 
 
@@ -65,7 +66,7 @@ def opened(sources: list[str], out: Path, where: Ranks, options: dict[str, Any])
     resume = bool(options.get("resume"))
     if not resume:
         resolve_options(options)  # bad options are refused before anything is read or written
-    lock = rundir.RunLock(out)  # rank 0's: it alone writes the run
+    lock = RunLock(out)  # rank 0's: it alone writes the run
     distributed.share_from_main(lambda: _lock(lock, out, resume))  # a refusal reaches every rank
     try:
         yield _start(sources, out, where, options, resume)
@@ -73,7 +74,7 @@ def opened(sources: list[str], out: Path, where: Ranks, options: dict[str, Any])
         lock.release()
 
 
-def _lock(lock: rundir.RunLock, out: Path, resume: bool) -> bytes:
+def _lock(lock: RunLock, out: Path, resume: bool) -> bytes:
     if not resume or out.is_dir():  # resuming a missing folder: RunConfig.load says so
         lock.acquire()
     return b""

@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from helpers import run_cli, shakespeare_slice, stored_file
+from helpers import run_cli, shakespeare_slice, snapshot, stored_file
 
 from reverie.hub import Remote
 from reverie.text import corpus as corpus_module
@@ -45,10 +45,6 @@ def refused(argv: list[str], capsys: pytest.CaptureFixture, *needles: str) -> st
     for needle in needles:
         assert needle in err, (needle, err)
     return err
-
-
-def snapshot(directory: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
 
 
 @pytest.fixture

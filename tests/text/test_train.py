@@ -13,17 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY
-from helpers import shakespeare_slice, stored_file
+from helpers import shakespeare_slice, snapshot, stored_file
 
 import reverie
 from reverie.checkpoint import load_tensors
 from reverie.errors import ReverieError
 from reverie.text import rundir
 from reverie.text.train import train
-
-
-def snapshot(run: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(run.iterdir())}
 
 
 def train_losses(run: Path) -> list[tuple[int, float]]:

@@ -19,7 +19,7 @@ from conftest import TINY
 from helpers import shakespeare_slice
 
 import reverie
-from reverie.text import rundir
+from reverie.text import rundir, runlock
 from reverie.text.train import train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 WRITER = textwrap.dedent(
     """
     import sys, torch
-    from reverie.text import rundir
+    from reverie.text import rundir, runlock
     run = sys.argv[1]
     config = rundir.RunConfig.load(run)
     shapes = {name: tensor.shape for name, tensor in config.load_tensors(run, rundir.MODEL).items()}
@@ -129,10 +129,10 @@ def test_a_second_writer_from_the_command_line_is_refused_naming_the_first(tmp_p
 
 
 def test_an_old_lock_file_or_an_unreadable_one_still_names_what_it_can():
-    assert rundir.describe_owner(b"4242") == "pid 4242"
-    assert rundir.describe_owner(b"") == "pid unknown"
-    assert rundir.describe_owner(b"\xff{not json") == "pid unknown"
+    assert runlock.describe_owner(b"4242") == "pid 4242"
+    assert runlock.describe_owner(b"") == "pid unknown"
+    assert runlock.describe_owner(b"\xff{not json") == "pid unknown"
     long = '{"pid": 7, "host": "h", "command": "' + "x" * 500 + '", "since": "then"}'
-    words = rundir.describe_owner(long.encode())
+    words = runlock.describe_owner(long.encode())
     assert words.startswith("pid 7 on h, `xxx") and words.endswith("...`, since then")
-    assert len(words) < rundir.MAX_COMMAND_SHOWN + 40
+    assert len(words) < runlock.MAX_COMMAND_SHOWN + 40
