@@ -64,9 +64,9 @@ def atomic_path(path: Path, suffix: str = TEMP_SUFFIX, size: int | None = None) 
         os.replace(tmp, path)
         _fsync(path.parent)
     except OSError as exc:
-        needed = size if size is not None else _size_of(tmp)
+        written = _size_of(tmp)
         _remove(tmp)  # first, so that the error counts the space it held as free
-        error = disk_error(exc, path, needed)
+        error = disk_error(exc, path, size, written)
         if error is None:
             raise
         raise error from None

@@ -34,12 +34,15 @@ def require_positive(name: str, value: float) -> None:
 
 
 def disk_error(
-    exc: OSError, path: str | os.PathLike[str] | None = None, needed: int | None = None
+    exc: OSError,
+    path: str | os.PathLike[str] | None = None,
+    needed: int | None = None,
+    written: int | None = None,
 ) -> ReverieError | None:
     """The one-line error for a file that could not be written because its disk is full (naming the
-    folder, the bytes the file `needed` where known, and the bytes free) or because its folder is
-    read-only or not the user's; None for any other OSError. `path`: the file (default: the one
-    `exc` names)."""
+    folder, the bytes the file `needed` where known, else the bytes `written` when it failed, and
+    the bytes free) or because its folder is read-only or not the user's; None for any other
+    OSError. `path`: the file (default: the one `exc` names)."""
     if exc.errno not in NO_SPACE + NO_PERMISSION:
         return None
     target = Path(path if path is not None else (exc.filename or "."))
@@ -48,10 +51,15 @@ def disk_error(
         return ReverieError(
             f"cannot write in {folder} ({exc.strerror}); make it writable or choose another folder"
         )
-    need = f"{needed:,} bytes" if needed is not None else "more space than is free"
+    if needed is not None:
+        what = f"writing {target.name} needed {needed:,} bytes"
+    elif written is not None:
+        what = f"writing {target.name} stopped after {written:,} bytes"
+    else:
+        what = f"writing {target.name} needed more space"
     return ReverieError(
-        f"no space left in {folder}: writing {target.name} needed {need} and {free_bytes(folder):,} "
-        "bytes are free; free some space or write to another disk (nothing already saved was lost)"
+        f"no space left in {folder}: {what} and {free_bytes(folder):,} bytes are free; free some "
+        "space or write to another disk (nothing already saved was lost)"
     )
 
 

@@ -83,7 +83,7 @@ def fetch(remote: Remote, dest_dir: Path | None = None, offline_hint: str = "") 
     except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException, ValueError) as exc:
         written = partial.stat().st_size if partial.exists() else None
         partial.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and (full := disk_error(exc, dest, written)) is not None:
+        if isinstance(exc, OSError) and (full := disk_error(exc, dest, written=written)) is not None:
             raise full from None
         reason = getattr(exc, "reason", exc)
         if isinstance(exc, urllib.error.HTTPError):

@@ -22,15 +22,18 @@ from __future__ import annotations
 
 import argparse
 import collections.abc
+import copy
 import dataclasses
 import math
 import types
 import typing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from reverie.errors import ReverieError, require
+
+T = TypeVar("T")
 
 MISSING = dataclasses.MISSING
 
@@ -291,6 +294,47 @@ def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     return {name: value for name, value in vars(args).items() if name in names}
 
 
+def resolve(
+    cls: type[T],
+    given: collections.abc.Mapping[str, Any] | None = None,
+    preset: str | None = None,
+    start: collections.abc.Mapping[str, Any] | None = None,
+) -> T:
+    """The options of `cls` that a user's keywords ask for, checked: the fields' defaults, then the
+    named preset's values (`cls.PRESETS`; where `cls` has a `preset` field, the given one), then
+    every given value that is not None (None: not given), combined by the class's own rules where it
+    has them (`cls.combine(values, given, preset, resumed) -> values`, `resumed` when `start`, a run's
+    own options, replaces the defaults and preset). An unknown name or preset is refused in one line
+    (`cls.KIND` names the options in it), every value is checked (`validate()` where `cls` has one,
+    else `check`)."""
+    given = dict(given or {})
+    names = [field.name for field in dataclasses.fields(cls)]
+    unknown = sorted(set(given) - set(names))
+    kind = getattr(cls, "KIND", cls.__name__)
+    require(not unknown, f"unknown {kind} option {', '.join(map(repr, unknown))}; valid: {', '.join(names)}")
+    presets: dict[str, dict[str, Any]] = getattr(cls, "PRESETS", {})
+    called = "preset"
+    if "preset" in names:  # a field: the flag names it
+        preset, called = (preset if preset is not None else given.get("preset")), flag_of(cls, "preset")
+    if preset is not None:
+        require(preset in presets, f"unknown {called} {preset!r}; choose one of {', '.join(presets)}")
+    if start is None:
+        values = {field.name: _default(field) for field in dataclasses.fields(cls)}
+        values.update(copy.deepcopy(presets.get(preset, {})))  # never hand out the presets' own values
+    else:
+        values = dict(start)
+    chosen = {name: value for name, value in given.items() if value is not None}
+    combine = getattr(cls, "combine", None)
+    values = combine(values, chosen, preset, start is not None) if combine else {**values, **chosen}
+    options = cls(**values)
+    validate = getattr(options, "validate", None)
+    if validate is not None:
+        validate()
+    else:
+        check(options)
+    return options
+
+
 __all__ = [
     "add_flags",
     "add_progress_flags",
@@ -302,4 +346,5 @@ __all__ = [
     "flag_of",
     "given",
     "option",
+    "resolve",
 ]

@@ -210,7 +210,7 @@ def test_a_full_or_read_only_cache_refuses_a_download_in_one_line(tmp_path: Path
 
     monkeypatch.setattr(hub, "_download", fills)
     with pytest.raises(
-        ReverieError, match=f"no space left in {cache}: writing weights.bin needed 20,000 bytes"
+        ReverieError, match=f"no space left in {cache}: writing weights.bin stopped after 20,000 bytes"
     ):
         hub.fetch(remote, cache)
     assert list(cache.iterdir()) == []  # no partial download stays

@@ -33,11 +33,12 @@ from reverie.deepdream.hooked import Preprocess, wrap_module
 from reverie.deepdream.images import ImageSource, load_image
 from reverie.deepdream.objectives import Objective, parse_objective
 from reverie.deepdream.octaves import DreamResult, Plan, run_octaves
-from reverie.deepdream.options import PRESETS, DreamOptions, PixelStep, resolve_options, transforms_of
+from reverie.deepdream.options import PRESETS, DreamOptions, PixelStep, transforms_of
 from reverie.deepdream.stopping import Stop
 from reverie.deepdream.transforms import Pipeline
 from reverie.device import DEVICES, autocast, resolve_device, resolve_dtype
 from reverie.errors import ReverieError, require
+from reverie.options import resolve
 
 Model = str | Backbone  # what load_dreamer takes: a registered model's name, or a Backbone to use as given
 MEASURE_SIZE = 224  # the square image --dtype auto times a dream step on (at least the model's minimum)
@@ -149,7 +150,8 @@ class Dreamer:
         return self._plan(self.resolve(preset, **options))
 
     def resolve(self, preset: str | None = None, **options: Any) -> DreamOptions:
-        """`resolve_options` with this dreamer's model, weights and device; another one is refused.
+        """The options (reverie.options.resolve) with this dreamer's model, weights and device; another
+        one is refused.
         Its dtype applies unless the dream gives one (a preset runs float32)."""
         options = dict(options)
         model, weights, device = (options.pop(key, None) for key in ("model", "weights", "device"))
@@ -158,7 +160,7 @@ class Dreamer:
             options["dtype"] = self.dtype_option
         device_option = self.device.type if self.device.type in DEVICES else None
         own = {"model": self.name, "weights": self.weights, "device": device_option}
-        return resolve_options(preset, **own, **options)
+        return resolve(DreamOptions, {**own, **options}, preset)
 
     def _refuse_others(self, model: Any, weights: Any, device: Any) -> None:
         # the caller's model, this dreamer, its prepared backbone, a hooked module's network
@@ -324,7 +326,7 @@ def resolve_for(
     """The options of a dream on `model` (a Dreamer's own model, weights and device)."""
     if isinstance(model, Dreamer):
         return model.resolve(preset, **options)
-    return resolve_options(preset, model=model_name(model), **options)
+    return resolve(DreamOptions, {**options, "model": model_name(model)}, preset)
 
 
 def plan_for(model: str | Backbone | Dreamer | None, opts: DreamOptions) -> Plan:

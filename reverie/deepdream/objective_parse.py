@@ -82,7 +82,7 @@ def parse_objective(
     border: int = DEFAULT_BORDER,
 ) -> Objective:
     """The objective that `--layers`, `--channels` and `--guide` describe (their strings read by
-    `parse_layers` and `parse_channels`, as resolve_options does).
+    `parse_layers` and `parse_channels`, as resolving DreamOptions does).
 
     The weighted sum over `layers` of each layer's energy (restricted to its `channels` where it has
     some), or with `guide`, of the match with the guide image's features. Layers named only in

@@ -1,22 +1,23 @@
 """Every knob of a dream, declared once (keyword, flag, help, check), and the published presets.
 
-    from reverie.deepdream.options import resolve_options
-    opts = resolve_options("book", iterations=10)     # the book's run with 10 steps per octave
+    from reverie.deepdream.options import DreamOptions
+    from reverie.options import resolve
+    opts = resolve(DreamOptions, {"iterations": 10}, preset="book")   # the book's run, 10 steps per octave
 
 Each `DreamOptions` field is a `reverie.options.option`, so `reverie dream`'s flags, their help and
 the one-line errors (`--octaves must be a positive integer, got 0`) come from it, whether a value
 came from the command line, the Python API or the page. Options combine as: the defaults, then the
-preset's values, then every explicit option that is not None (`resolve_options`). How the defaults
+preset's values, then every explicit option that is not None (`reverie.options.resolve`, with the
+dream's rules in `DreamOptions.combine`). How the defaults
 were chosen: docs/benchmarks.md, "DeepDream defaults".
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from reverie.deepdream.images import ImageSource
 from reverie.deepdream.objectives import (
@@ -41,7 +42,7 @@ from reverie.deepdream.transforms import (
 )
 from reverie.device import device_option, dtype_option
 from reverie.errors import require
-from reverie.options import check, check_value, flag, option
+from reverie.options import check, check_value, default_of, flag, option
 from reverie.rng import seed_option
 
 # The smallest --tile: twice the largest stride of the built-in models (32), so that a tile holds a few
@@ -60,6 +61,10 @@ class PixelStep:
 @dataclass
 class DreamOptions:
     """Every knob of a dream; `reverie dream --help` lists those with a flag, under the same names."""
+
+    KIND: ClassVar[str] = "dream"  # in reverie.options.resolve's refusal of an unknown name
+    PRESETS: ClassVar[dict[str, dict[str, Any]]]  # the published presets, below
+    combine: ClassVar[Callable[..., dict[str, Any]]]  # how given options combine, below
 
     # the model; a Dreamer has its own (load_dreamer), these are for the one-shot functions
     model: str = option("inception_v3", "the convnet; `reverie layers MODEL` lists its layers")
@@ -205,8 +210,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def resolve_options(preset: str | None = None, **explicit: Any) -> DreamOptions:
-    """Defaults, then the preset's values, then every explicit option that is not None; checked.
+def _combine(
+    values: dict[str, Any], given: dict[str, Any], preset: str | None, resumed: bool
+) -> dict[str, Any]:
+    """The dream's rules of combination (reverie.options.resolve calls them).
 
     `layers` and `channels` may be strings as on the command line ('mixed2:0.2,mixed3:3',
     'mixed4:12,97'). Explicit channels without explicit layers dream those channels alone. A
@@ -215,14 +222,6 @@ def resolve_options(preset: str | None = None, **explicit: Any) -> DreamOptions:
     `--preset book --model efficientnet_lite0` dreams). `objective=` replaces the objective options
     (the preset's are dropped, with its max_loss), `transforms=` the transform options.
     """
-    names = [f.name for f in dataclasses.fields(DreamOptions)]
-    unknown = sorted(set(explicit) - set(names))
-    require(not unknown, f"unknown dream option {unknown[0] if unknown else ''!r}; valid: {', '.join(names)}")
-    if preset is not None:
-        require(preset in PRESETS, f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    # copies: never hand out the presets' own dicts
-    values = {key: _copied(value) for key, value in PRESETS.get(preset, {}).items()}
-    given = {key: value for key, value in explicit.items() if value is not None}
     if "stop" in given:
         given["stop"] = stop_function(given["stop"])  # an Event's is_set
     if callable(given.get("transforms")):
@@ -231,6 +230,7 @@ def resolve_options(preset: str | None = None, **explicit: Any) -> DreamOptions:
         given["layers"] = parse_layers(given["layers"])
     if isinstance(given.get("channels"), str):
         given["channels"] = parse_channels(given["channels"])
+    preset_values = PRESETS.get(preset or "", {})
     for api, replaced in REPLACED_BY.items():
         if api in given:
             clash = [key for key in replaced if key in given]
@@ -240,20 +240,26 @@ def resolve_options(preset: str | None = None, **explicit: Any) -> DreamOptions:
                 f"give {api}= or {clash[0] if clash else ''}=, not both",
             )
             for key in replaced:
-                values.pop(key, None)
+                values[key] = _default_value(key)
     if "channels" in given and "layers" not in given:
-        values.pop("layers", None)  # the channels alone
-    other_model = "model" in given and given["model"] != values.get("model", given["model"])
+        values["layers"] = _default_value("layers")  # the channels alone
+    other_model = "model" in given and given["model"] != preset_values.get("model", given["model"])
     own_objective = bool({"layers", "channels", "objective"} & set(given))
     if "objective" in given or (other_model and not own_objective):
-        values.pop("layers", None)
-        values.pop("max_loss", None)  # calibrated to the preset's layers on the preset's model
+        values["layers"] = _default_value("layers")
+        values["max_loss"] = _default_value("max_loss")  # calibrated to the preset's layers on its model
     values.update(given)
     if "transforms" in given:  # the options it replaces say what the list does not do: nothing
         values.update(TRANSFORM_FLAGS_OFF)
-    options = DreamOptions(**values)
-    options.validate()
-    return options
+    return values
+
+
+def _default_value(name: str) -> Any:
+    return default_of(DreamOptions, name)
+
+
+DreamOptions.PRESETS = PRESETS
+DreamOptions.combine = staticmethod(_combine)
 
 
 def transforms_of(options: DreamOptions) -> list[TransformFunction]:
@@ -271,9 +277,6 @@ def transforms_of(options: DreamOptions) -> list[TransformFunction]:
     if options.clip:
         transforms.append(Clip())
     return transforms
-
-
-default_transforms = transforms_of  # its name before transforms= went through it too
 
 
 def _copied(value: Any) -> Any:

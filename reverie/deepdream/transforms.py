@@ -106,9 +106,6 @@ class Pipeline:
         return f"Pipeline({self.transforms!r})"
 
 
-Compose = Pipeline  # the name a plan's transforms had before they became one protocol
-
-
 # ---- a dream's transforms ----------------------------------------------------------------------------
 
 

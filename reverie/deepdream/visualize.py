@@ -35,7 +35,7 @@ import math
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from PIL import Image, ImageDraw
@@ -60,7 +60,7 @@ from reverie.deepdream.transforms import (
 )
 from reverie.device import DTYPE_CHOICES
 from reverie.errors import ReverieError, require
-from reverie.options import check, option
+from reverie.options import option, resolve
 from reverie.rng import seed_option
 
 PARAMS = ("fourier", "pixel")
@@ -70,12 +70,14 @@ COLOR = COLOR_SQRT / COLOR_SQRT.norm(dim=0).max()
 INIT_STD = 0.01  # the spread of the starting noise, in parameter units
 MAX_SIZE = 2048
 MAX_GRID_CHANNELS = 1024
-Robust = TransformFunction  # the type of visualize's transforms before dreams and visualizations shared one
 
 
 @dataclass
 class VisualizeOptions:
     """Every knob of a feature visualization; `reverie visualize --help` lists them under these names."""
+
+    KIND: ClassVar[str] = "visualize"  # in reverie.options.resolve's refusal of an unknown name
+    combine: ClassVar[Callable[..., dict[str, Any]]]  # how given options combine, below
 
     size: int = option(224, "the side of the square image, pixels", low=16, high=MAX_SIZE)
     steps: int = option(256, "optimization steps per image", low=1)
@@ -109,6 +111,18 @@ class VisualizeOptions:
         rule=STOP_RULE,
         cli=False,
     )
+
+
+def _combine(
+    values: dict[str, Any], given: dict[str, Any], preset: str | None, resumed: bool
+) -> dict[str, Any]:
+    """A visualization's rule of combination (reverie.options.resolve calls it): `stop` as a function."""
+    if "stop" in given:
+        given["stop"] = stop_function(given["stop"])  # an Event's is_set
+    return {**values, **given}
+
+
+VisualizeOptions.combine = staticmethod(_combine)
 
 
 # ---- parameterizations: parameters -> (N, 3, size, size) in [0, 1] ----------------------------------------
@@ -254,21 +268,6 @@ def as_dreamer(
     return load_dreamer(model, weights, device, dtype, preprocess)
 
 
-def resolve(**options: Any) -> VisualizeOptions:
-    """VisualizeOptions from keywords (None: the default), checked; an unknown keyword refused."""
-    names = {f.name for f in VisualizeOptions.__dataclass_fields__.values()}
-    unknown = sorted(set(options) - names)
-    require(
-        not unknown, f"unknown visualize option(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}"
-    )
-    given = {key: value for key, value in options.items() if value is not None}
-    if "stop" in given:
-        given["stop"] = stop_function(given["stop"])  # an Event's is_set
-    opts = VisualizeOptions(**given)
-    check(opts)
-    return opts
-
-
 def render(
     dreamer: Dreamer, objective: Objective, opts: VisualizeOptions, label: str = "", count: int | None = None
 ) -> Visualization:
@@ -326,7 +325,7 @@ def visualize(
     """Render from noise the image(s) maximizing `objective` (an Objective or a target string) on `model`
     (a Dreamer, a model name, a Backbone or any torch.nn.Module). Options: VisualizeOptions' fields.
     `stop` (a threading.Event or a function) is asked before every step; once set, DreamStopped."""
-    opts = resolve(stop=stop, **options)
+    opts = resolve(VisualizeOptions, {**options, "stop": stop})
     require(
         isinstance(objective, (Objective, str)),
         f"objective must be an objective or a string like 'block8:7', got {type(objective).__name__}",
@@ -349,7 +348,7 @@ def visualize_channels(
 ) -> ChannelSheet:
     """One visualization (of `diversity` images) per channel of `layer`; `.sheet` is their labelled grid.
     `channels` is an iterable of indices or a string such as '0-63'; `stop` as for `visualize`."""
-    opts = resolve(stop=stop, **options)
+    opts = resolve(VisualizeOptions, {**options, "stop": stop})
     indices = parse_indices(channels) if isinstance(channels, str) else [int(c) for c in channels]
     require(bool(indices), "no channels given")
     require(len(indices) <= MAX_GRID_CHANNELS, f"at most {MAX_GRID_CHANNELS} channels per sheet")

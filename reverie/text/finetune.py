@@ -68,7 +68,7 @@ def load_base(target: str) -> Base:
 
 
 def finetune_options(base: Base, explicit: dict[str, Any]) -> dict[str, Any]:
-    """The options a fine-tuning run resolves (reverie.text.options.resolve_options): the base's
+    """The options a fine-tuning run resolves (reverie.options.resolve of TrainOptions): the base's
     shape and tokenizer, its batching settings, FINETUNE_DEFAULTS, then `explicit`, which may not
     change the shape or the tokenizer."""
     model, tokenizer = base.config.model, base.config.tokenizer

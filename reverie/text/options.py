@@ -1,7 +1,8 @@
 """Training options: one dataclass of every setting, the presets, and how they combine.
 
-    from reverie.text.options import resolve_options
-    options = resolve_options({"preset": "book", "minutes": 5})   # the book's run, 5 minutes
+    from reverie.options import resolve
+    from reverie.text.options import TrainOptions
+    options = resolve(TrainOptions, {"preset": "book", "minutes": 5})   # the book's run, 5 minutes
 
 Each TrainOptions field is declared with `reverie.options.option` (its help, bounds and choices), and
 `reverie train`'s flags are generated from the fields; the model's own hyperparameters (layers,
@@ -14,8 +15,9 @@ refused in one line).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from reverie.device import device_option, dtype_option
 from reverie.distributed import DEFAULT_TIMEOUT_S
@@ -69,6 +71,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 class TrainOptions:
     """Every training setting; `reverie train --help` lists them with the same names. How the
     defaults were chosen: docs/benchmarks.md, "Choosing the text defaults"."""
+
+    KIND: ClassVar[str] = "training"  # in reverie.options.resolve's refusal of an unknown name
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+    combine: ClassVar[Callable[..., dict[str, Any]]]  # how given options combine, below
 
     preset: str | None = option(
         None, "start from a named set of options; explicit options override it", choices=tuple(PRESETS)
@@ -266,17 +272,14 @@ SHAPE_OPTIONS = frozenset(
 OPTION_NAMES = tuple(f.name for f in dataclasses.fields(TrainOptions))
 
 
-def resolve_options(explicit: dict[str, Any], saved: dict[str, Any] | None = None) -> TrainOptions:
-    """Defaults, then the preset, then the explicit options; with `saved` (resuming), the run's
-    options, of which only budgets, device, dtype and sampling may change."""
-    unknown = sorted(set(explicit) - set(OPTION_NAMES))
-    require(
-        not unknown,
-        f"unknown training option {', '.join(map(repr, unknown))}; "
-        f"see `reverie train --help` for the options",
-    )
-    if saved is not None:
-        values = {name: saved[name] for name in OPTION_NAMES if name in saved}
+def _combine(
+    values: dict[str, Any], explicit: dict[str, Any], preset: str | None, resumed: bool
+) -> dict[str, Any]:
+    """Training's rules of combination (reverie.options.resolve calls them): after the defaults and
+    the preset, the model kind's own defaults; resuming (`resumed`: `values` are the run's own
+    options), only budgets, device, dtype and sampling may change. A budget given replaces the
+    preset's or the run's; with none at all, DEFAULT_EPOCHS."""
+    if resumed:
         for name, value in explicit.items():
             if name in RESUME_OVERRIDABLE or _same(value, values.get(name)):
                 continue
@@ -287,9 +290,6 @@ def resolve_options(explicit: dict[str, Any], saved: dict[str, Any] | None = Non
                 "resume with the run's settings or train a new run into another --out"
             )
     else:
-        preset = explicit.get("preset")  # an unknown one is refused with the rest, below
-        values = {f.name: f.default for f in dataclasses.fields(TrainOptions)}
-        values.update(PRESETS.get(preset, {}) if preset else {})
         model = explicit.get("model", values["model"])
         if model == "transformer":
             require(
@@ -299,16 +299,21 @@ def resolve_options(explicit: dict[str, Any], saved: dict[str, Any] | None = Non
             )
         values.update(MODEL_DEFAULTS.get(model, {}))
     if any(explicit.get(name) is not None for name in BUDGETS):
-        values.update({name: None for name in BUDGETS})  # a budget given replaces the preset's or the run's
+        values.update({name: None for name in BUDGETS})
     values.update(explicit)
     if all(values.get(name) is None for name in BUDGETS):
         values["epochs"] = DEFAULT_EPOCHS
     if values["level"] == "word" and values.get("max_vocab") is None:
         values["max_vocab"] = WORD_MAX_VOCAB
-    values["sample_temperatures"] = tuple(values.get("sample_temperatures") or ())
-    options = TrainOptions(**values)
-    options.validate()
-    return dataclasses.replace(options, sample_temperatures=tuple(map(float, options.sample_temperatures)))
+    temperatures = values.get("sample_temperatures") or ()
+    # numbers as floats; anything else is left for validate() to refuse in one line
+    values["sample_temperatures"] = tuple(
+        float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else t for t in temperatures
+    )
+    return values
+
+
+TrainOptions.combine = staticmethod(_combine)
 
 
 def _same(a: Any, b: Any) -> bool:

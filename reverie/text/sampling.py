@@ -18,17 +18,16 @@ model step (the RNN state, or the conv model's cached receptive field).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from reverie.errors import ReverieError, require
-from reverie.options import check, check_value, option
+from reverie.options import check, check_value, option, resolve
 from reverie.rng import seed_option
 
 MAX_PROMPT_TOKENS = 10_000_000
@@ -152,19 +151,28 @@ class SamplingOptions:
         (), "your own processors (history, logits) -> logits, applied after the rules above", cli=False
     )
 
+    KIND: ClassVar[str] = "generation"  # in reverie.options.resolve's refusal of an unknown name
+
     @classmethod
     def of(cls, **options: Any) -> SamplingOptions:
-        """Options from keyword arguments, refusing unknown names and bad values in one line."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(options) - set(names))
-        require(not unknown, f"unknown generation option {', '.join(unknown)}; valid: {', '.join(names)}")
+        """Options from keyword arguments (reverie.options.resolve), refusing unknown names and bad
+        values in one line."""
+        return resolve(cls, options)
+
+    @staticmethod
+    def combine(
+        values: dict[str, Any], given: dict[str, Any], preset: str | None, resumed: bool
+    ) -> dict[str, Any]:
+        """One stop string or processor is a tuple of one (reverie.options.resolve calls this)."""
         for name in ("stop", "processors"):
-            if name in options:
-                value = options[name]
-                options[name] = (value,) if isinstance(value, str) or callable(value) else tuple(value)
-        chosen = cls(**options)
-        chosen.rules()  # checks every value
-        return chosen
+            if name in given:
+                value = given[name]
+                given[name] = (value,) if isinstance(value, str) or callable(value) else tuple(value)
+        return {**values, **given}
+
+    def validate(self) -> None:
+        """Every value checked (each rule is built once, so its own check runs too)."""
+        self.rules()
 
     @property
     def greedy(self) -> bool:

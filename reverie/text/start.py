@@ -25,10 +25,11 @@ from typing import Any
 from reverie import distributed
 from reverie.distributed import Ranks
 from reverie.errors import require
+from reverie.options import resolve
 from reverie.text import checkpointing, rundir
 from reverie.text.corpus import TokenizedCorpus, load_corpus
 from reverie.text.finetune import Base, finetune_options, load_base
-from reverie.text.options import TrainOptions, resolve_options
+from reverie.text.options import TrainOptions
 from reverie.text.rundir import RunConfig
 from reverie.text.runlock import RunLock
 from reverie.text.tokenizer import Tokenizer
@@ -65,7 +66,7 @@ def opened(sources: list[str], out: Path, where: Ranks, options: dict[str, Any])
     require(not out.exists() or out.is_dir(), f"--out {out} is a file; pass a directory for the run")
     resume = bool(options.get("resume"))
     if not resume:
-        resolve_options(options)  # bad options are refused before anything is read or written
+        resolve(TrainOptions, options)  # bad options are refused before anything is read or written
     lock = RunLock(out)  # rank 0's: it alone writes the run
     distributed.share_from_main(lambda: _lock(lock, out, resume))  # a refusal reaches every rank
     try:
@@ -92,7 +93,7 @@ def _start(sources: list[str], out: Path, where: Ranks, options: dict[str, Any],
     if saved is None and options.get("base"):
         base = load_base(str(options["base"]))
         options = finetune_options(base, options)
-    resolved = resolve_options(options, saved_options)
+    resolved = resolve(TrainOptions, options, start=saved_options)
     corpus = _read_corpus(sources, resolved, where, saved, base)
     if saved is not None:
         trained_on = saved.corpus.fingerprint if saved.corpus is not None else None

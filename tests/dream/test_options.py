@@ -7,15 +7,20 @@ import pytest
 
 from reverie.deepdream.dreamer import dream
 from reverie.deepdream.objectives import BOOK_LAYERS, layer
-from reverie.deepdream.options import DreamOptions, PixelStep, resolve_options
+from reverie.deepdream.options import DreamOptions, PixelStep
 from reverie.deepdream.transforms import Clip
 from reverie.errors import ReverieError
+from reverie.options import resolve
 
 from .conftest import smooth_image
 
 
+def dream_options(preset: str | None = None, **given) -> DreamOptions:
+    return resolve(DreamOptions, given, preset)
+
+
 def test_presets_resolve_as_specified_and_explicit_options_win():
-    book = resolve_options("book")
+    book = dream_options("book")
     assert (book.model, dict(book.layers), book.reduction, book.border) == (
         "inception_v3",
         BOOK_LAYERS,
@@ -31,13 +36,13 @@ def test_presets_resolve_as_specified_and_explicit_options_win():
     )
     assert (book.jitter, book.tile, book.lap_norm, book.clip) == (0, None, 0, False)
     # reproductions run in float32 whatever the hardware, unless asked otherwise
-    assert {resolve_options(name).dtype for name in ("book", "keras-io", "google")} == {"float32"}
-    assert resolve_options("book", dtype="bfloat16").dtype == "bfloat16"
-    assert resolve_options().dtype == "auto"
-    keras = resolve_options("keras-io")
+    assert {dream_options(name).dtype for name in ("book", "keras-io", "google")} == {"float32"}
+    assert dream_options("book", dtype="bfloat16").dtype == "bfloat16"
+    assert dream_options().dtype == "auto"
+    keras = dream_options("keras-io")
     assert dict(keras.layers) == {"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5}
     assert keras.max_loss == 15.0 and keras.step == 0.01 and keras.iterations == 20
-    google = resolve_options("google")
+    google = dream_options("google")
     assert (google.model, dict(google.layers), google.reduction, google.border) == (
         "googlenet",
         {"inception4c": 1.0},
@@ -51,18 +56,18 @@ def test_presets_resolve_as_specified_and_explicit_options_win():
         10,
         True,
     )
-    mixed = resolve_options("book", iterations=5, layers="mixed4", jitter=None)
+    mixed = dream_options("book", iterations=5, layers="mixed4", jitter=None)
     assert (mixed.iterations, dict(mixed.layers), mixed.jitter, mixed.max_loss) == (
         5,
         {"mixed4": 1.0},
         0,
         10.0,
     )
-    assert resolve_options() == DreamOptions()
-    other_model = resolve_options("book", model="efficientnet_lite0")
+    assert dream_options() == DreamOptions()
+    other_model = dream_options("book", model="efficientnet_lite0")
     assert other_model.layers is None and other_model.max_loss is None  # that model's own layers
     assert other_model.iterations == 20 and other_model.reduction == "book"
-    assert dict(resolve_options("book", model="inception_v3").layers) == BOOK_LAYERS
+    assert dict(dream_options("book", model="inception_v3").layers) == BOOK_LAYERS
 
 
 @pytest.mark.parametrize(
@@ -89,19 +94,19 @@ def test_bad_options_are_refused(tiny, options, message):
 
 
 def test_channels_alone_replace_the_presets_layers():
-    assert resolve_options(channels="b:1,2").layers is None  # parse_objective: the channels alone
-    assert resolve_options("book", channels="mixed4:1").layers is None
-    both = resolve_options(layers="c:2", channels={"b": [1]})
+    assert dream_options(channels="b:1,2").layers is None  # parse_objective: the channels alone
+    assert dream_options("book", channels="mixed4:1").layers is None
+    both = dream_options(layers="c:2", channels={"b": [1]})
     assert dict(both.layers) == {"c": 2.0} and dict(both.channels) == {"b": [1]}
 
 
 def test_an_objective_replaces_the_presets_objective_and_its_max_loss():
-    own = resolve_options("book", objective=layer("mixed4"))
+    own = dream_options("book", objective=layer("mixed4"))
     assert own.layers is None and own.max_loss is None
     assert (own.reduction, own.border) == (DreamOptions().reduction, DreamOptions().border)
     assert own.iterations == 20 and own.octaves == 3  # the rest of the preset stays
-    assert resolve_options("book", objective=layer("mixed4"), max_loss=5.0).max_loss == 5.0
-    assert resolve_options(transforms=[Clip()], iterations=3).transforms == [Clip()]
+    assert dream_options("book", objective=layer("mixed4"), max_loss=5.0).max_loss == 5.0
+    assert dream_options(transforms=[Clip()], iterations=3).transforms == [Clip()]
 
 
 @pytest.mark.parametrize(

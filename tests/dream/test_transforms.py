@@ -11,7 +11,7 @@ from PIL import Image
 from reverie.deepdream.dreamer import dream_octaves
 from reverie.deepdream.dreamtypes import StepContext
 from reverie.deepdream.octaves import ascend
-from reverie.deepdream.options import default_transforms, resolve_options
+from reverie.deepdream.options import DreamOptions, transforms_of
 from reverie.deepdream.transforms import (
     Clip,
     Jitter,
@@ -22,6 +22,7 @@ from reverie.deepdream.transforms import (
     lap_normalize,
 )
 from reverie.errors import ReverieError
+from reverie.options import resolve
 
 from .conftest import CircularNet, cpu_plan, smooth_image, step_context
 
@@ -79,9 +80,9 @@ def test_lap_normalize_is_scale_free_and_keeps_shape():
 
 
 def test_the_default_transforms_come_from_the_options():
-    assert default_transforms(resolve_options()) == [Jitter(32), Clip()]
-    assert default_transforms(resolve_options("book")) == []
-    everything = default_transforms(resolve_options(jitter=8, lap_norm=3, keep_colors=True))
+    assert transforms_of(resolve(DreamOptions)) == [Jitter(32), Clip()]
+    assert transforms_of(resolve(DreamOptions, preset="book")) == []
+    everything = transforms_of(resolve(DreamOptions, {"jitter": 8, "lap_norm": 3, "keep_colors": True}))
     assert [type(t) for t in everything] == [Jitter, LapNormalize, KeepColors, Clip]
     assert everything[:2] == [Jitter(8), LapNormalize(3)]
 
@@ -196,7 +197,7 @@ def test_the_options_say_one_thing_beside_a_transform_list():
     jitter=32 while the dream does not jitter; transforms_of is where options become transforms."""
     from reverie.deepdream.options import transforms_of
 
-    given = resolve_options(transforms=[LapNormalize(2)])
+    given = resolve(DreamOptions, {"transforms": [LapNormalize(2)]})
     assert (given.jitter, given.lap_norm, given.keep_colors, given.clip) == (0, 0, False, False)
     assert transforms_of(given) == [LapNormalize(2)]
-    assert transforms_of(resolve_options(jitter=4)) == [Jitter(4), Clip()]
+    assert transforms_of(resolve(DreamOptions, {"jitter": 4})) == [Jitter(4), Clip()]

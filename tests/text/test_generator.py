@@ -112,7 +112,7 @@ def test_prompt_characters_not_in_the_vocabulary_are_named(tiny_run: Path):
         ({"top_p": 0.0}, "--top-p"),
         ({"top_p": 1.5}, "--top-p"),
         ({"stop": [""]}, "stop sequences must be non-empty strings"),
-        ({"colour": "red"}, "unknown generation option colour"),
+        ({"colour": "red"}, "unknown generation option 'colour'"),
     ],
 )
 def test_bad_generation_options(tiny_run: Path, kwargs: dict, message: str):

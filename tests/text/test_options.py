@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from reverie.errors import ReverieError
+from reverie.options import resolve
 from reverie.text.language_model import ModelConfig
-from reverie.text.options import TrainOptions, resolve_options
+from reverie.text.options import TrainOptions
 
 
 def test_book_preset_is_the_books_run():
-    options = resolve_options({"preset": "book"})
+    options = resolve(TrainOptions, {"preset": "book"})
     assert (options.lower, options.embed, options.model, options.layers, options.hidden) == (
         True,
         0,
@@ -32,9 +33,9 @@ def test_book_preset_is_the_books_run():
     )
     assert (options.epochs, options.init, options.sample_temperatures) == (60, "keras", (0.2, 0.5, 1.0, 1.2))
     # explicit options win; a budget given replaces the preset's 60 epochs
-    options = resolve_options({"preset": "book", "hidden": 64, "minutes": 5.0})
+    options = resolve(TrainOptions, {"preset": "book", "hidden": 64, "minutes": 5.0})
     assert (options.hidden, options.epochs, options.minutes, options.lower) == (64, None, 5.0, True)
-    assert resolve_options({}).epochs == 10 and resolve_options({"steps": 5}).epochs is None
+    assert resolve(TrainOptions, {}).epochs == 10 and resolve(TrainOptions, {"steps": 5}).epochs is None
 
 
 def test_model_options_are_defined_once_in_the_model_config():
@@ -61,4 +62,4 @@ def test_model_options_are_defined_once_in_the_model_config():
 )
 def test_bad_options_are_refused_in_one_line(given, message):
     with pytest.raises(ReverieError, match=message):
-        resolve_options(given)
+        resolve(TrainOptions, given)

@@ -173,7 +173,7 @@ def test_user_processors_run_after_the_rules():
 @pytest.mark.parametrize(
     "given, message",
     [
-        ({"colour": 1}, "unknown generation option colour"),
+        ({"colour": 1}, "unknown generation option 'colour'"),
         ({"temperature": -0.1}, "temperature"),
         ({"temperature": float("nan")}, "temperature"),
         ({"top_p": 0.0}, "--top-p"),

@@ -175,13 +175,15 @@ def test_a_resumed_transformer_run_is_the_same_run(tmp_path):
 def test_seq_len_is_refused_for_a_transformer_and_compile_without_a_compiler(tmp_path, monkeypatch):
     import shutil
 
-    from reverie.text.options import resolve_options
+    from reverie.options import resolve
+    from reverie.text.options import TrainOptions
     from reverie.text.train import train
 
     with pytest.raises(ReverieError, match="a transformer trains on windows of --context tokens"):
-        resolve_options({"model": "transformer", "seq_len": 64})
+        resolve(TrainOptions, {"model": "transformer", "seq_len": 64})
     assert (
-        resolve_options({"model": "transformer"}).window == resolve_options({"model": "transformer"}).context
+        resolve(TrainOptions, {"model": "transformer"}).window
+        == resolve(TrainOptions, {"model": "transformer"}).context
     )
     monkeypatch.setattr(shutil, "which", lambda name: None)
     from helpers import shakespeare_slice
