@@ -121,7 +121,7 @@ def speed(rows: list[list[str]], device: str, quick: bool) -> str:
     target: dict[str, float] = {}
     for model in models:
         dreamer = random_dreamer(model, device, "auto")  # loaded once for all its runs
-        chosen = dreamer.choice()  # measured on this dreamer (random weights), or cached
+        chosen = dreamer.choose_dtype()  # measured on this dreamer (random weights), or cached
         for size, image in images.items():
             flops = run_flops(dreamer, image.height, image.width, iterations)
             for way in precision.LAYOUTS:

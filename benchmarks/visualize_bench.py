@@ -70,7 +70,7 @@ def main() -> None:
 
     machine = machine_summary(args.device)
     dreamer = load_dreamer(args.model, device=args.device, dtype="float32")
-    auto = dreamer.choice().way
+    auto = dreamer.choose_dtype().way
     timed(dreamer, args.layer, args.channel, 32, 2, "float32")  # warm up
     rows = []
     for dtype in ("float32", "bfloat16"):
