@@ -230,9 +230,13 @@ class RunConfig:
         """The bytes of the file of `role` (MODEL, BEST, STATE), refused unless they match its sha256."""
         stored = self.files.get(role)
         path = Path(run_dir) / (stored.path if stored else f"{role} weights")
-        if stored is None or not path.is_file():
-            raise ReverieError(f"no checkpoint at {path}; train one first with `reverie train`")
-        data = path.read_bytes()
+        missing = ReverieError(f"no checkpoint at {path}; train one first with `reverie train`")
+        if stored is None:
+            raise missing
+        try:
+            data = path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError):  # also a save removing it after a check
+            raise missing from None
         if hashlib.sha256(data).hexdigest() != stored.sha256:
             raise ReverieError(
                 f"checkpoint {path} does not match its checksum in {CONFIG}: it is truncated, corrupted or "

@@ -44,6 +44,30 @@ def test_a_save_writes_new_files_and_removes_what_no_checkpoint_uses(tmp_path: P
         assert __import__("hashlib").sha256(data).hexdigest() == entry["sha256"]
 
 
+def test_a_file_removed_by_a_save_between_config_and_read_is_read_again_from_the_new_config(
+    tmp_path: Path, monkeypatch
+):
+    corpus, run = tiny_run_of(tmp_path, 4)
+    config = rundir.RunConfig.load(run)
+    old = run / config.files[rundir.MODEL].path
+    read_bytes = Path.read_bytes
+
+    def save_first(path: Path) -> bytes:  # another process's save lands just before this read
+        if path == old:
+            monkeypatch.setattr(Path, "read_bytes", read_bytes)
+            train(corpus, run, resume=True, steps=8, progress=False)
+            assert not old.exists()
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", save_first)
+    with pytest.raises(ReverieError, match="no checkpoint at"):  # one line, not FileNotFoundError
+        config.read_checked(run, rundir.MODEL)
+    monkeypatch.setattr(Path, "read_bytes", save_first)
+    newer, _, tensors = rundir.RunConfig.load_checkpoint(run, rundir.MODEL)
+    assert newer.files[rundir.MODEL].path != old.name  # the new checkpoint, whole
+    assert tensors.keys() == load_tensors(run / newer.files[rundir.MODEL].path).keys()
+
+
 def test_runs_of_the_first_format_still_load_and_resume(tmp_path: Path):
     corpus, run = tiny_run_of(tmp_path, 4)
     config = json.loads((run / "config.json").read_text())
