@@ -2,3 +2,7 @@
 
 reverie serve --runs runs/ --port 7860
 """
+
+import os
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no telemetry calls

@@ -1,16 +1,7 @@
-"""What bounds the page's work on one server: the heavy jobs, and what one request may carry.
+"""What bounds what one request may carry and how many heavy jobs a client may have, in front of Gradio.
 
-    jobs = Jobs(concurrency=1, seconds=300)
-    with jobs.job(client, "dream") as job, jobs.slot():
-        dreamer.octaves(image, stop=job.should_stop)       # ends between steps once stopped
-
-Heavy jobs (text generations, fine-tunings, dreams and videos) share one set of `concurrency` slots.
-Gradio's queue has its own (one concurrency id for all kinds), but it frees a job's slot the moment the job is
-cancelled while a function running in a worker thread keeps running; `Jobs.slot` is released only
-when the work itself is done, so a cancelled dream finishing its step never runs beside the next job.
-Each job has a deadline (`seconds` after it starts) and a cancel flag: `Job.should_stop`, asked by
-a dream (or a video's frame) before every gradient step, by a generation between pieces of text, and
-by a fine-tuning after each training step.
+The heavy jobs themselves (the shared slots, each job's time limit and cancel flag) are
+reverie.web.jobs'; this module refuses requests before they reach them.
 
 `RequestGuard` is ASGI middleware in front of Gradio's app (`Middleware(RequestGuard, guard=...)`):
 
@@ -30,14 +21,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
-import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-HEAVY = "heavy"  # the Gradio concurrency id of every heavy job (generations, fine-tunings, dreams, videos)
+from reverie.web.jobs import HEAVY, Jobs
+
 DATA_URL_REFUSED = (
     "images must be uploaded as files (what the page and gradio_client's handle_file do), "
     "not sent inline as data: URLs"
@@ -47,66 +35,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 CALL_PATH = re.compile(r"/call/(?:v2/)?([^/]+)/?$")  # Gradio's REST routes that join the queue
-
-
-@dataclass(eq=False)
-class Job:
-    """One heavy job: whose (`client`), what (`kind`, the endpoint's name), since when, and its
-    cancel flag."""
-
-    client: str
-    kind: str
-    seconds: float
-    started: float = field(default_factory=time.monotonic)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-    def expired(self) -> bool:
-        return time.monotonic() - self.started >= self.seconds
-
-    def should_stop(self) -> bool:
-        """True once the job was cancelled or ran past its time: what a dream's `stop=` asks."""
-        return self.cancelled.is_set() or self.expired()
-
-
-class Jobs:
-    """The heavy jobs running on one server: `concurrency` slots shared by all of them, a time limit
-    of `seconds` each, cancel flags by client and kind."""
-
-    def __init__(self, concurrency: int, seconds: float) -> None:
-        self.seconds = seconds
-        self._slots = threading.BoundedSemaphore(concurrency)
-        self._lock = threading.Lock()
-        self._running: list[Job] = []
-
-    @contextmanager
-    def job(self, client: str, kind: str) -> Iterator[Job]:
-        """A job of `client`, known (to `cancel`) for the block; its time starts now."""
-        job = Job(client, kind, self.seconds)
-        with self._lock:
-            self._running.append(job)
-        try:
-            yield job
-        finally:
-            with self._lock:
-                self._running.remove(job)
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        """One of the shared slots for the block (waits for one to be free)."""
-        with self._slots:
-            yield
-
-    def cancel(self, client: str, kind: str) -> int:
-        """Set the cancel flag of `client`'s running jobs of `kind`; how many there were."""
-        with self._lock:
-            jobs = [job for job in self._running if job.client == client and job.kind == kind]
-        for job in jobs:
-            job.cancelled.set()
-        return len(jobs)
-
-    def running(self) -> list[Job]:
-        with self._lock:
-            return list(self._running)
 
 
 def carries_data_url(value: Any) -> bool:
@@ -294,10 +222,7 @@ async def refuse(send: Send, status: int, message: str) -> None:
 
 __all__ = [
     "DATA_URL_REFUSED",
-    "HEAVY",
     "Guard",
-    "Job",
-    "Jobs",
     "RequestGuard",
     "carries_data_url",
     "is_data_url",

@@ -76,7 +76,7 @@ def make_images(root: Path) -> dict[str, Path]:
     huge.png (over MAX_PIXELS, a small file), heavy.png (over MAX_UPLOAD_MB) and text.png (not an image)."""
     import numpy as np
 
-    from reverie.web.app import sample_photo
+    from reverie.web.dream_tab import sample_photo
 
     photo = Image.open(sample_photo()).convert("RGB")
     paths = {name: root / f"{name}.png" for name in ("small", "large", "huge", "heavy", "text")}

@@ -179,8 +179,8 @@ def test_dream_refuses_an_upload_over_the_size_cap_and_keeps_serving(client, ima
 def test_check_upload_refuses_a_file_over_the_cap_also_when_gradio_did_not(tmp_path: Path, images) -> None:
     import gradio as gr
 
-    from reverie.web.app import check_upload
     from reverie.web.settings import WebSettings
+    from reverie.web.uploads import check_upload
 
     settings = WebSettings(max_upload_mb=0.25, max_pixels=400_000)
     check_upload(str(images["small"]), settings)  # passes
@@ -190,7 +190,7 @@ def test_check_upload_refuses_a_file_over_the_cap_also_when_gradio_did_not(tmp_p
 
 
 def test_layer_weights_keep_typed_weights_and_default_to_one() -> None:
-    from reverie.web.app import layer_weights, weight_rows
+    from reverie.web.dream_tab import layer_weights, weight_rows
 
     table = [["block2", 3.0], ["block5", ""], ["stem", 9.0]]  # stem is no longer chosen
     assert layer_weights(["block2", "block5"], table) == {"block2": 3.0, "block5": 1.0}
@@ -203,7 +203,7 @@ def test_layer_weights_keep_typed_weights_and_default_to_one() -> None:
 def test_find_runs_lists_run_folders_and_the_runs_folder_itself_if_it_is_one(
     runs_dir: Path, tmp_path
 ) -> None:
-    from reverie.web.app import find_runs
+    from reverie.web.text_tab import find_runs
 
     assert find_runs(runs_dir) == sorted([RUN_NAME, TRANSFORMER_RUN_NAME])
     assert find_runs(runs_dir / RUN_NAME) == ["."]
@@ -252,7 +252,7 @@ def test_each_dream_job_folder_is_removed_once_older_than_the_cache(tmp_path, mo
     import os
     import tempfile
 
-    from reverie.web.app import CACHE_KEEP_S, JOB_DIR_PREFIX, new_job_dir
+    from reverie.web.jobs import CACHE_KEEP_S, JOB_DIR_PREFIX, new_job_dir
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     old, recent = tmp_path / f"{JOB_DIR_PREFIX}old", tmp_path / f"{JOB_DIR_PREFIX}recent"
@@ -272,8 +272,8 @@ def test_the_image_input_refuses_data_urls_and_bombs_wherever_the_page_is_served
     import gradio as gr
     from gradio.data_classes import ImageData
 
-    from reverie.web.app import check_upload, refuse_non_images
     from reverie.web.settings import WebSettings
+    from reverie.web.uploads import check_upload, refuse_non_images
 
     settings = WebSettings(max_pixels=400_000)
     component = refuse_non_images(gr.Image(type="filepath", image_mode=None), settings)

@@ -56,7 +56,8 @@ def watched(runs_dir: Path, monkeypatch: pytest.MonkeyPatch):
     """A Page over the test runs and what it started: jobs, model loads, trainings, videos, sheets.
     Every load and every API call is refused, so a refusal that came too late shows as a failure."""
     import reverie
-    from reverie.web.app import Loaded, Page
+    from reverie.web.app import Page
+    from reverie.web.jobs import Loaded
     from reverie.web.settings import WebSettings
 
     ran: list[str] = []
@@ -253,24 +254,26 @@ def test_over_http_values_the_widgets_let_through_are_refused_by_the_page(server
 
 def test_the_widgets_show_the_bounds_the_handlers_check(runs_dir: Path) -> None:
     """One definition of each bound: each endpoint's sliders and numbers end where its check does."""
-    from reverie.web import app as web
+    from reverie.deepdream.options import PRESETS
+    from reverie.web import dream_tab, text_tab, video_tab
+    from reverie.web.app import build_app
     from reverie.web.settings import WebSettings
 
-    blocks = web.build_app(WebSettings(runs=runs_dir, max_visualize_size=64, job_seconds=120))
+    blocks = build_app(WebSettings(runs=runs_dir, max_visualize_size=64, job_seconds=120))
     page = blocks.reverie_page
     expected = {
         "generate": {
-            2: web.TEMPERATURE,
-            4: web.TOP_P,
-            5: web.MIN_P,
-            8: web.LENGTH,
-            9: web.SAMPLES,
-            10: web.SEED,
+            2: text_tab.TEMPERATURE,
+            4: text_tab.TOP_P,
+            5: text_tab.MIN_P,
+            8: text_tab.LENGTH,
+            9: text_tab.SAMPLES,
+            10: text_tab.SEED,
         },
-        "dream": {4: web.OCTAVES, 5: web.ITERATIONS, 6: web.STEP, 7: web.JITTER},
+        "dream": {4: dream_tab.OCTAVES, 5: dream_tab.ITERATIONS, 6: dream_tab.STEP, 7: dream_tab.JITTER},
         "visualize": {3: page.visualize_size, 4: page.visualize_steps},
         "finetune": {2: page.minutes},
-        "dream_video": {5: web.BLEND, 6: web.OCTAVES, 7: web.ITERATIONS},
+        "dream_video": {5: video_tab.BLEND, 6: dream_tab.OCTAVES, 7: dream_tab.ITERATIONS},
     }
     fns = {fn.api_name: fn for fn in blocks.fns.values()}
     for api_name, bounds in expected.items():
@@ -279,7 +282,7 @@ def test_the_widgets_show_the_bounds_the_handlers_check(runs_dir: Path) -> None:
             step = widget.step if isinstance(widget, gr.Slider) else 0
             assert (widget.minimum, widget.maximum) == bound.range(step), (api_name, bound.name)
     assert page.visualize_size.high == 64 and page.minutes.high == 2
-    assert [choice[1] for choice in fns["dream"].inputs[9].choices] == ["(none)", *web.PRESETS]
+    assert [choice[1] for choice in fns["dream"].inputs[9].choices] == ["(none)", *PRESETS]
 
 
 def test_the_visualize_mode_names_its_sheet_and_command_as_the_command_line(tmp_path: Path) -> None:

@@ -126,17 +126,17 @@ def test_a_non_finite_layer_weight_is_refused_not_dreamed_black(client, images, 
 
 
 def test_an_internal_error_shows_a_generic_line_not_its_text(client, images, monkeypatch, capfd) -> None:
-    from reverie.web import app
+    from reverie.web import dream_tab, text_tab
 
     def broken(*args, **kwargs):
         raise RuntimeError("secret /srv/reverie/internal/path")
 
-    monkeypatch.setattr(app, "format_samples", broken)
+    monkeypatch.setattr(text_tab, "format_samples", broken)
     with pytest.raises(AppError) as error:
         generate(client, "A", 5, seed=0)
     assert "secret" not in str(error.value) and "the server failed on this request" in str(error.value)
     assert "secret /srv/reverie/internal/path" in capfd.readouterr().err  # the log keeps it
-    monkeypatch.setattr(app, "_saved", lambda image, path: "/srv/secret/missing.png")  # fails in Gradio
+    monkeypatch.setattr(dream_tab, "saved", lambda image, path: "/srv/secret/missing.png")  # fails in Gradio
     with pytest.raises(AppError) as error:
         dream(client, images["small"])
     assert "secret" not in str(error.value)

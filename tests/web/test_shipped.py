@@ -20,8 +20,9 @@ SAMPLING = [0.8, 0, 1.0, 0.0, 1.0, ""]  # temperature, top_k, top_p, min_p, repe
 def test_the_text_tab_lists_shipped_models_with_no_run_and_generates_from_them(
     shipped_models: Path, tmp_path: Path
 ) -> None:
-    from reverie.web.app import SHIPPED, Page, build_app, text_choices
+    from reverie.web.app import Page, build_app
     from reverie.web.settings import WebSettings
+    from reverie.web.text_tab import SHIPPED, text_choices
 
     settings = WebSettings(runs=tmp_path / "runs")  # no run trained yet
     assert text_choices(settings.runs) == [("shakespeare (shipped)", SHIPPED + "shakespeare")]
@@ -39,8 +40,9 @@ def test_the_text_tab_lists_shipped_models_with_no_run_and_generates_from_them(
 def test_a_damaged_shipped_model_is_refused_in_one_line_in_the_page(
     shipped_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from reverie.web.app import SHIPPED, Page
+    from reverie.web.app import Page
     from reverie.web.settings import WebSettings
+    from reverie.web.text_tab import SHIPPED
 
     copy = Path(shutil.copytree(shipped_models, tmp_path / "models"))
     weights = stored_file(copy / "shakespeare")

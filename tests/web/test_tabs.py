@@ -67,7 +67,7 @@ def page_for(runs: Path, **settings: Any):
 def test_finetune_streams_the_curve_and_samples_and_the_run_generates_in_the_text_tab(
     shipped_models: Path, tmp_path: Path
 ) -> None:
-    from reverie.web.app import SHIPPED, find_runs, text_choices
+    from reverie.web.text_tab import SHIPPED, find_runs, text_choices
 
     page = page_for(tmp_path / "runs")
     views = list(
@@ -86,7 +86,7 @@ def test_finetune_streams_the_curve_and_samples_and_the_run_generates_in_the_tex
 
 
 def test_finetune_stops_at_cancel_and_keeps_the_run(shipped_models: Path, tmp_path: Path) -> None:
-    from reverie.web.app import SHIPPED, find_runs
+    from reverie.web.text_tab import SHIPPED, find_runs
 
     page = page_for(tmp_path / "runs")
     views = page.finetune(str(poems(tmp_path / "mine.txt")), SHIPPED + "shakespeare", 2.0, "mine")
@@ -100,7 +100,7 @@ def test_finetune_stops_at_cancel_and_keeps_the_run(shipped_models: Path, tmp_pa
 
 
 def test_finetune_refuses_bad_input_in_one_line(shipped_models: Path, tmp_path: Path) -> None:
-    from reverie.web.app import SHIPPED
+    from reverie.web.text_tab import SHIPPED
 
     runs = tmp_path / "runs"
     page = page_for(runs, max_text_mb=0.01, job_seconds=60)

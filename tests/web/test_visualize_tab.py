@@ -146,7 +146,7 @@ def test_visualize_is_a_heavy_job_under_the_page_limits(served) -> None:
 
 def test_channel_text_writes_channels_as_the_command_line_reads_them() -> None:
     from reverie.deepdream.visualize import parse_indices
-    from reverie.web.app import channel_text
+    from reverie.web.visualize_tab import channel_text
 
     for indices in ([0], [0, 1, 2, 3, 7], [3, 12, 97], [5, 6, 1, 2]):
         assert parse_indices(channel_text(indices)) == indices
