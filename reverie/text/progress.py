@@ -44,8 +44,9 @@ class Progress:
             postfix["left"] = f"{minutes}:{seconds:02d}"
         self.bar.set_postfix(postfix, refresh=False)
 
-    def say(self, text: str, stream: TextIO = sys.stderr) -> None:
-        """Print `text` around the bar."""
+    def say(self, text: str, stream: TextIO | None = None) -> None:
+        """Print `text` around the bar, on `stream` (sys.stderr as it is when called)."""
+        stream = sys.stderr if stream is None else stream
         if not self.bar.disable:
             self.bar.write(text.rstrip("\n"), file=stream)
         else:
