@@ -170,7 +170,7 @@ def load_json(path: Path) -> dict[str, Any]:
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # also a number of more than 4,300 digits
         reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
         raise ReverieError(
             f"checkpoint config {path} is corrupted ({reason}); retrain or restore it"

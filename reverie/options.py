@@ -25,6 +25,7 @@ import collections.abc
 import copy
 import dataclasses
 import math
+import sys
 import types
 import typing
 from collections.abc import Iterator
@@ -184,7 +185,7 @@ def check_value(
         if not isinstance(value, int) or isinstance(value, bool):
             raise ReverieError(f"{name} must be {wording or 'an integer'}, got {value!r}")
     elif kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
             raise ReverieError(f"{name} must be {wording or 'a finite number'}, got {value!r}")
     elif kind is bool:
         if not isinstance(value, bool):
@@ -196,6 +197,11 @@ def check_value(
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
         raise ReverieError(f"{name} must be {wording}, got {value!r}")
+
+
+def _finite(value: float) -> bool:
+    """Whether `value` is a finite float, or an int a float holds (math.isfinite(10**400) overflows)."""
+    return math.isfinite(value) if isinstance(value, float) else abs(value) <= sys.float_info.max
 
 
 def _bound_words(kind: Any, low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:

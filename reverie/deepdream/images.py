@@ -14,6 +14,7 @@ is the input itself, or a write that fails.
 from __future__ import annotations
 
 import os
+import struct
 import sys
 import warnings
 from pathlib import Path
@@ -95,7 +96,8 @@ def _open_file(path: Path, max_size: int | None) -> Image.Image:
         raise ReverieError(f"{path} is not an image Pillow can read (PNG, JPEG, ...)") from None
     except Image.DecompressionBombError:
         raise ReverieError(f"{path} exceeds Pillow's decompression-bomb limit; shrink it first") from None
-    except OSError as exc:  # truncated or corrupt data
+    except (OSError, ValueError, SyntaxError, IndexError, EOFError, struct.error) as exc:
+        # truncated or corrupt data: Pillow's plugins say so in all these ways
         raise ReverieError(
             f"{path} is truncated or corrupt ({_first_line(exc)}); re-export or re-download it"
         ) from None

@@ -181,7 +181,7 @@ def open_keras_layers(path: Path) -> Iterator[list[KerasLayer]]:
             if "layers" in root:
                 yield _keras3_layers(_member(root, "layers", path), path)
                 return
-    except (OSError, KeyError, ValueError, TypeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: a broken file
         raise ReverieError(
             f"cannot read {path} as a Keras HDF5 weight file ({_first_line(exc)}); check --weights"
         ) from None

@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import math
 import os
+import struct
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -82,7 +83,7 @@ def is_video_path(path: str | os.PathLike) -> bool:
     try:
         with Image.open(path) as image:
             return getattr(image, "n_frames", 1) > 1
-    except (OSError, ValueError):
+    except (OSError, ValueError, IndexError, struct.error, Image.DecompressionBombError):  # cut short, huge
         return False  # not a readable GIF: the image loader says so in one line
 
 
@@ -144,8 +145,9 @@ def _video_stream(container: Any, path: Path) -> Any:
 
 def _frame_rate(stream: Any) -> Fraction:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
-        if rate is not None and rate > 0:
-            return Fraction(rate).limit_denominator(100_000)
+        fps = Fraction(rate).limit_denominator(100_000) if rate is not None and rate > 0 else 0
+        if fps > 0:  # a rate below 1/100000 frames/s would round to 0
+            return fps
     return Fraction(25)
 
 

@@ -12,7 +12,6 @@ classifier) are dropped by name before that, never ignored silently.
 
 from __future__ import annotations
 
-import pickle
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -58,12 +57,16 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise ReverieError(f"weight file {path} does not exist; check the path given to --weights")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - weights_only runs no code: any failure is a corrupt file
+        # (UnpicklingError, RuntimeError, EOFError, OSError, ValueError; IndexError, KeyError and more
+        # from a pickle stream cut or flipped)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ReverieError(
             f"cannot read {path} as a PyTorch weight file ({reason}); give a .pth state dict with --weights"
         ) from None
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise ReverieError(f"{path} holds no state dict of tensors; give a .pth state dict with --weights")
     return dict(state)
 

@@ -364,9 +364,12 @@ def _open_cached_ids(data_path: Path, meta_path: Path) -> tuple[Tokenizer, np.nd
             or n_tokens == 0
         ):
             return None
-    except (OSError, ValueError, KeyError, TypeError, ReverieError):
+    except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError, ReverieError):
         return None
-    return tokenizer, np.memmap(data_path, dtype=dtype, mode="r", shape=(n_tokens,))
+    ids = np.memmap(data_path, dtype=dtype, mode="r", shape=(n_tokens,))
+    if int(ids.max()) >= tokenizer.vocab_size:  # ids of no token: the file changed since it was written
+        return None
+    return tokenizer, ids
 
 
 def _as_list(sources: Sequence[str] | str | os.PathLike) -> list[str]:

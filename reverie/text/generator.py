@@ -28,7 +28,7 @@ import torch
 from reverie.device import compiled, resolve_device
 from reverie.errors import ReverieError, require
 from reverie.text import rundir
-from reverie.text.language_model import LanguageModel
+from reverie.text.language_model import LanguageModel, ModelConfig
 from reverie.text.models import build_model
 from reverie.text.pretrained import locate
 from reverie.text.sampling import SamplingOptions
@@ -152,6 +152,7 @@ def load(
     run_dir = locate(run_dir)  # a path as it is, else a shipped model's folder (its files checked)
     target = resolve_device(device)
     config, role, tensors = rundir.RunConfig.load_checkpoint(run_dir, CHECKPOINTS[checkpoint])
+    check_weights_fit(config.model, tensors, config.path_of(run_dir, role))
     model = build_model(config.model)
     restore_weights(model, tensors, config.path_of(run_dir, role))
     model = model.to(target).eval()
@@ -166,10 +167,23 @@ def restore_weights(model: LanguageModel, tensors: dict[str, torch.Tensor], sour
     try:
         model.load_state_dict(tensors)
     except RuntimeError:
-        raise ReverieError(
-            f"the weights in {source} do not fit the model described in config.json; the checkpoint is "
-            "corrupted or from an incompatible version"
-        ) from None
+        raise _misfit(source) from None
+
+
+def check_weights_fit(config: ModelConfig, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Refuse `tensors` unless they have the keys and shapes of the model of `config`, told from a model
+    on the meta device: a config.json that lies allocates nothing (up to MAX_PARAMETERS) before this."""
+    with torch.device("meta"):
+        expected = build_model(config).state_dict()
+    if expected.keys() != tensors.keys() or any(expected[k].shape != tensors[k].shape for k in expected):
+        raise _misfit(source)
+
+
+def _misfit(source: Path) -> ReverieError:
+    return ReverieError(
+        f"the weights in {source} do not fit the model described in config.json; the checkpoint is "
+        "corrupted or from an incompatible version"
+    )
 
 
 __all__ = ["TextModel", "join_samples", "load", "restore_weights"]

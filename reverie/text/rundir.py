@@ -237,6 +237,10 @@ class RunConfig:
             data = path.read_bytes()
         except (FileNotFoundError, IsADirectoryError):  # also a save removing it after a check
             raise missing from None
+        except OSError as exc:
+            raise ReverieError(
+                f"cannot read checkpoint {path} ({exc.strerror}); check its permissions"
+            ) from None
         if hashlib.sha256(data).hexdigest() != stored.sha256:
             raise ReverieError(
                 f"checkpoint {path} does not match its checksum in {CONFIG}: it is truncated, corrupted or "
@@ -271,9 +275,14 @@ def _files(data: dict[str, Any], source: Path) -> dict[str, Stored]:
             and isinstance(value.get("path"), str)
             and isinstance(value.get("sha256"), str)
         ):
+            name = value["path"]
             require(
-                Path(value["path"]).name == value["path"] and not value["path"].startswith("."),
-                f"{source} names a weight file outside its folder ({value['path']!r}); it is corrupted",
+                Path(name).name == name and not name.startswith("."),
+                f"{source} names a weight file outside its folder ({name!r}); it is corrupted",
+            )
+            require(  # NUL, a control character or a lone surrogate, or too long: no file has that name
+                name.isprintable() and len(name.encode("utf-8", "surrogatepass")) <= 255,
+                f"{source} names a weight file no file system holds ({name[:80]!r}); it is corrupted",
             )
             files[str(key)] = Stored(value["path"], value["sha256"])
         else:
