@@ -7,11 +7,20 @@ float32, found by measuring the model's own work once, and kept.
 
 A way is a dtype, float32 or bfloat16, and for convnets a memory layout too ("bfloat16
 channels-last"). The first time a model kind meets a machine, a few runs of `work` in each way are
-timed, and the fastest is kept among those that agree with the first (plain float32): the loss
-within 1%, the gradient within 5% in L2. The choice is cached in reverie's cache directory under a
-key of the machine (processor, cores this process may use, torch version, device), so later runs
-decide at once and a changed machine measures again. No CPU flag decides: machines that report the
-same flags run bfloat16 at a fifth of float32 or at three times it.
+timed, and the fastest is kept among those that agree with the first (plain float32). What agrees
+is the `judge`'s to say, asked of the faster ways, fastest first, until one agrees:
+
+- `gradient_judge` (the default, text models): the loss within 1%, the gradient within 5% in L2.
+- `picture_judge(dream)` (DeepDream): a dream is judged by its picture. A small seeded image is
+  dreamed for a few steps in float32 with jitter seed A and seed B, and in the candidate way with
+  seed A; the candidate agrees when its picture is as close to float32-A's as float32-B's is, in
+  mean absolute difference (0-255 levels) and in SSIM (`ssim`). Two float32 dreams with different
+  seeds differ far more than a bfloat16 gradient does from a float32 one.
+
+The choice is cached in reverie's cache directory under a key of the machine (processor, cores this
+process may use, torch version, device), so later runs decide at once and a changed machine measures
+again. No CPU flag decides: machines that report the same flags run bfloat16 at a fifth of float32
+or at three times it.
 
     python -m reverie.precision      # the cached choices of this machine
 """
@@ -27,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from reverie import hub
@@ -41,8 +51,18 @@ FAR_SLOWER = 3.0  # a candidate this many times slower than the reference after 
 CACHE_FILE = "precision.json"
 CPU = torch.device("cpu")
 
+SEEDS = (1, 2)  # picture_judge's jitter seeds A and B
+MIN_SPREAD = 0.5  # levels: reference dreams with two seeds closer than this say nothing (none moved)
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5  # Wang et al. 2004's Gaussian window
+
 # (a way: "float32", "bfloat16 channels-last", ...) -> (loss, gradient) of one run of the model's work
 Work = Callable[[str], tuple[float, torch.Tensor]]
+Results = dict[str, tuple[float, torch.Tensor]]  # each way's last result of `work`
+# (reference way, candidate way, results) -> whether the candidate agrees with the reference, and
+# how far apart the two are, in words
+Judge = Callable[[str, str, Results], tuple[bool, str]]
+# (way, jitter seed) -> the picture of a small seeded dream in that way, uint8 (H, W, 3)
+Dream = Callable[[str, int], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -127,12 +147,13 @@ def choose(
     work: Work,
     ways: tuple[str, ...] = DTYPES,
     *,
+    judge: Judge | None = None,
     timer: Callable[[], float] = time.perf_counter,
     say: Callable[[str], None] | None = None,
 ) -> Choice:
     """The way to run `kind` on `device`: cached, or measured now with `work` over `ways` (the first
-    the reference the others must agree with) and then cached. `say` (default: a line on stderr) is
-    told once that a measurement is being made."""
+    the reference the others must agree with, as `judge` says: default `gradient_judge`) and then
+    cached. `say` (default: a line on stderr) is told once that a measurement is being made."""
     known = cached(kind, device)
     if known is not None and known.way in ways:
         return known
@@ -154,7 +175,9 @@ def choose(
             if way != ways[0] and best > FAR_SLOWER * seconds[ways[0]]:
                 break  # it cannot win: one run says enough (bfloat16 matmul is 400x slower on some CPUs)
         seconds[way] = best
-    choice = _verdict(tuple(way for way in ways if way not in failed), seconds, results)
+    choice = _verdict(
+        tuple(way for way in ways if way not in failed), seconds, results, judge or gradient_judge
+    )
     if failed:
         cannot = "; ".join(f"{way} does not run here ({why})" for way, why in failed.items())
         choice = Choice(choice.way, f"{choice.reason}; {cannot}", choice.seconds)
@@ -162,18 +185,19 @@ def choose(
     return choice
 
 
-def _verdict(ways: tuple[str, ...], seconds: dict[str, float], results: dict) -> Choice:
+def _verdict(ways: tuple[str, ...], seconds: dict[str, float], results: Results, judge: Judge) -> Choice:
+    """The fastest way that agrees with the reference (ways[0]): the ways faster than the reference
+    are judged fastest first, until one agrees."""
     reference = ways[0]
-    loss0, gradient0 = results[reference][0], results[reference][1].float()
-    disagree = {}
-    for way in ways[1:]:
-        loss, gradient = results[way][0], results[way][1].float()
-        loss_error = abs(loss - loss0) / max(abs(loss0), 1e-12)
-        gradient_error = float((gradient - gradient0).norm() / gradient0.norm().clamp_min(1e-12))
-        if loss_error > LOSS_RTOL or gradient_error > GRADIENT_RTOL:
-            disagree[way] = f"loss {loss_error:.1%}, gradient {gradient_error:.1%} apart"
-    agreeing = [way for way in ways if way not in disagree]
-    best = min(agreeing, key=lambda way: seconds[way])
+    best, agreement, disagree = reference, "", {}
+    for way in sorted(ways, key=lambda way: seconds[way]):  # stable: the reference wins a tie
+        if way == reference:
+            break
+        agrees, how = judge(reference, way, results)
+        if agrees:
+            best, agreement = way, how
+            break
+        disagree[way] = how
     fastest = min(ways, key=lambda way: seconds[way])
     speed = f"{seconds[reference] / max(seconds[best], 1e-12):.2f}x {reference}'s speed"
     if best == reference and fastest == reference:
@@ -182,9 +206,86 @@ def _verdict(ways: tuple[str, ...], seconds: dict[str, float], results: dict) ->
         reason = f"{fastest} is faster but disagrees with {reference} ({disagree[fastest]})"
     else:
         reason = f"{best} runs at {speed} and agrees with {reference}"
+        if agreement:
+            reason += f" ({agreement})"
         if fastest != best:
             reason += f" ({fastest} is faster but disagrees: {disagree[fastest]})"
     return Choice(best, reason, seconds)
+
+
+def gradient_judge(reference: str, way: str, results: Results) -> tuple[bool, str]:
+    """The rule for text models: `way`'s loss within LOSS_RTOL of the reference's, relatively, and its
+    gradient within GRADIENT_RTOL in L2. Says how far apart only when they disagree."""
+    loss0, gradient0 = results[reference][0], results[reference][1].float()
+    loss, gradient = results[way][0], results[way][1].float()
+    loss_error = abs(loss - loss0) / max(abs(loss0), 1e-12)
+    gradient_error = float((gradient - gradient0).norm() / gradient0.norm().clamp_min(1e-12))
+    agrees = loss_error <= LOSS_RTOL and gradient_error <= GRADIENT_RTOL
+    return agrees, "" if agrees else f"loss {loss_error:.1%}, gradient {gradient_error:.1%} apart"
+
+
+def picture_judge(dream: Dream, seeds: tuple[int, int] = SEEDS) -> Judge:
+    """The rule for dreams: a candidate agrees when its picture (`dream(way, seed A)`) is no farther
+    from the reference's with seed A than the reference's with seed B is, in mean absolute
+    difference and in SSIM. The reference's two pictures are dreamed once, when first needed. Where
+    they are under MIN_SPREAD levels apart (the dream hardly moves the picture: weights whose
+    gradient vanishes), the pictures cannot tell and `gradient_judge` decides."""
+    a, b = seeds
+    pictures: dict[tuple[str, int], np.ndarray] = {}
+
+    def picture(way: str, seed: int) -> np.ndarray:
+        if (way, seed) not in pictures:
+            pictures[way, seed] = np.asarray(dream(way, seed))
+        return pictures[way, seed]
+
+    def judge(reference: str, way: str, results: Results) -> tuple[bool, str]:
+        spread, spread_ssim = picture_difference(picture(reference, a), picture(reference, b))
+        if spread < MIN_SPREAD:
+            agrees, how = gradient_judge(reference, way, results)
+            why = f"judged by the gradient: {reference}'s dreams with two seeds are {spread:.2f} levels apart"
+            return agrees, f"{how}; {why}" if how else why
+        difference, similarity = picture_difference(picture(way, a), picture(reference, a))
+        agrees = difference <= spread and similarity >= spread_ssim
+        return agrees, (
+            f"its dream {difference:.1f} levels, SSIM {similarity:.3f} from {reference}'s; "
+            f"{reference}'s with another jitter seed {spread:.1f} levels, SSIM {spread_ssim:.3f}"
+        )
+
+    return judge
+
+
+def picture_difference(first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
+    """Mean absolute difference in 0-255 levels and SSIM of two uint8 (H, W, 3) pictures."""
+    x, y = (torch.from_numpy(np.asarray(p, dtype=np.float64)) for p in (first, second))
+    return float((x - y).abs().mean()), ssim(x, y)
+
+
+def ssim(
+    first: torch.Tensor | np.ndarray, second: torch.Tensor | np.ndarray, data_range: float = 255.0
+) -> float:
+    """The structural similarity of two pictures, (H, W) or (H, W, C) (Wang et al. 2004): local
+    means, variances and covariance under an 11-pixel Gaussian window (sigma 1.5, shrunk to a picture
+    narrower than that) over the valid area, C1 = (0.01 L)^2, C2 = (0.03 L)^2 for the data range L,
+    averaged over positions and channels. 1 for identical pictures, less the more they differ."""
+    x, y = (torch.as_tensor(p, dtype=torch.float64) for p in (first, second))
+    if x.shape != y.shape:
+        raise ValueError(f"ssim of pictures of different shapes: {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.dim() == 2:
+        x, y = x[..., None], y[..., None]
+    x, y = x.permute(2, 0, 1)[:, None], y.permute(2, 0, 1)[:, None]  # (C, 1, H, W): each channel alone
+    size = min(SSIM_WINDOW, *x.shape[-2:])
+    line = torch.exp(-((torch.arange(size, dtype=torch.float64) - (size - 1) / 2) ** 2) / (2 * SSIM_SIGMA**2))
+    line = line / line.sum()
+    window = (line[:, None] * line[None, :])[None, None]
+
+    def mean(t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(t, window)
+
+    mx, my = mean(x), mean(y)
+    vx, vy, cxy = mean(x * x) - mx**2, mean(y * y) - my**2, mean(x * y) - mx * my
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    index = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return float(index.mean())
 
 
 def matmul_gflops(

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -42,6 +43,7 @@ from reverie.options import resolve
 
 Model = str | Backbone  # what load_dreamer takes: a registered model's name, or a Backbone to use as given
 MEASURE_SIZE = 224  # the square image --dtype auto times a dream step on (at least the model's minimum)
+JUDGE_SIZE, JUDGE_STEPS = 160, 8  # the square image and the steps of the dreams auto judges ways by
 
 
 class Dreamer:
@@ -103,13 +105,21 @@ class Dreamer:
     def choose_dtype(self) -> precision.Choice:
         """Measure what `--dtype auto` runs this model in here, once per dreamer: reverie.precision
         times a dream step (the model's default layers, a seeded 224x224 image) in float32 and
-        bfloat16, each with and without channels-last, keeps the fastest that agrees with float32
-        (cached per machine), and moves the network to that layout. The dream functions call it
+        bfloat16, each with and without channels-last, and keeps the fastest whose dream agrees with
+        float32's: a few steps of the model's default dream on a small seeded image, its picture as
+        close to float32's as float32's with another jitter seed is (precision.picture_judge);
+        cached per machine. Then it moves the network to that layout. The dream functions call it
         (through `dtype_for`) when a dream asks for auto; call it yourself to measure up front."""
         if self._choice is None:
-            kind = f"dream {self.name}"
+            kind = f"dream {self.name} (picture)"  # "(picture)": verdicts of the gradient rule are not reused
             measured_before = precision.cached(kind, self.device) is not None
-            self._choice = precision.choose(kind, self.device, self._step_work(), precision.LAYOUTS)
+            self._choice = precision.choose(
+                kind,
+                self.device,
+                self._step_work(),
+                precision.LAYOUTS,
+                judge=precision.picture_judge(self._judge_dream),
+            )
             if not measured_before:
                 print(f"reverie: --dtype auto: {self._choice.way} ({self._choice.reason})", file=sys.stderr)
             self.set_layout(self._choice.channels_last)
@@ -133,6 +143,25 @@ class Dreamer:
             return self.loss_and_gradient(bound, image, dtype=precision.dtype_of(way))
 
         return work
+
+    def _judge_dream(self, way: str, seed: int) -> np.ndarray:
+        """The picture of the model's default dream (one octave, JUDGE_STEPS steps, jitter `seed`) of
+        a seeded smooth JUDGE_SIZE-square image, run in `way`: what auto compares ways by."""
+        self.set_layout(way.endswith("channels-last"))
+        layers = parse_objective(self.backbone).layers
+        size = max(JUDGE_SIZE, self.min_input_size(layers))
+        generator = torch.Generator().manual_seed(0)
+        coarse = torch.rand(1, 3, 6, 6, generator=generator)  # smooth color fields, some fine texture
+        image = torch.nn.functional.interpolate(
+            coarse, size=(size, size), mode="bicubic", align_corners=False
+        )
+        image = image[0] + 0.03 * torch.randn(3, size, size, generator=generator)
+        pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        dtype = way.split()[0]
+        result = self.octaves(
+            pixels, dtype=dtype, octaves=1, iterations=JUDGE_STEPS, seed=seed, progress=False
+        )
+        return np.asarray(result.image)
 
     # ---- dreams ---------------------------------------------------------------------------------
 
@@ -291,7 +320,8 @@ def load_dreamer(
 
     `weights` is a local weight file (None: the model's default, downloaded and cached on first use
     where it has to be); `device` auto|cpu|cuda|mps; `dtype` auto|float32|bfloat16, the dreams'
-    default autocast (auto: the fastest that agrees with float32, measured on the first dream).
+    default autocast (auto: the fastest way whose short dream stays as close to float32's as
+    float32's with another jitter seed does, measured on the first dream).
     """
     torch_device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     resolve_dtype(dtype, torch_device)  # a bad dtype is refused before any weights load

@@ -249,9 +249,9 @@ def test_reading_dtype_measures_nothing_and_choose_dtype_does(tiny, monkeypatch)
     assert dreamer.dtype == torch.float32 and measured == []
     assert dreamer.memory_format == torch.contiguous_format  # reading did not move the network
     assert dreamer.dtype_for("float32") == torch.float32 and measured == []
-    assert dreamer.choose_dtype() is bf16 and measured == ["dream tiny"]
+    assert dreamer.choose_dtype() is bf16 and measured == ["dream tiny (picture)"]
     assert dreamer.dtype == torch.bfloat16 and dreamer.memory_format == torch.channels_last
-    assert dreamer.plan(progress=False).dtype == torch.bfloat16 and measured == ["dream tiny"]  # once
+    assert dreamer.plan(progress=False).dtype == torch.bfloat16 and len(measured) == 1  # once
     fresh = load_dreamer(tiny, device="cpu", dtype="auto")
     assert fresh.plan(progress=False).dtype == torch.bfloat16 and len(measured) == 2  # a dream asks
     assert load_dreamer(tiny, device="cpu", dtype="bfloat16").dtype == torch.bfloat16
