@@ -17,12 +17,16 @@ docs/benchmarks.md ("Text: memory", "Text: quality", "Text: training speed", "Te
   (and the transformer compiled), each over `--speed-steps` steps after a warm-up.
 - generation: chars/s for one stream with reverie's stateful sampling (KV cache for the transformer)
   against the book's re-run of the 60-char window per char, same trained model; and 32 streams in
-  one batch; the transformer also with its one-token step compiled.
+  one batch; the transformer also with its one-token step compiled; speculative decoding with lookup
+  drafts, and with heads drafts for the runs trained with --predict (`--runs ...,transformer-heads`);
+  and int8 dynamic quantization (torch.ao.quantization.quantize_dynamic of the Linear and LSTM
+  layers): one stream's chars/s and the next-token KL to the float32 model on held-out text.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import sys
@@ -51,12 +55,16 @@ SCRIPT = Path(__file__).resolve()
 MEMORY_STEPS = 20
 BIG_CORPUS_MB = 100
 GENERATE_CHARS = 400
+KL_WINDOWS, KL_LENGTH = 16, 128  # held-out windows the int8 model's next-token KL is measured on
 TRANSFORMER = {"model": "transformer"}
+HEADS = {"predict": 3}  # the runs with extra heads, for --speculative heads
 # the runs of the quality table: their options and how the table names them
 RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     "lstm": ("`reverie train`", {}),
     "book": ("`reverie train --preset book`", {"preset": "book"}),
     "transformer": ("`reverie train --model transformer`", TRANSFORMER),
+    "transformer-heads": ("`reverie train --model transformer --predict 3`", {**TRANSFORMER, **HEADS}),
+    "lstm-heads": ("`reverie train --predict 3`", HEADS),
     "shakespeare-char": (
         (
             "nanoGPT's shakespeare_char shape: `--model transformer --layers 6 --heads 6 --hidden 384 "
@@ -229,19 +237,49 @@ def worker_generation(run_dir: str, corpus: str, device: str = "cpu", compile: s
     if not compile:
         options = SamplingOptions(length=GENERATE_CHARS // 4, seed=0)
         rerun = rate(rerun_window_tokens(model, prompt, options), 1)
-    tally = speculative.Tally()
-    lookup_options = SamplingOptions(length=GENERATE_CHARS, seed=0, speculative="lookup")
-    lookup = rate(speculative.generate_tokens(model, prompt, lookup_options, tally), 1)
-    emit(
-        {
-            "stateful": stateful,
-            "rerun": rerun,
-            "batch32": batched,
-            "lookup": lookup,
-            "acceptance": tally.acceptance,
-            "tokens_per_pass": tally.tokens_per_pass,
-        }
-    )
+    drafted = {}
+    for drafts in ("lookup", "heads") if model.config.predict > 1 else ("lookup",):
+        tally = speculative.Tally()
+        options = SamplingOptions(length=GENERATE_CHARS, seed=0, speculative=drafts)
+        drafted[drafts] = rate(speculative.generate_tokens(model, prompt, options, tally), 1)
+        drafted[f"{drafts}_tally"] = [tally.acceptance, tally.tokens_per_pass]
+    int8 = None
+    quantized = None if compile else int8_model(model)
+    if quantized is not None:
+        options = SamplingOptions(length=GENERATE_CHARS, seed=0)
+        rate(generate_tokens(quantized, prompt, SamplingOptions(length=20, seed=0)), 1)  # warm-up
+        held_out = Path(corpus).read_text(encoding="utf-8")[-KL_WINDOWS * (KL_LENGTH + 1) :]
+        kl = next_token_kl(model, quantized, text_model.encode_prompt(held_out))
+        int8 = {"chars_per_s": rate(generate_tokens(quantized, prompt, options), 1), "kl": kl}
+    emit({"stateful": stateful, "rerun": rerun, "batch32": batched, **drafted, "int8": int8})
+
+
+def int8_model(model: Any) -> Any:
+    """A copy of `model` with its Linear and LSTM layers int8 (torch.ao's dynamic quantization:
+    weights int8, activations quantized on the fly); a recurrent one steps with `forward` (the
+    fused LSTM stepper reads float weights); None where no float parameter is left."""
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    from reverie.text.language_model import ForwardStepper
+
+    quantized = quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear, torch.nn.LSTM}, dtype=torch.qint8)
+    if next(quantized.parameters(), None) is None:  # the book's one-hot LSTM: no float layer left
+        return None  # (reverie's sampling finds the device of a model from its parameters)
+    if model.config.kind != "transformer":
+        quantized.stepper = lambda state: ForwardStepper(quantized, state)
+    return quantized
+
+
+def next_token_kl(model: Any, quantized: Any, ids: list[int]) -> float:
+    """Mean KL(float32 || int8) of the next-token distributions, nats, over windows of `ids`."""
+    import torch
+
+    windows = torch.as_tensor(ids[: KL_WINDOWS * KL_LENGTH]).view(KL_WINDOWS, KL_LENGTH)
+    with torch.inference_mode():
+        exact = model(windows)[0].float().log_softmax(-1)
+        approximate = quantized(windows)[0].float().log_softmax(-1)
+    return float((exact.exp() * (exact - approximate)).sum(-1).mean())
 
 
 WORKERS = {
@@ -374,7 +412,8 @@ def speed_section(corpus: Path, steps: int, warmup: int, device: str, compile: b
 
 
 def generation_section(tmp: Path, names: list[str], corpus: Path, device: str, compile: bool) -> str:
-    rows = []
+    rows: list[list[str]] = []
+    quantized: list[list[str]] = []
     for name in names:
         ways = [""] + (["compile"] if compile and RUNS[name][1].get("model") == "transformer" else [])
         for way in ways:
@@ -387,28 +426,63 @@ def generation_section(tmp: Path, names: list[str], corpus: Path, device: str, c
                     f"{rerun:,.0f}" if rerun else "",
                     f"{g['stateful'] / rerun:.1f}x" if rerun else "",
                     f"{g['batch32']:,.0f}",
-                    f"{g['lookup']:,.0f} ({g['lookup'] / g['stateful']:.2f}x)",
-                    f"{g['acceptance']:.0%}, {g['tokens_per_pass']:.2f}",
+                    *(speculated(g, drafts) for drafts in ("lookup", "heads")),
                 ]
             )
+            if g["int8"]:
+                int8 = g["int8"]["chars_per_s"]
+                ratio = f"{int8 / g['stateful']:.2f}x"
+                quantized.append(
+                    [name, f"{g['stateful']:,.0f}", f"{int8:,.0f} ({ratio})", f"{g['int8']['kl']:.2g}"]
+                )
     header = [
         "model",
         "stateful, 1 stream",
         "book's window re-run (60), 1 stream",
         "speed-up",
         "stateful, 32 streams (aggregate)",
-        "speculative lookup, 1 stream (against stateful)",
-        "drafted tokens taken, tokens per pass",
+        "speculative lookup, 1 stream (against stateful); drafted tokens taken, tokens per pass",
+        "speculative heads (--predict 3), the same",
     ]
+    int8_header = ["model", "float32, 1 stream", "int8, 1 stream (against float32)", "next-token KL (nats)"]
     return (
         f"### Generation speed (chars/s, {device}, temperature 1.0)\n\n"
         + table(header, rows)
         + "\n\nTarget: stateful at least 30x the window re-run for the same model. "
         + STREAM_BOUND
         + " The transformer's stateful step reads its KV cache besides its weights. Speculative lookup"
-        + " (reverie.text.speculative) samples the same distribution; targets: at least 2x stateful for"
-        + " the transformer, 1.5x for the LSTM."
+        + " and heads (reverie.text.speculative) sample the same distribution; targets: at least 2x"
+        + " stateful for the transformer, 1.5x for the LSTM. Timings on a shared machine are noisy:"
+        + " the load average above was taken at the start."
+        + f"\n\n### int8 dynamic quantization (chars/s, {device}, temperature 1.0)\n\n"
+        + table(int8_header, quantized)
+        + "\n\n`torch.ao.quantization.quantize_dynamic` of the Linear and LSTM layers (the transformer's"
+        + " output layer is tied to its embedding and stays float32; the LSTM steps with `forward`, as"
+        + f" its fused stepper reads float weights); the KL is the mean over {KL_WINDOWS} held-out windows"
+        + f" of {KL_LENGTH} characters. The bound for adopting int8: faster than float32 with a KL under"
+        + f" {INT8_KL_BOUND} nats; rows within it here: {adopted(quantized)}. Nothing is switched on by"
+        + " default from one run on a shared machine, and torch.ao.quantization is deprecated, to be"
+        + " removed from PyTorch."
     )
+
+
+INT8_KL_BOUND = 0.01  # nats per token: the next-token KL to float32 an int8 model may have to be adopted
+
+
+def speculated(result: dict[str, Any], drafts: str) -> str:
+    """A table cell: chars/s with `drafts` and its speed-up, the acceptance and tokens per pass."""
+    if drafts not in result:
+        return ""
+    speed, (acceptance, per_pass) = result[drafts], result[f"{drafts}_tally"]
+    return f"{speed:,.0f} ({speed / result['stateful']:.2f}x); {acceptance:.0%}, {per_pass:.2f}"
+
+
+def adopted(rows: list[list[str]]) -> str:
+    """Which int8 rows pass: faster than float32 and under the KL bound ("none" when none)."""
+    passing = [
+        row[0] for row in rows if float(row[2].split("(")[1][:-2]) > 1 and float(row[3]) < INT8_KL_BOUND
+    ]
+    return ", ".join(passing) if passing else "none"
 
 
 def main() -> None:

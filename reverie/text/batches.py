@@ -25,7 +25,7 @@ the validation tail the way the model was trained.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -183,6 +183,24 @@ class RandomWindows:
 
 
 Batches = StreamBatches | WindowBatches | RandomWindows
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # a Batches' loss: (logits, targets) -> mean
+
+
+def training_loss(
+    outputs: torch.Tensor | tuple[torch.Tensor, ...], targets: torch.Tensor, loss: Loss
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss a step minimizes, and the next-token loss it reports: for one head's logits (B, T,
+    vocab) both are `loss`; for a model's N heads (LanguageModel.forward with `ahead`), the sum of
+    every head's, head j (from 0) scored on the targets j tokens on (the last j positions of a
+    window have none), and the first head's, so that runs of any --predict compare."""
+    if isinstance(outputs, torch.Tensor):
+        main = loss(outputs.float(), targets)
+        return main, main
+    main = total = loss(outputs[0].float(), targets)
+    for offset, logits in enumerate(outputs[1:], start=1):
+        if targets.shape[1] > offset:
+            total = total + loss(logits[:, :-offset].float(), targets[:, offset:])
+    return total, main
 
 
 def make_batches(options: TrainOptions, ids: np.ndarray, rank: int = 0, world_size: int = 1) -> Batches:
@@ -205,11 +223,12 @@ def check_lengths(options: TrainOptions, tokenizer: Tokenizer, n_train: int, n_v
         f"the corpus has only one distinct {unit[:-1]} ({tokenizer.vocab[0]!r}): there is nothing to "
         "predict; use a text with some variety",
     )
-    logits_bytes = 4 * options.batch_size * options.window * tokenizer.vocab_size
+    logits_bytes = 4 * options.batch_size * options.window * tokenizer.vocab_size * options.predict
+    heads = f" x --predict {options.predict}" if options.predict > 1 else ""
     require(
         logits_bytes <= MAX_LOGITS_BYTES,
         f"a step's logits would take {logits_bytes / 1e9:.1f} GB (--batch-size x --seq-len x "
-        f"{tokenizer.vocab_size:,} tokens x 4 bytes), more than reverie's limit of "
+        f"{tokenizer.vocab_size:,} tokens x 4 bytes{heads}), more than reverie's limit of "
         f"{MAX_LOGITS_BYTES / 1e9:.0f} GB; use a smaller --batch-size, --seq-len or --max-vocab",
     )
     require(

@@ -42,6 +42,7 @@ SHAPE_FIELDS = {
     "context": "context",
     "positions": "positions",
     "init": "init",
+    "predict": "predict",
 }
 INHERITED = ("batching", "seq_len", "window_step", "batch_size")  # the base's, unless given
 

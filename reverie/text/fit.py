@@ -38,7 +38,7 @@ import torch
 from reverie import distributed, precision, rng
 from reverie.device import autocast, resolve_dtype
 from reverie.distributed import Ranks
-from reverie.text.batches import Batches
+from reverie.text.batches import Batches, training_loss
 from reverie.text.language_model import LanguageModel, ModelConfig
 from reverie.text.models import build_model
 from reverie.text.options import TrainOptions
@@ -124,9 +124,10 @@ def _timed(run: Callable[[], object]) -> float:
 
 def text_kind(config: ModelConfig, options: TrainOptions) -> str:
     """The model kind --dtype auto measures once per machine: the model's shape and its batches."""
+    heads = f" predict {config.predict}" if config.predict > 1 else ""
     return (
         f"text {config.kind} {config.layers}x{config.hidden} embed {config.embed} vocab "
-        f"{config.vocab_size} batch {options.batch_size}x{options.window} {options.batching}"
+        f"{config.vocab_size} batch {options.batch_size}x{options.window} {options.batching}{heads}"
     )
 
 
@@ -146,8 +147,8 @@ def step_work(
         torch.manual_seed(0)  # the same dropout masks for every way
         try:
             with autocast(device, precision.dtype_of(way)):
-                logits, _ = model(inputs)
-            loss = loss_of(logits.float(), targets)
+                outputs, _ = model(inputs, ahead=True)
+            loss = training_loss(outputs, targets, loss_of)[0]
             gradients = torch.autograd.grad(loss, parameters)
         finally:
             rng.restore(saved, device)

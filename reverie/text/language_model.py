@@ -34,6 +34,8 @@ MAX_LAYERS = 64
 MAX_VOCAB = 1 << 24
 MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32 weights, and as much again for each optimizer moment
 MAX_RECEPTIVE_FIELD = 1 << 16
+MAX_PREDICT = 16  # --predict: tokens each position predicts
+PREDICT_KINDS = ("transformer", "lstm", "gru")  # the models with extra heads for --predict
 PREFILL_CHUNK = 1024  # tokens a prompt is read in at a time (memory for one chunk, whatever its length)
 
 # A model's state: LSTM (h, c), GRU h, conv a tuple of per-layer caches; None means fresh.
@@ -72,11 +74,20 @@ class ModelConfig:
     )
     positions: str = option("rotary", "transformer: rotary or learned position embeddings", choices=POSITIONS)
     init: str = option("torch", "weight initialization: PyTorch's or Keras' defaults", choices=INITS)
+    predict: int = option(
+        1,
+        "tokens each position predicts: N - 1 extra heads learn the tokens after the next (multi-token "
+        "prediction), which `reverie generate --speculative heads` drafts with; 1: the next token only",
+        low=1,
+        high=MAX_PREDICT,
+        metavar="N",
+    )
 
     def validate(self) -> None:
         """Refuse a configuration that cannot build a model, or would build one too big to hold
         (checked before any weight is allocated), in one line."""
         check(self)
+        check_predict(self.kind, self.predict)
         if self.kind == "transformer":
             head = self.hidden // self.heads
             require(
@@ -107,7 +118,10 @@ class ModelConfig:
         return parameter_count(self)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if self.predict == 1:  # as before --predict: a model of one head reads in older versions
+            del data["predict"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelConfig:
@@ -124,6 +138,14 @@ class ModelConfig:
         except ReverieError as exc:
             raise ReverieError(f"the model config is invalid ({exc}); the checkpoint is corrupted") from None
         return config
+
+
+def check_predict(kind: str, predict: int) -> None:
+    """Refuse extra heads (--predict above 1) on a model that has none, in one line."""
+    require(
+        predict == 1 or kind in PREDICT_KINDS,
+        f"--predict {predict} is for the {', '.join(PREDICT_KINDS)} models, not {kind}; use --predict 1",
+    )
 
 
 def shape_option(name: str, default: Any = MISSING, help: str | None = None) -> Any:
@@ -156,7 +178,13 @@ class LanguageModel(nn.Module):
 
     A subclass defines `features` (ids and state to the last hidden layer) and `logits` (that layer
     to next-token logits); `forward` is one then the other, and `prefill` reads a long prompt in
-    chunks and runs `logits` on its last position only.
+    chunks and runs `logits` on its last position only. A model of `config.predict` N > 1 has N - 1
+    extra heads (`ahead`, added by `add_ahead` last, so the other weights are a one-head model's):
+    head j turns the last hidden layer h into h + SiLU(W_j h + b_j), starting at h (W_j, b_j zero,
+    as Medusa's heads do), and `logits` turns that into its guess of the token j + 1 after the
+    next (Gloeckle et al. 2024, multi-token prediction, on the same output layer).
+    `forward(..., ahead=True)` gives every head's logits for training; generation uses the first
+    head's, and `reverie.text.speculative` drafts with the others (`ahead_logits`).
     """
 
     config: ModelConfig
@@ -170,6 +198,7 @@ class LanguageModel(nn.Module):
             self.embedding: nn.Embedding | None = nn.Embedding(config.vocab_size, config.embed)
         else:
             self.embedding = None
+        self.ahead = nn.ModuleList()  # add_ahead's extra heads: none until it runs
 
     @property
     def input_size(self) -> int:
@@ -189,18 +218,45 @@ class LanguageModel(nn.Module):
         """The last hidden layer (..., H) -> next-token logits (..., vocab)."""
         raise NotImplementedError
 
-    def forward(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
+    def add_ahead(self) -> None:
+        """The extra heads of `config.predict` (none for 1): a subclass adds them last, from zero."""
+        width = self.config.hidden
+        self.ahead.extend(nn.Linear(width, width) for _ in range(self.config.predict - 1))
+        for layer in self.ahead:
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def ahead_logits(self, hidden: torch.Tensor, heads: int | None = None) -> list[torch.Tensor]:
+        """The extra heads' logits (the first `heads` of them, default all) of the last hidden
+        layer (..., H): the guesses of the second, third, ... token after it."""
+        return [self.logits(hidden + F.silu(layer(hidden))) for layer in list(self.ahead)[:heads]]
+
+    def forward(
+        self, tokens: torch.Tensor, state: State = None, ahead: bool = False
+    ) -> tuple[torch.Tensor | tuple[torch.Tensor, ...], State]:
+        """Next-token logits (B, T, vocab) and the state after `tokens`; with `ahead` and extra
+        heads, a tuple of every head's logits, the next token's first (training)."""
         hidden, state = self.features(tokens, state)
+        if ahead and len(self.ahead):
+            return (self.logits(hidden), *self.ahead_logits(hidden)), state
         return self.logits(hidden), state
+
+    def read(
+        self, tokens: torch.Tensor, state: State = None, chunk: int = PREFILL_CHUNK
+    ) -> tuple[torch.Tensor, State]:
+        """Read `tokens` (B, T), `chunk` at a time: the last hidden layer at the last token (B, H)
+        and the state there, in the memory of one chunk whatever T."""
+        for start in range(0, tokens.shape[1], chunk):
+            hidden, state = self.features(tokens[:, start : start + chunk], state)
+        return hidden[:, -1], state
 
     def prefill(
         self, tokens: torch.Tensor, state: State = None, chunk: int = PREFILL_CHUNK
     ) -> tuple[torch.Tensor, State]:
-        """Read `tokens` (B, T), `chunk` at a time, and return the logits after the last (B, vocab)
-        and the state there: forward's last position, in the memory of one chunk whatever T."""
-        for start in range(0, tokens.shape[1], chunk):
-            hidden, state = self.features(tokens[:, start : start + chunk], state)
-        return self.logits(hidden[:, -1]), state
+        """Read `tokens` (B, T) as `read` does and return the logits after the last (B, vocab) and
+        the state there: forward's last position."""
+        hidden, state = self.read(tokens, state, chunk)
+        return self.logits(hidden), state
 
     def repeat_state(self, state: State, times: int) -> State:
         """A state of batch 1 for `times` streams (each continuing the same text)."""
@@ -254,9 +310,11 @@ def parameter_count(config: ModelConfig) -> int:
     """The number of parameters the model of `config` has, without building it (what the size limit
     checks; tests hold it against the built model's, of each kind)."""
     size, hidden, vocab = config.embed or config.vocab_size, config.hidden, config.vocab_size
+    ahead = (config.predict - 1) * (hidden + 1) * hidden  # LanguageModel.add_ahead's heads
     if config.kind == "transformer":  # transformer.TransformerLM: the output tied to the embedding
         positions = config.context * hidden if config.positions == "learned" else 0
-        return vocab * hidden + positions + config.layers * (12 * hidden**2 + 4 * hidden) + 2 * hidden
+        blocks = config.layers * (12 * hidden**2 + 4 * hidden)
+        return vocab * hidden + positions + blocks + 2 * hidden + ahead
     if config.kind == "conv":  # models.ConvLM
         k = config.kernel_size
         block = 2 * hidden + (k * hidden + 1) * 2 * hidden + (hidden + 1) * hidden
@@ -264,4 +322,4 @@ def parameter_count(config: ModelConfig) -> int:
         return vocab * config.embed + (size + 1) * hidden + config.layers * block + head
     gates = 4 if config.kind == "lstm" else 3  # models.RecurrentLM
     recurrent = gates * hidden * (size + hidden + 2) + (config.layers - 1) * gates * hidden * (2 * hidden + 2)
-    return vocab * config.embed + recurrent + (hidden + 1) * vocab
+    return vocab * config.embed + recurrent + (hidden + 1) * vocab + ahead

@@ -48,6 +48,7 @@ class RecurrentLM(LanguageModel):
         self.head = nn.Linear(config.hidden, config.vocab_size)
         if config.init == "keras":
             self._keras_init()
+        self.add_ahead()
 
     def _keras_init(self) -> None:
         """As the base, plus orthogonal recurrent kernels and (LSTM) forget-gate bias 1."""

@@ -25,7 +25,7 @@ from reverie.errors import ReverieError, require
 from reverie.options import check, check_value, flag_of, option
 from reverie.rng import seed_option
 from reverie.text.corpus import check_encoding
-from reverie.text.language_model import MAX_VOCAB, ModelConfig, shape_option
+from reverie.text.language_model import MAX_VOCAB, ModelConfig, check_predict, shape_option
 from reverie.text.tokenizer import LEVELS
 
 DEFAULT_EPOCHS = 10  # when no --epochs, --steps or --minutes is given
@@ -121,6 +121,7 @@ class TrainOptions:
     heads: int = shape_option("heads")
     context: int = shape_option("context")
     positions: str = shape_option("positions")
+    predict: int = shape_option("predict")
     compile: bool = option(
         False, "torch.compile the training step and the one-token step (where the platform can)"
     )
@@ -197,6 +198,12 @@ class TrainOptions:
         for temperature in self.sample_temperatures:
             check_value("--sample-temperatures", temperature, low=0, rule="zero (greedy) or positive")
         check_encoding(self.encoding, self.errors)
+        check_predict(self.model, self.predict)
+        require(
+            self.predict == 1 or self.batching != "windows",
+            f"--predict {self.predict} trains heads on the tokens after each target; --batching windows "
+            "has one target a window: use --batching stream or random",
+        )
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         """The model these options describe, for a vocabulary of `vocab_size` tokens."""
@@ -212,6 +219,7 @@ class TrainOptions:
             heads=self.heads,
             context=self.context,
             positions=self.positions,
+            predict=self.predict,
         )
 
     @property
@@ -263,6 +271,7 @@ SHAPE_OPTIONS = frozenset(
         "heads",
         "context",
         "positions",
+        "predict",
         "level",
         "max_vocab",
         "lower",

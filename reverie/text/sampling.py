@@ -31,7 +31,7 @@ from reverie.options import check, check_value, option, resolve
 from reverie.rng import seed_option
 
 MAX_PROMPT_TOKENS = 10_000_000
-SPECULATIVE = ("auto", "lookup", "off")  # reverie.text.speculative's ways
+SPECULATIVE = ("auto", "lookup", "heads", "off")  # reverie.text.speculative's ways
 HISTORY_ROOM = 4096  # tokens the history makes room for at first (it doubles when full)
 
 # (history (B, t) of token ids so far, logits (B, V)) -> logits
@@ -144,7 +144,8 @@ class SamplingOptions:
     speculative: str = option(
         "auto",
         "several tokens per model pass, the same text distribution: lookup drafts what followed the "
-        "text's last tokens before; auto uses it for one transformer stream (reverie.text.speculative)",
+        "text's last tokens before, heads drafts with the extra heads of a model trained with --predict; "
+        "auto uses heads, else lookup, for one transformer stream (reverie.text.speculative)",
         choices=SPECULATIVE,
     )
     processors: tuple[LogitsProcessor, ...] = option(

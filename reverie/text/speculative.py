@@ -1,5 +1,5 @@
-"""Speculative decoding with drafts looked up in the text so far: several tokens per model pass,
-and exactly the distribution of plain sampling.
+"""Speculative decoding with drafts looked up in the text so far, or guessed by the model's extra
+heads: several tokens per model pass, and exactly the distribution of plain sampling.
 
     from reverie.text.speculative import generate_tokens
     options = SamplingOptions.of(temperature=0.7, speculative="lookup", seed=0)
@@ -11,17 +11,24 @@ prompt and what has been written; Hugging Face's prompt lookup), up to DRAFT_TOK
 model pass over the draft gives the next-token logits after each of its tokens; the processors
 (temperature, top-k, top-p, min-p, repetition penalty, the user's) turn each into the distribution
 p that plain sampling would draw from there, and the draft's tokens are taken in order while a
-uniform u < p(token) (speculative sampling with a draft that is certain of its token: Leviathan
-et al. 2023, Chen et al. 2023). The first refused token is replaced by a draw from p without it,
-renormalized; a draft taken whole earns one more token from the logits after it. So each token
-is drawn with probability p, as in plain sampling; greedy decoding takes a token while it is the
-argmax, so greedy output is the same token for token. The model's state then moves to the last
-token taken: the transformer keeps that prefix of its key/value cache, the recurrent and conv
+uniform u < p(token) (speculative sampling with a draft that is certain of its token, exact for any
+draft made without a random draw: Leviathan et al. 2023, Chen et al. 2023). The first refused token
+is replaced by a draw from p without it, renormalized; a draft taken whole earns one more token
+from the logits after it. So each token is drawn with probability p, as in plain sampling; greedy
+decoding takes a token while it is the argmax, so greedy output is the same token for token (a
+transformer's pass re-reads its full window where its stepper would). The model's state then moves
+to the last token taken: the transformer keeps that prefix of its key/value cache, the recurrent and conv
 models run the taken tokens again from the state before the pass (when not all were taken).
 
-`speculative`: "lookup", "off", or "auto" (the default): lookup for one transformer stream, where
-a pass over eight tokens costs about one step; off for the recurrent and conv models, whose steps
-stay sequential in a pass, and for several streams (docs/benchmarks.md, "Speculative decoding").
+A heads draft (a model trained with `--predict N`, reverie.text.language_model) is the argmax of
+each extra head at the last token the state has read: the N - 1 tokens after the token taken last
+(which the pass reads first), made without a random draw, so the rule above stays exact. The first
+token after the prompt is drawn before any draft (no token is pending there).
+
+`speculative`: "lookup", "heads", "off", or "auto" (the default): for one transformer stream, where
+a pass over eight tokens costs about one step, heads where the model has them, else lookup; off for
+the recurrent and conv models, whose steps stay sequential in a pass, and for several streams
+(docs/benchmarks.md, "Text: generation speed"). "heads" on a model without extra heads is refused.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from reverie.errors import require
 from reverie.text import sampling
 from reverie.text.language_model import LanguageModel, State
 from reverie.text.sampling import EvalMode, LogitsProcessor, SamplingOptions
@@ -43,11 +51,20 @@ DRAFT_TOKENS = 8  # tokens a draft proposes at most
 AUTO_KINDS = ("transformer",)  # model kinds `auto` speculates for (one stream)
 
 
-def speculates(model: nn.Module, options: SamplingOptions) -> bool:
-    """Whether generation with `options` on `model` uses lookup drafts."""
+def drafts_of(model: nn.Module, options: SamplingOptions) -> str:
+    """The drafts generation with `options` on `model` speculates with: "lookup", "heads" or "off"."""
     if options.speculative == "off" or options.num_samples != 1:
-        return False
-    return options.speculative == "lookup" or model.config.kind in AUTO_KINDS
+        return "off"
+    if options.speculative != "auto":
+        return options.speculative
+    if model.config.kind not in AUTO_KINDS:
+        return "off"
+    return "heads" if model.config.predict > 1 else "lookup"
+
+
+def speculates(model: nn.Module, options: SamplingOptions) -> bool:
+    """Whether generation with `options` on `model` uses drafts."""
+    return drafts_of(model, options) != "off"
 
 
 @dataclass
@@ -73,6 +90,11 @@ def generate_tokens(
 ) -> Iterator[torch.Tensor]:
     """reverie.text.sampling.generate_tokens, speculating where `speculates` says so: the same
     tokens one at a time (LongTensor (1,)), from the same distribution; `tally` counts the passes."""
+    require(
+        options.speculative != "heads" or model.config.predict > 1,
+        "--speculative heads drafts with a model's extra heads, and this one has none; train it with "
+        "--predict N (N >= 2), or use --speculative lookup",
+    )
     plain = sampling.generate_tokens(model, prompt_ids, options)  # checks everything now
     if not speculates(model, options):
         return plain
@@ -113,23 +135,52 @@ class LookupDraft:
         return self.tokens[start : start + min(self.size, limit)]
 
 
+class HeadsDraft:
+    """Drafts from the model's extra heads: their argmax at the last token the verifier's state has
+    read (`verifier.hidden`), the tokens after the one taken last."""
+
+    def __init__(self, model: LanguageModel, verifier: Verifier) -> None:
+        self.model, self.verifier = model, verifier
+        self.pending = False  # whether a token was taken (none before the first)
+
+    def extend(self, tokens: Sequence[int]) -> None:
+        self.pending = self.pending or bool(tokens)
+
+    def propose(self, limit: int) -> list[int]:
+        if not self.pending or limit <= 0:
+            return []
+        with torch.inference_mode():
+            guesses = self.model.ahead_logits(self.verifier.hidden, limit)
+        return [int(logits.argmax()) for logits in guesses]
+
+
 class Verifier:
     """A model's state and one pass over several tokens: `verify(tokens)` reads tokens (1, T) after
     the state and returns the next-token logits after each (T, vocab), moving the state after all
-    of them; `keep(m)` then moves it back to after the first m of them."""
+    of them; `keep(m)` then moves it back to after the first m of them. `hidden` is the last hidden
+    layer (H,) at the last token the state has read (given with the state, then kept up)."""
 
-    def __init__(self, model: LanguageModel, state: State) -> None:
-        self.model, self.state = model, state
+    def __init__(self, model: LanguageModel, state: State, hidden: torch.Tensor | None = None) -> None:
+        self.model, self.state, self.hidden = model, state, hidden
         self._before: State = None
         self._read: torch.Tensor | None = None
 
     def verify(self, tokens: torch.Tensor) -> torch.Tensor:
         self._before, self._read = self.state, tokens
-        logits, self.state = self.model(tokens, self.state)
-        return logits[0]
+        hidden, self.state = self.model.features(tokens, self.state)
+        self._passed(hidden[0])
+        return self.model.logits(hidden[0])
+
+    def _passed(self, hidden: torch.Tensor) -> None:
+        """Keep the pass's hidden layer (T, H) for `keep`; `hidden` moves to its last token."""
+        self._hidden_before, self._pass, self.hidden = self.hidden, hidden, hidden[-1]
+
+    def _kept(self, count: int) -> None:
+        self.hidden = self._pass[count - 1] if count else self._hidden_before
 
     def keep(self, count: int) -> None:
         assert self._read is not None
+        self._kept(count)
         if count == self._read.shape[1]:
             return
         self.state = self._before
@@ -138,32 +189,49 @@ class Verifier:
 
 
 class TransformerVerifier(Verifier):
-    """The transformer's: the pass extends the key/value cache, and keeping m tokens cuts it."""
+    """The transformer's: the pass extends the key/value cache, and keeping m tokens cuts it. A
+    window that fills up is re-read from its last context / 2 tokens at the token where the stepper
+    re-reads it (so the pass is then two passes), so that every token sees what it sees in plain
+    decoding."""
 
     model: TransformerLM
     state: Window
 
     def verify(self, tokens: torch.Tensor) -> torch.Tensor:
-        context = self.model.config.context
-        window = self.state
-        if window.tokens.shape[1] + tokens.shape[1] > context:  # as the stepper does: re-read the end
-            kept = window.tokens[:, -(context // 2) :]
-            window = Window(kept, self.model._run(kept, 0)[1])
-        start = window.tokens.shape[1]
-        hidden, caches = self.model._run(tokens, start, window.caches)
-        self._start, self._read = start, tokens
-        self.state = Window(torch.cat([window.tokens, tokens], dim=1), caches)
-        return self.model.logits(hidden[0])
+        context, length = self.model.config.context, tokens.shape[1]
+        window, hiddens, offset = self.state, [], 0
+        self._before, self._parts = window, []  # (offset in tokens, the window's start, the window after)
+        while offset < length:
+            if window.tokens.shape[1] >= context:  # as the stepper does: re-read the end
+                kept = window.tokens[:, -(context // 2) :]
+                window = Window(kept, self.model._run(kept, 0)[1])
+            start = window.tokens.shape[1]
+            part = tokens[:, offset : offset + context - start]
+            hidden, caches = self.model._run(part, start, window.caches)
+            window = Window(torch.cat([window.tokens, part], dim=1), caches)
+            self._parts.append((offset, start, window))
+            hiddens.append(hidden[0])
+            offset += part.shape[1]
+        self.state = window
+        hidden = torch.cat(hiddens)
+        self._passed(hidden)
+        return self.model.logits(hidden)
 
     def keep(self, count: int) -> None:
-        end = self._start + count
+        self._kept(count)
+        if count == 0:
+            self.state = self._before
+            return
+        offset, start, window = next(part for part in reversed(self._parts) if part[0] < count)
+        end = start + count - offset
         self.state = Window(
-            self.state.tokens[:, :end], [(k[:, :, :end], v[:, :, :end]) for k, v in self.state.caches]
+            window.tokens[:, :end], [(k[:, :, :end], v[:, :, :end]) for k, v in window.caches]
         )
 
 
-def _verifier(model: LanguageModel, state: State) -> Verifier:
-    return TransformerVerifier(model, state) if isinstance(model, TransformerLM) else Verifier(model, state)
+def _verifier(model: LanguageModel, state: State, hidden: torch.Tensor | None = None) -> Verifier:
+    kind = TransformerVerifier if isinstance(model, TransformerLM) else Verifier
+    return kind(model, state, hidden)
 
 
 def _speculate(
@@ -177,10 +245,11 @@ def _speculate(
     device = next(model.parameters()).device
     with EvalMode(model):
         history = sampling.History(torch.as_tensor(prompt, device=device), 1, room=min(options.length, 4096))
-        drafts = LookupDraft(prompt)
         with torch.inference_mode():
-            known, state = model.prefill(torch.as_tensor([prompt], device=device))
-        verifier = _verifier(model, state)
+            hidden, state = model.read(torch.as_tensor([prompt], device=device))
+            known = model.logits(hidden)
+        verifier = _verifier(model, state, hidden[0])
+        drafts = HeadsDraft(model, verifier) if drafts_of(model, options) == "heads" else LookupDraft(prompt)
         pending: list[int] = []  # the last token taken, which the state has not read yet
         made = 0
         while made < options.length:

@@ -37,7 +37,7 @@ import torch
 from reverie import distributed, rng
 from reverie.device import autocast, compiled
 from reverie.text import checkpointing, ddp, fit
-from reverie.text.batches import MAX_EVAL_TOKENS, check_lengths, make_batches
+from reverie.text.batches import MAX_EVAL_TOKENS, check_lengths, make_batches, training_loss
 from reverie.text.budget import Budget
 from reverie.text.corpus import split_ids
 from reverie.text.evaluation import evaluate_run
@@ -149,10 +149,10 @@ class Trainer:
         weight = batches.weight(state.step_in_epoch)
         step_tokens = batches.step_tokens(state.step_in_epoch)
         with autocast(device, run.dtype):
-            logits, carry = self.network(inputs, run.carry)
-        loss = batches.loss(logits.float(), targets)
+            outputs, carry = self.network(inputs, run.carry, ahead=True)
+        loss, reported = training_loss(outputs, targets, batches.loss)  # one head: the same loss
         if weight != 1.0:  # a short last step shared unevenly between ranks
-            loss = loss * weight
+            loss, reported = loss * weight, reported * weight
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.options.grad_clip > 0:
@@ -168,7 +168,7 @@ class Trainer:
         state.step_in_epoch += 1
         state.tokens += step_tokens
         self.session_tokens += step_tokens
-        value = self._agree(loss.item())
+        value = self._agree(reported.item())
         run.history.append(
             {
                 "step": state.step,

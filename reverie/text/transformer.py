@@ -130,6 +130,7 @@ class TransformerLM(LanguageModel):
         for name, parameter in self.named_parameters():  # GPT-2: residual projections scaled by depth
             if name.endswith(("attention.proj.weight", "mlp.2.weight")):
                 nn.init.normal_(parameter, std=0.02 / math.sqrt(2 * config.layers))
+        self.add_ahead()
 
     @staticmethod
     def _init(module: nn.Module) -> None:
@@ -162,13 +163,13 @@ class TransformerLM(LanguageModel):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return F.linear(hidden, self.tokens.weight)
 
-    def prefill(
+    def read(
         self, tokens: torch.Tensor, state: Window | None = None, chunk: int = 0
     ) -> tuple[torch.Tensor, Window]:
-        """The logits after the last token and the window of the last `context` tokens (all a
-        transformer can see), read at once."""
+        """The last hidden layer at the last token and the window of the last `context` tokens (all
+        a transformer can see), read at once."""
         hidden, window = self.features(tokens, state)
-        return self.logits(hidden[:, -1]), window
+        return hidden[:, -1], window
 
     def repeat_state(self, state: Window, times: int) -> Window:
         repeat = lambda t: t.repeat_interleave(times, dim=0)

@@ -1,7 +1,8 @@
 """Speculative decoding with lookup drafts (reverie.text.speculative): greedy output identical to
 plain decoding for every model kind, the sampled distribution of the next tokens equal to plain
-sampling's by a chi-square test with the processors on (and a wrong acceptance rule caught by the
-same test), and the state after a pass the state plain steps reach over the same tokens."""
+sampling's by a chi-square test with the processors on, for lookup and heads drafts (and a wrong
+acceptance rule caught by the same test), and the state after a pass the state plain steps reach
+over the same tokens. Heads drafts on trained models: test_predict.py."""
 
 from __future__ import annotations
 
@@ -23,9 +24,13 @@ KINDS = ("lstm", "gru", "conv", "transformer")
 PROMPT = [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2, 3]  # repeats itself: lookup finds drafts at once
 
 
-def tiny(kind: str, seed: int = 0, vocab: int = VOCAB, context: int = 64) -> torch.nn.Module:
+def tiny(
+    kind: str, seed: int = 0, vocab: int = VOCAB, context: int = 64, predict: int = 1
+) -> torch.nn.Module:
     torch.manual_seed(seed)
-    config = ModelConfig(kind=kind, vocab_size=vocab, embed=8, hidden=16, layers=2, heads=2, context=context)
+    config = ModelConfig(
+        kind=kind, vocab_size=vocab, embed=8, hidden=16, layers=2, heads=2, context=context, predict=predict
+    )
     return build_model(config).eval()
 
 
@@ -86,17 +91,21 @@ def test_auto_speculates_for_one_transformer_stream_only():
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_after_a_pass_keeping_m_tokens_the_state_is_plain_steps_over_them(kind):
-    model = tiny(kind)
+@pytest.mark.parametrize("kept", [2, 4])
+def test_after_a_pass_keeping_m_tokens_the_state_is_plain_steps_over_them(kind, kept):
+    """With a transformer's context of 16, the 13-token prompt's window fills after 3 of the 5
+    tokens read: the pass re-reads it there, as the stepper does (and keeping 4 keeps a token after)."""
+    model = tiny(kind, context=16)
+    read = [4, 5, 6, 7, 8]
     with torch.inference_mode():
         _, state = model.prefill(torch.tensor([PROMPT]))
         verifier = speculative._verifier(model, state)
-        read = torch.tensor([[4, 5, 6, 7, 8]])
-        verifier.verify(read)
-        verifier.keep(2)
+        logits = verifier.verify(torch.tensor([read]))
+        verifier.keep(kept)
+        torch.testing.assert_close(model.logits(verifier.hidden), logits[kept - 1])  # the drafts' hidden
         after_pass = verifier.verify(torch.tensor([[9]]))[0]
         step = model.stepper(state)
-        for token in (4, 5, 9):
+        for token in [*read[:kept], 9]:
             after_steps = step(torch.tensor([token]))[0]
     torch.testing.assert_close(after_pass, after_steps, atol=1e-5, rtol=1e-4)
 
@@ -146,10 +155,10 @@ def chi_square_p_value(counts: Counter, expected: dict[tuple[int, ...], float], 
     return float(torch.special.gammaincc(torch.tensor(freedom / 2), torch.tensor(statistic / 2)))
 
 
-def speculative_counts(model) -> Counter:
+def speculative_counts(model, drafts: str = "lookup") -> Counter:
     counts = Counter()
     for seed in range(DRAWS):
-        options = {**RULES, "length": NEXT, "seed": seed, "speculative": "lookup"}
+        options = {**RULES, "length": NEXT, "seed": seed, "speculative": drafts}
         counts[tuple(tokens_of(model, SHORT_PROMPT, **options))] += 1
     return counts
 
@@ -177,16 +186,23 @@ def wrong_accept(after, draft, history, processors, generator):
     return taken
 
 
+@pytest.fixture(scope="module", params=["lookup", "heads"])
+def drafts(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def small_model():
-    model = tiny("transformer", seed=3, vocab=SMALL_VOCAB)
+def small_model(drafts):
+    """For lookup, a model of one head; for heads, of two extra heads (the heads' drafts of the
+    third token are taken about half the time)."""
+    model = tiny("transformer", seed=3, vocab=SMALL_VOCAB, predict=3 if drafts == "heads" else 1)
     with torch.no_grad():  # sharper than random: a draft is taken often, refused sometimes
         for parameter in model.parameters():
             parameter.mul_(4)
     return model
 
 
-def test_speculative_sampling_draws_the_next_tokens_from_plain_sampling_s_distribution(small_model):
+def test_speculative_sampling_draws_the_next_tokens_from_plain_sampling_s_distribution(small_model, drafts):
     expected = exact_distribution(small_model, SHORT_PROMPT)
     assert math.isclose(sum(expected.values()), 1.0, rel_tol=1e-4)
     plain = Counter()
@@ -195,10 +211,10 @@ def test_speculative_sampling_draws_the_next_tokens_from_plain_sampling_s_distri
         for sequence in zip(*[step.tolist() for step in generate_tokens(small_model, SHORT_PROMPT, options)]):
             plain[tuple(sequence)] += 1
     assert chi_square_p_value(plain, expected, DRAWS) > 0.001  # the reference itself fits
-    assert chi_square_p_value(speculative_counts(small_model), expected, DRAWS) > 0.001
+    assert chi_square_p_value(speculative_counts(small_model, drafts), expected, DRAWS) > 0.001
 
 
-def test_the_same_test_catches_a_wrong_acceptance_rule(small_model, monkeypatch):
+def test_the_same_test_catches_a_wrong_acceptance_rule(small_model, drafts, monkeypatch):
     expected = exact_distribution(small_model, SHORT_PROMPT)
     monkeypatch.setattr(speculative, "_accept", wrong_accept)
-    assert chi_square_p_value(speculative_counts(small_model), expected, DRAWS) < 1e-6
+    assert chi_square_p_value(speculative_counts(small_model, drafts), expected, DRAWS) < 1e-6

@@ -70,12 +70,16 @@ def test_samples_at_each_temperature(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "--- temperature 0.2" in capsys.readouterr().out  # printed as well
 
 
-@pytest.mark.parametrize("batching, kind", [("stream", "lstm"), ("windows", "conv")])
-def test_resume_continues_the_same_run(tmp_path: Path, batching: str, kind: str):
-    """N steps, Ctrl-C, resume for M: the same weights, optimizer state and losses as N + M at once."""
+@pytest.mark.parametrize(
+    "batching, kind, predict", [("stream", "lstm", 1), ("windows", "conv", 1), ("stream", "gru", 3)]
+)
+def test_resume_continues_the_same_run(tmp_path: Path, batching: str, kind: str, predict: int):
+    """N steps, Ctrl-C, resume for M: the same weights, optimizer state and losses as N + M at once
+    (with --predict 3: the extra heads' weights too)."""
     corpus = str(shakespeare_slice(tmp_path / "s.txt", 8_000))
     options = {
         **TINY,
+        "predict": predict,
         "model": kind,
         "layers": 2,
         "dropout": 0.2,
@@ -97,7 +101,7 @@ def test_resume_continues_the_same_run(tmp_path: Path, batching: str, kind: str)
     assert train_losses(tmp_path / "whole") == train_losses(tmp_path / "split")
     for role in ("model", "state"):
         a, b = (load_tensors(stored_file(tmp_path / run, role)) for run in ("whole", "split"))
-        assert a.keys() == b.keys()
+        assert a.keys() == b.keys() and (predict == 1 or "ahead.1.weight" in a or role == "state")
         assert all(torch.equal(a[key], b[key]) for key in a), role
     assert stored_file(tmp_path / "whole", "model").name == stored_file(tmp_path / "split", "model").name
     assert whole.val_loss == second.val_loss
