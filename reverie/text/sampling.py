@@ -145,7 +145,7 @@ class SamplingOptions:
         "auto",
         "several tokens per model pass, the same text distribution: lookup drafts what followed the "
         "text's last tokens before, heads drafts with the extra heads of a model trained with --predict; "
-        "auto uses heads, else lookup, for one transformer stream (reverie.text.speculative)",
+        "auto is off until a way measures faster here (reverie.text.speculative)",
         choices=SPECULATIVE,
     )
     processors: tuple[LogitsProcessor, ...] = option(

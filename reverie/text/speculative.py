@@ -25,10 +25,10 @@ each extra head at the last token the state has read: the N - 1 tokens after the
 (which the pass reads first), made without a random draw, so the rule above stays exact. The first
 token after the prompt is drawn before any draft (no token is pending there).
 
-`speculative`: "lookup", "heads", "off", or "auto" (the default): for one transformer stream, where
-a pass over eight tokens costs about one step, heads where the model has them, else lookup; off for
-the recurrent and conv models, whose steps stay sequential in a pass, and for several streams
-(docs/benchmarks.md, "Text: generation speed"). "heads" on a model without extra heads is refused.
+`speculative`: "lookup", "heads", "off", or "auto" (the default), which is off for now: on the
+CPUs measured a pass over a draft costs more than the drafted tokens it keeps gain (one transformer
+stream: lookup 0.88x, heads 0.86x plain's speed; docs/benchmarks.md, "Text: generation speed").
+"heads" on a model without extra heads is refused.
 """
 
 from __future__ import annotations
@@ -48,18 +48,13 @@ from reverie.text.transformer import TransformerLM, Window
 
 LOOKUP_NGRAM = 3  # tokens of the text's end that a draft's match must repeat
 DRAFT_TOKENS = 8  # tokens a draft proposes at most
-AUTO_KINDS = ("transformer",)  # model kinds `auto` speculates for (one stream)
 
 
 def drafts_of(model: nn.Module, options: SamplingOptions) -> str:
     """The drafts generation with `options` on `model` speculates with: "lookup", "heads" or "off"."""
-    if options.speculative == "off" or options.num_samples != 1:
-        return "off"
-    if options.speculative != "auto":
-        return options.speculative
-    if model.config.kind not in AUTO_KINDS:
-        return "off"
-    return "heads" if model.config.predict > 1 else "lookup"
+    if options.speculative in ("auto", "off") or options.num_samples != 1:
+        return "off"  # auto: no way measured faster than plain sampling yet (the module's doc)
+    return options.speculative
 
 
 def speculates(model: nn.Module, options: SamplingOptions) -> bool:

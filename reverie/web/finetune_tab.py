@@ -150,8 +150,6 @@ class FinetuneTab(Workspace):
 
             def on_step(step: int, loss: float) -> None:
                 training.steps.append((step, loss))
-                if job.should_stop():
-                    raise KeyboardInterrupt  # the trainer saves and returns, as at Ctrl-C
 
             def work() -> Any:
                 with jobs.slot():
@@ -164,6 +162,7 @@ class FinetuneTab(Workspace):
                         base=str(folder),
                         minutes=minutes,
                         on_step=on_step,
+                        stop=job,  # cancelled or past its time: saved after the step, as at Ctrl-C
                         progress=False,
                         **FINETUNE_SAMPLING,
                     )

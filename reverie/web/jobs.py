@@ -61,6 +61,8 @@ class Job:
         """True once the job was cancelled or ran past its time: what a dream's `stop=` asks."""
         return self.cancelled.is_set() or self.expired()
 
+    is_set = should_stop  # so the job itself is a `stop=` event, as reverie.train takes one
+
 
 class Jobs:
     """The heavy jobs running on one server: `concurrency` slots shared by all of them, a time limit

@@ -150,7 +150,9 @@ def test_a_failed_write_keeps_the_old_file_and_says_so_in_one_line(tmp_path, mon
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", full_disk)
-    with pytest.raises(ReverieError, match=r"no space left in .*: writing dream.png stopped after 18 bytes") as e:
+    with pytest.raises(
+        ReverieError, match=r"no space left in .*: writing dream.png stopped after 18 bytes"
+    ) as e:
         save_image(Image.new("RGB", (4, 4)), output)
     assert "\n" not in str(e.value)
     assert output.read_bytes() == before
