@@ -71,11 +71,7 @@ SLOW_FILES = (
     "web/test_soak.py",
     "web/test_slow_clients.py",
     "web/test_load.py",
-    "fuzz/test_checkpoints.py",  # the property-based fuzzing: hundreds of worker processes
-    "fuzz/test_dream_files.py",
-    "fuzz/test_text_files.py",
-    "fuzz/test_page_inputs.py",
-    "fuzz/test_harness.py",
+    "fuzz/",  # the property-based fuzzing and its regression cases: a worker process a case
 )
 SLOW_TESTS = (
     "text/test_speculative.py::test_speculative_sampling_draws_the_next_tokens_from_plain_sampling_s_distribution",
