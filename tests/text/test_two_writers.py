@@ -103,7 +103,8 @@ def test_a_second_writer_from_the_command_line_is_refused_naming_the_first(tmp_p
     )
     try:
         deadline = time.monotonic() + 60
-        while b'"pid"' not in (run / rundir.LOCK).read_bytes():  # the first one holds the lock
+        # the lock file names its last holder (the run that made it, too): wait until it is the first
+        while f'"pid": {first.pid},'.encode() not in (run / rundir.LOCK).read_bytes():
             assert time.monotonic() < deadline and first.poll() is None, "the first writer did not start"
             time.sleep(0.05)
         second = subprocess.run(
