@@ -50,16 +50,11 @@ LOOKUP_NGRAM = 3  # tokens of the text's end that a draft's match must repeat
 DRAFT_TOKENS = 8  # tokens a draft proposes at most
 
 
-def drafts_of(model: nn.Module, options: SamplingOptions) -> str:
-    """The drafts generation with `options` on `model` speculates with: "lookup", "heads" or "off"."""
+def drafts_of(options: SamplingOptions) -> str:
+    """The drafts generation with `options` speculates with: "lookup", "heads" or "off"."""
     if options.speculative in ("auto", "off") or options.num_samples != 1:
         return "off"  # auto: no way measured faster than plain sampling yet (the module's doc)
     return options.speculative
-
-
-def speculates(model: nn.Module, options: SamplingOptions) -> bool:
-    """Whether generation with `options` on `model` uses drafts."""
-    return drafts_of(model, options) != "off"
 
 
 @dataclass
@@ -83,7 +78,7 @@ class Tally:
 def generate_tokens(
     model: nn.Module, prompt_ids: Sequence[int], options: SamplingOptions, tally: Tally | None = None
 ) -> Iterator[torch.Tensor]:
-    """reverie.text.sampling.generate_tokens, speculating where `speculates` says so: the same
+    """reverie.text.sampling.generate_tokens, speculating where `drafts_of` says so: the same
     tokens one at a time (LongTensor (1,)), from the same distribution; `tally` counts the passes."""
     require(
         options.speculative != "heads" or model.config.predict > 1,
@@ -91,7 +86,7 @@ def generate_tokens(
         "--predict N (N >= 2), or use --speculative lookup",
     )
     plain = sampling.generate_tokens(model, prompt_ids, options)  # checks everything now
-    if not speculates(model, options):
+    if drafts_of(options) == "off":
         return plain
     plain.close()
     generator = None if options.greedy else torch.Generator()
@@ -244,7 +239,7 @@ def _speculate(
             hidden, state = model.read(torch.as_tensor([prompt], device=device))
             known = model.logits(hidden)
         verifier = _verifier(model, state, hidden[0])
-        drafts = HeadsDraft(model, verifier) if drafts_of(model, options) == "heads" else LookupDraft(prompt)
+        drafts = HeadsDraft(model, verifier) if drafts_of(options) == "heads" else LookupDraft(prompt)
         pending: list[int] = []  # the last token taken, which the state has not read yet
         made = 0
         while made < options.length:

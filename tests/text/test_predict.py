@@ -108,8 +108,8 @@ def test_greedy_speculation_on_a_trained_model_is_plain_greedy_token_for_token(p
     assert tally.accepted > 0 and tally.tokens_per_pass > 1.0
     if drafts == "heads":
         assert tally.drafted <= 2 * tally.passes
-    assert speculative.drafts_of(model, SamplingOptions.of()) == "off"  # auto: measured slower, so off
-    assert speculative.drafts_of(model, SamplingOptions.of(num_samples=2)) == "off"
+    assert speculative.drafts_of(SamplingOptions.of()) == "off"  # auto: measured slower, so off
+    assert speculative.drafts_of(SamplingOptions.of(num_samples=2)) == "off"
 
 
 def test_generate_speculates_with_heads_from_the_command_line(predict_runs, capsys):

@@ -17,7 +17,7 @@ from reverie.text import speculative
 from reverie.text.language_model import ModelConfig
 from reverie.text.models import build_model
 from reverie.text.sampling import SamplingOptions, generate_tokens
-from reverie.text.speculative import LookupDraft, speculates
+from reverie.text.speculative import LookupDraft, drafts_of
 
 VOCAB = 12
 KINDS = ("lstm", "gru", "conv", "transformer")
@@ -83,12 +83,11 @@ def test_greedy_speculative_output_is_plain_greedy_token_for_token(kind, monkeyp
 def test_auto_does_not_speculate_and_a_named_way_does_for_one_stream():
     options = SamplingOptions.of()
     assert options.speculative == "auto"  # off: no way measured faster than plain sampling yet
-    assert not speculates(tiny("transformer"), options)
-    assert not speculates(tiny("lstm"), options)
-    assert speculates(tiny("transformer"), SamplingOptions.of(speculative="lookup"))
-    assert not speculates(tiny("transformer"), SamplingOptions.of(num_samples=2))
-    assert not speculates(tiny("transformer"), SamplingOptions.of(speculative="off"))
-    assert speculates(tiny("lstm"), SamplingOptions.of(speculative="lookup"))
+    assert drafts_of(options) == "off"  # for every model kind: the choice depends on the options only
+    assert drafts_of(SamplingOptions.of(speculative="lookup")) == "lookup"
+    assert drafts_of(SamplingOptions.of(speculative="heads")) == "heads"
+    assert drafts_of(SamplingOptions.of(speculative="lookup", num_samples=2)) == "off"
+    assert drafts_of(SamplingOptions.of(speculative="off")) == "off"
 
 
 @pytest.mark.parametrize("kind", KINDS)
