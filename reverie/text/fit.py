@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from reverie import distributed, precision, rng
@@ -227,9 +228,8 @@ def fitted_model(
 ) -> Fitted:
     """The model of a run, built from --seed, in the dtype --dtype auto measures, with the dropout
     the budget buys when none is given (a resumed run has its own)."""
-    torch.manual_seed(options.seed)
     config = options.model_config(vocab_size)
-    model = build_model(config).to(device)
+    model = started_model(config, options, batches, device)
     dtype = resolve_dtype(
         options.dtype, device, lambda: measure_dtype(model, batches, config, options, device, where)
     )
@@ -238,7 +238,19 @@ def fitted_model(
             options, dropout=fitted_dropout(model, batches, options, device, dtype, where)
         )
         if options.dropout != config.dropout:  # the same weights as given --dropout
-            torch.manual_seed(options.seed)
             config = options.model_config(vocab_size)
-            model = build_model(config).to(device)
+            model = started_model(config, options, batches, device)
     return Fitted(options, model, dtype)
+
+
+def started_model(
+    config: ModelConfig, options: TrainOptions, batches: Batches, device: torch.device
+) -> LanguageModel:
+    """The model of `config` as --seed and --init build it, its output bias started as
+    --output-bias says (from the training text's token counts: the same on every rank)."""
+    torch.manual_seed(options.seed)
+    model = build_model(config)
+    if options.output_bias == "unigram":
+        counts = np.bincount(batches.ids, minlength=config.vocab_size)[: config.vocab_size]
+        model.start_output_bias(torch.from_numpy(counts))
+    return model.to(device)

@@ -275,6 +275,16 @@ class LanguageModel(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def start_output_bias(self, counts: torch.Tensor) -> None:
+        """Start the output layer's bias at the log frequency of each token, from its `counts` (V,)
+        in the training text, add-one smoothed; a model whose output has no bias (the transformer
+        reads its logits off its embedding) keeps its own."""
+        head = getattr(self, "head", None)
+        if isinstance(head, nn.Linear) and head.bias is not None:
+            frequency = (counts.double() + 1) / (counts.sum() + len(counts))
+            with torch.no_grad():
+                head.bias.copy_(frequency.log())
+
     def _keras_init(self) -> None:
         """Keras defaults: glorot-uniform kernels, uniform(+-0.05) embeddings, zero biases.
 

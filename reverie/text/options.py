@@ -33,6 +33,7 @@ WORD_MAX_VOCAB = 10_000  # word level's default --max-vocab
 BATCHINGS = ("stream", "windows", "random")
 OPTIMIZERS = ("adamw", "rmsprop")
 SCHEDULES = ("cosine", "constant")
+OUTPUT_BIASES = ("unigram", "init")
 BUDGETS = ("epochs", "steps", "minutes")
 POSITIVE = {"low": 0, "low_open": True}  # a positive finite number
 
@@ -49,6 +50,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "embed": 0,
         "dropout": 0.0,
         "init": "keras",
+        "output_bias": "init",
         "batching": "windows",
         "seq_len": 60,
         "window_step": 3,
@@ -118,6 +120,13 @@ class TrainOptions:
     )
     kernel_size: int = shape_option("kernel_size")
     init: str = shape_option("init")
+    output_bias: str = option(
+        "unigram",
+        "the output layer's starting bias: the log of each token's frequency in the training text "
+        "(unigram: the first steps go to context, not to learning which tokens occur), or what --init "
+        "gives (LSTM, GRU, conv; a transformer's output is its embedding, with no bias)",
+        choices=OUTPUT_BIASES,
+    )
     heads: int = shape_option("heads")
     context: int = shape_option("context")
     positions: str = shape_option("positions")

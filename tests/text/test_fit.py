@@ -1,21 +1,28 @@
-"""Dropout fitted to the budget (reverie.text.fit): the rule's values, the epochs a budget buys, and a
-run given no --dropout: it takes the rule's dropout for its epochs (or for its minutes at the step time
-measured), trains exactly as the same run given that --dropout, keeps it on resume, and a given
+"""The model a run starts from (reverie.text.fit): its output bias started at the training text's
+token frequencies, and dropout fitted to the budget: the rule's values, the epochs a budget buys, and
+a run given no --dropout: it takes the rule's dropout for its epochs (or for its minutes at the step
+time measured), trains exactly as the same run given that --dropout, keeps it on resume, and a given
 --dropout always wins."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import TINY
 from helpers import shakespeare_slice
 
 from reverie.checkpoint import load_tensors
 from reverie.text import fit, rundir
+from reverie.text.batches import make_batches
+from reverie.text.models import build_model
+from reverie.text.options import TrainOptions
 from reverie.text.train import train
 
 UNFITTED = {key: value for key, value in TINY.items() if key != "dropout"}
@@ -86,3 +93,33 @@ def test_a_budget_in_minutes_is_turned_into_epochs_by_the_measured_step_time(tmp
         f"{by_minutes:.1f} epochs (about {0.5 * fit.STEP_OVERHEAD * 1e3:.0f} ms a step here"
         in capsys.readouterr().err
     )
+
+
+def test_a_run_starts_its_output_bias_at_the_training_texts_token_frequencies(tmp_path):
+    """--output-bias unigram (the default): the first loss is about the text's unigram entropy, far
+    below a uniform guess; --output-bias init leaves the weights --init gives, bit for bit."""
+    corpus = tmp_path / "s.txt"
+    corpus.write_text("abracadabra " * 200 + "zzzz")
+    options = TrainOptions(**{**TINY, "level": "byte", "val_fraction": 0.1})
+    ids = np.frombuffer(corpus.read_bytes(), dtype=np.uint8).astype(np.int64)
+    train_ids = ids[: int(len(ids) * 0.9)]
+    batches = make_batches(options, train_ids)
+    config = options.model_config(256)
+    unigram = fit.started_model(config, options, batches, torch.device("cpu"))
+    counts = np.bincount(train_ids, minlength=256)
+    expected = torch.tensor((counts + 1) / (counts.sum() + 256)).log().float()
+    assert torch.allclose(unigram.head.bias, expected)
+    inputs, targets = next(iter(batches.epoch(0)))
+    logits, _ = unigram(inputs)
+    entropy = -(counts / counts.sum() * np.log(np.maximum(counts, 1) / counts.sum())).sum()
+    first_loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten()).item()
+    assert abs(first_loss - entropy) < 0.2 < math.log(256) - first_loss  # ln 256 = 5.55, entropy 1.53
+
+    plain = fit.started_model(
+        config, dataclasses.replace(options, output_bias="init"), batches, torch.device("cpu")
+    )
+    torch.manual_seed(options.seed)
+    built = build_model(config)
+    assert all(torch.equal(p, q) for p, q in zip(plain.state_dict().values(), built.state_dict().values()))
+    assert not torch.equal(plain.head.bias, unigram.head.bias)
+    assert TrainOptions.PRESETS["book"]["output_bias"] == "init"  # the book's Keras zeros, exactly

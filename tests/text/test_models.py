@@ -150,6 +150,17 @@ def test_keras_init_gru_and_conv_zero_biases():
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_the_output_bias_starts_at_the_smoothed_log_frequency_of_each_token(kind):
+    model = tiny(kind, vocab_size=3)
+    model.start_output_bias(torch.tensor([3, 1, 0]))  # add-one: 4/7, 2/7, 1/7
+    assert torch.allclose(model.head.bias, torch.tensor([4 / 7, 2 / 7, 1 / 7]).log())
+    transformer = tiny("transformer", layers=1, hidden=16, heads=2, dropout=0.0, vocab_size=3)
+    before = {name: p.clone() for name, p in transformer.state_dict().items()}
+    transformer.start_output_bias(torch.tensor([3, 1, 0]))  # its output has no bias: nothing moves
+    assert all(torch.equal(before[name], p) for name, p in transformer.state_dict().items())
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_bfloat16_autocast_gives_close_loss(kind):
     model = tiny(kind, hidden=32).eval()
     tokens = torch.randint(VOCAB, (4, 33), generator=torch.Generator().manual_seed(4))
