@@ -35,11 +35,11 @@ from reverie.deepdream.images import ImageSource, load_image
 from reverie.deepdream.objectives import Objective, parse_objective
 from reverie.deepdream.octaves import DreamResult, Plan, run_octaves
 from reverie.deepdream.options import PRESETS, DreamOptions, PixelStep, transforms_of
-from reverie.deepdream.stopping import Stop
 from reverie.deepdream.transforms import Pipeline
 from reverie.device import DEVICES, autocast, resolve_device, resolve_dtype
 from reverie.errors import ReverieError, require
 from reverie.options import resolve
+from reverie.stopping import Stop
 
 Model = str | Backbone  # what load_dreamer takes: a registered model's name, or a Backbone to use as given
 MEASURE_SIZE = 224  # the square image --dtype auto times a dream step on (at least the model's minimum)
@@ -384,7 +384,7 @@ def dream(
 
     `model` is a model name (default inception_v3), a Backbone or a Dreamer; the options are
     DreamOptions' fields, plus `preset='book'|'keras-io'|'google'`. `stop` (a threading.Event or a
-    function, see reverie.deepdream.stopping) is asked before every gradient step; once set, the
+    function, see reverie.stopping) is asked before every gradient step; once set, the
     dream ends with DreamStopped. For several dreams with one model, `load_dreamer` once and call
     its `dream`.
     """

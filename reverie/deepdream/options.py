@@ -30,7 +30,6 @@ from reverie.deepdream.objectives import (
     parse_channels,
     parse_layers,
 )
-from reverie.deepdream.stopping import STOP_RULE, stop_function
 from reverie.deepdream.transforms import (
     JITTER,
     Clip,
@@ -44,6 +43,7 @@ from reverie.device import device_option, dtype_option
 from reverie.errors import require
 from reverie.options import check, check_value, default_of, flag, option
 from reverie.rng import seed_option
+from reverie.stopping import STOP_RULE, stop_function
 
 # The smallest --tile: twice the largest stride of the built-in models (32), so that a tile holds a few
 # positions of the deepest layers; a tiled step costs about ((tile + 2 * margin) / tile)**2 untiled

@@ -40,7 +40,6 @@ from reverie.deepdream.carrier import Carrier, dream_frame
 from reverie.deepdream.dreamer import Dreamer, plan_for, resolve_for
 from reverie.deepdream.images import save_image
 from reverie.deepdream.octaves import DreamStopped, Plan
-from reverie.deepdream.stopping import Stop, stop_function
 from reverie.deepdream.videoio import (
     VideoInfo,
     check_video_output,
@@ -65,6 +64,7 @@ from reverie.deepdream.videostate import (
 )
 from reverie.distributed import Ranks
 from reverie.interrupt import StopRequests
+from reverie.stopping import Stop, stop_function
 
 
 def dream_video(
@@ -88,7 +88,7 @@ def dream_video(
 
     Ctrl-C or SIGTERM stops between gradient steps, keeps the frames done and returns with `stopped`
     set; `stop` (a threading.Event or a function, asked before every gradient step, see
-    reverie.deepdream.stopping) once set raises DreamStopped the same way, frames kept, and the same
+    reverie.stopping) once set raises DreamStopped the same way, frames kept, and the same
     call resumes from them.
 
     Under torchrun every process calls this and dreams its chunk of the frames (see the module's

@@ -21,7 +21,7 @@ what grows is what survives small changes.
 `diversity=N` renders N images at once with lucid's diversity term (the images' Gram matrices at
 the objective's first layer pushed apart) added with weight `diversity_weight`. Seeded: the same
 call gives the same images. `stop=` (a threading.Event or a function of no arguments, asked before
-every step; see reverie.deepdream.stopping) ends a rendering early with DreamStopped, as it does a
+every step; see reverie.stopping) ends a rendering early with DreamStopped, as it does a
 dream.
 
     reverie visualize efficientnet_lite0 block8:7 --out block8-7.png
@@ -48,7 +48,6 @@ from reverie.deepdream.images import to_pil
 from reverie.deepdream.objectives import MeanActivation, Objective
 from reverie.deepdream.objectives import diversity as diversity_term
 from reverie.deepdream.octaves import DreamStopped
-from reverie.deepdream.stopping import STOP_RULE, Stop, stop_function
 from reverie.deepdream.transforms import (
     Pad,
     Pipeline,
@@ -62,6 +61,7 @@ from reverie.device import DTYPE_CHOICES
 from reverie.errors import ReverieError, require
 from reverie.options import option, resolve
 from reverie.rng import seed_option
+from reverie.stopping import STOP_RULE, Stop, stop_function
 
 PARAMS = ("fourier", "pixel")
 # lucid's square root of ImageNet's colour correlation (its columns: the decorrelated colour axes)

@@ -1,6 +1,6 @@
-"""Stopping a training run before its budget: Ctrl-C, SIGTERM, or the caller's `stop=` event.
+"""Stopping a training run before its budget: Ctrl-C, SIGTERM, or the caller's `stop=`.
 
-    stopping = Stopping(where, stop=event)      # event: threading.Event, or anything with is_set()
+    stopping = Stopping(where, stop=event)      # a threading.Event, or a function (reverie.stopping)
     with stopping:                              # Ctrl-C and SIGTERM are caught (reverie.interrupt)
         try:
             while not stopping.requested:       # checked once per step
@@ -14,7 +14,7 @@
                 print(line)                     # the checkpoint on disk must stay: give up
                 raise
 
-A first Ctrl-C or SIGTERM, or the event set (from on_step, another thread, a web page's Stop),
+A first Ctrl-C or SIGTERM, or `stop=` saying stop (from on_step, another thread, a web page's Stop),
 lets the step in flight finish; the trainer then saves a run that resumes. With several ranks
 they agree after each step (reverie.distributed.agree), so all stop at the same step: the one
 whose agreement first sees a request (a stop set from on_step ends the next step). A
@@ -28,29 +28,24 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from reverie import rng
 from reverie.distributed import Ranks
 from reverie.interrupt import StopRequests
+from reverie.stopping import Stop, stop_function
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 
-class StopEvent(Protocol):
-    """What `stop=` takes: a threading.Event, or any object with `is_set()`."""
-
-    def is_set(self) -> bool: ...
-
-
 class Stopping:
     """Whether this process was asked to stop, and where in a step a KeyboardInterrupt landed."""
 
-    def __init__(self, where: Ranks, stop: StopEvent | None = None) -> None:
-        self.where, self.event = where, stop
+    def __init__(self, where: Ranks, stop: Stop | None = None) -> None:
+        self.where, self.asked = where, stop_function(stop)
         self.signals = StopRequests("stopping after this step and saving" if where.is_main else None)
         self.phase = "idle"  # "compute" | "update": where a KeyboardInterrupt landed
         self._rng_before_step: dict[str, Any] = {}
@@ -58,7 +53,7 @@ class Stopping:
     @property
     def requested(self) -> bool:
         """A signal came or the event is set (on this process)."""
-        return self.signals.requested or (self.event is not None and bool(self.event.is_set()))
+        return self.signals.requested or (self.asked is not None and bool(self.asked()))
 
     @property
     def signal_name(self) -> str | None:

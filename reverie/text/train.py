@@ -36,6 +36,7 @@ import torch
 
 from reverie import distributed, rng
 from reverie.device import autocast, compiled
+from reverie.stopping import Stop, stop_function
 from reverie.text import checkpointing, ddp, fit
 from reverie.text.batches import MAX_EVAL_TOKENS, check_lengths, make_batches, training_loss
 from reverie.text.budget import Budget
@@ -48,7 +49,7 @@ from reverie.text.progress import Progress
 from reverie.text.run import Run, TrainResult, new_state, resume_command
 from reverie.text.samples import write_samples
 from reverie.text.start import Start, opened
-from reverie.text.stopping import StopEvent, Stopping
+from reverie.text.stopping import Stopping
 
 
 class Trainer:
@@ -57,7 +58,7 @@ class Trainer:
     within the budget and evaluates, samples and saves at the cadence the options ask for."""
 
     def __init__(
-        self, start: Start, on_step: Callable[[int, float], None] | None = None, stop: StopEvent | None = None
+        self, start: Start, on_step: Callable[[int, float], None] | None = None, stop: Stop | None = None
     ) -> None:
         self.start, self.options, self.where, self.on_step = start, start.options, start.where, on_step
         self.stopping = Stopping(start.where, stop)
@@ -265,25 +266,27 @@ def train(
     out: str | Path,
     *,
     on_step: Callable[[int, float], None] | None = None,
-    stop: StopEvent | None = None,
+    stop: Stop | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train a language model on `corpus` (files, directories or named corpora) into run directory
     `out`; `options` are TrainOptions fields. `on_step(step, loss)` is called after each step.
-    `stop`, a threading.Event (or any object with `is_set()`), is checked once per step: once it
-    is set, the run ends as at Ctrl-C (saved, resumable; stop_reason "interrupted").
+    `stop`, a threading.Event (anything with `is_set()`) or a function returning True to stop, is
+    asked once per step: once it says stop, the run ends as at Ctrl-C (saved, resumable; stop_reason
+    "interrupted").
 
     Started by torchrun (RANK, WORLD_SIZE, ... set), every process calls this and they train as
     one DistributedDataParallel job; a process whose peers die stops with a PeerLost error."""
     sources = [str(corpus)] if isinstance(corpus, (str, Path)) else [str(s) for s in corpus]
     out = Path(out)
+    asked = stop_function(stop)  # refused in one line before anything is opened
     where = distributed.ranks()
     timeout = options.get("dist_timeout") or distributed.DEFAULT_TIMEOUT_S
     hint = (
         f"the last checkpoint in {out} is kept; resume with: {resume_command(sources, out, where.world_size)}"
     )
     with distributed.process_group(where, timeout, hint), opened(sources, out, where, options) as begun:
-        trainer = Trainer(begun, on_step, stop)
+        trainer = Trainer(begun, on_step, asked)
         trainer.prepare()
         begun.proceed(trainer.budget_reason())
         return trainer.train()

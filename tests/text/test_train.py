@@ -201,7 +201,7 @@ def test_a_stop_set_by_another_thread_ends_the_run_after_the_step_in_flight(tmp_
     assert train(corpus, tmp_path / "run", resume=True, steps=5, progress=False).step == 5
 
 
-def test_stop_takes_anything_with_is_set_and_asks_it_once_per_step(tmp_path: Path):
+def test_stop_takes_anything_with_is_set_or_a_function_and_asks_it_once_per_step(tmp_path: Path):
     corpus = str(shakespeare_slice(tmp_path / "s.txt", 8_000))
 
     class FourthAsk:
@@ -218,6 +218,12 @@ def test_stop_takes_anything_with_is_set_and_asks_it_once_per_step(tmp_path: Pat
     never.asked = -100
     assert train(corpus, tmp_path / "all", stop=never, **{**TINY, "steps": 6}).stop_reason == "steps"
     assert never.asked == -100 + 7  # before each of the 6 steps, and once the budget is spent
+
+    asks = iter(range(1, 100))  # a function, as a dream's stop= takes: stops before the 3rd step
+    assert train(corpus, tmp_path / "fn", stop=lambda: next(asks) == 3, **{**TINY, "steps": 50}).step == 2
+    with pytest.raises(ReverieError, match=r"^stop= takes a function of no arguments"):
+        train(corpus, tmp_path / "bad", stop=42, **{**TINY, "steps": 5})
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
 
 
 def test_checkpoints_between_evaluations_every_n_steps_and_every_m_minutes(tmp_path: Path):

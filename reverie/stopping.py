@@ -1,14 +1,16 @@
-"""Stopping a dream, a video or a visualization from outside: what `stop=` takes.
+"""Stopping long work from outside: what every job's `stop=` takes (training, a dream, a video, a
+visualization, the page's jobs).
 
     cancel = threading.Event()
     reverie.dream("photo.jpg", stop=cancel)            # cancel.set() from another thread ends it
     reverie.dream_video("clip.mp4", "out.mp4", stop=lambda: time.monotonic() > deadline)
+    reverie.train("poems.txt", "runs/poems", stop=cancel)
 
-`stop=` is an object with `is_set()` (a threading.Event, a multiprocessing one) or a function of no
-arguments returning True to stop. It is asked once before every gradient or optimization step; once
-it says stop, the job ends between two steps with DreamStopped (reverie.deepdream.octaves): a dream
-or a visualization returns nothing, a video keeps the frames it finished, and the same call resumes
-from them. `stop_function` turns either kind into the function the options hold.
+`stop=` is an object with `is_set()` (a threading.Event, a multiprocessing one, the page's Job) or a
+function of no arguments returning True to stop. A dream or a visualization asks it before every
+gradient step and ends with DreamStopped (reverie.deepdream.octaves), a video keeps the frames it
+finished, and the same call resumes from them; training asks it after every step and ends as at
+Ctrl-C (saved, resumable). `stop_function` turns either kind into the function the jobs ask.
 """
 
 from __future__ import annotations
