@@ -76,7 +76,8 @@ def default_model(dropouts: set[float]) -> str:
     from reverie.text.options import TrainOptions
 
     o = TrainOptions()
-    shape = f"{o.model.upper()} {o.layers}x{o.hidden}, embed {o.embed}"
+    m = o.model
+    shape = f"{m.kind.upper()} {m.layers}x{m.hidden}, embed {m.embed}"
     return f"{shape}, {o.seq_len}-token sequences, dropout {' / '.join(f'{d:g}' for d in sorted(dropouts))}"
 
 

@@ -9,6 +9,7 @@ Everything it prints is measured or read here; the measurements take a few secon
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import importlib.util
 import platform
@@ -69,7 +70,7 @@ def _measure_default_text_model(device: torch.device) -> None:
     from reverie.text.train import step_work, text_kind
 
     options = TrainOptions()
-    config = options.model_config(vocab_size=65)
+    config = dataclasses.replace(options.model, vocab_size=65)
     model = build_model(config).to(device)
     tokens = torch.randint(
         65, (options.batch_size, options.seq_len + 1), generator=torch.Generator().manual_seed(0)

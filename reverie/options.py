@@ -16,6 +16,11 @@ the option may be left unset). A value out of its bounds or choices is a Reverie
 flag (`--octaves must be a positive integer, got 0`), whether it came from the command line, the
 Python API or the page. `check_value` applies the same rule to a single value, for types that
 check an argument in their constructor (the sampling processors).
+
+A field declared with `group(cls)` holds an object of another options class (training's `model`, a
+ModelConfig): its options are the outer class's too, by their own names, so keywords, flags and
+checks stay flat while the value is nested. `options_of` is the one map of names to places that
+`build`, `replaced` and `keywords_of` go through.
 """
 
 from __future__ import annotations
@@ -24,11 +29,11 @@ import argparse
 import collections.abc
 import copy
 import dataclasses
+import functools
 import math
 import sys
 import types
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,6 +58,7 @@ def option(
     switch: bool = False,
     metavar: str | None = None,
     spelled: str | None = None,
+    named: str | None = None,
 ) -> Any:
     """A dataclass field for an option.
 
@@ -63,7 +69,8 @@ def option(
     `default=MISSING` makes a value that must be given. `cli=False` keeps it off the command line
     (API-only values such as objects); `switch` makes a bool a plain `--flag` (store_true) instead of
     `--flag/--no-flag`. `spelled` is the flag's own spelling where the name cannot be it (`--from`,
-    a Python keyword).
+    a Python keyword); `named` is the option's name for users (keyword and flag) where the field's
+    own differs (ModelConfig's `kind` is `model=` and `--model`).
     """
     metadata = {
         "help": help,
@@ -77,6 +84,7 @@ def option(
         "switch": switch,
         "metavar": metavar,
         "spelled": spelled,
+        "named": named,
     }
     if default is MISSING:  # a value that must be given
         return dataclasses.field(metadata=metadata)
@@ -92,18 +100,99 @@ def flag(name: str) -> str:
 
 def flag_of(cls: type, name: str) -> str:
     """The command-line spelling of option `name` of `cls` (its `spelled` one, else `flag(name)`)."""
-    field = next((f for f in dataclasses.fields(cls) if f.name == name), None)
-    return (field.metadata.get("spelled") if field is not None else None) or flag(name)
+    found = options_of(cls).get(name)
+    return found.flag if found is not None else flag(name)
 
 
-def fields(cls: type) -> Iterator[tuple[dataclasses.Field, type, bool]]:
-    """(field, base type, may be None) for each option field of `cls`, in order."""
+def group(cls: type, *, leave: tuple[str, ...] = (), helps: dict[str, str] | None = None) -> Any:
+    """A dataclass field holding an object of the options class `cls` (by default `cls()`), whose
+    options are the outer class's too, by their own names, but the fields in `leave`; `helps`
+    replaces the help of some (by field name) where the outer class says more."""
+    metadata = {"group": cls, "leave": leave, "helps": helps or {}}
+    return dataclasses.field(default_factory=cls, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One option of an options class: the name users give it (a keyword; `flag` on the command
+    line), where its value is (`path`: `("lr",)`, or `("model", "kind")` in a group), its field,
+    base type, whether it may be None, and its metadata (a group's `helps` applied)."""
+
+    name: str
+    path: tuple[str, ...]
+    field: dataclasses.Field
+    base: Any
+    optional: bool
+    meta: collections.abc.Mapping[str, Any]
+
+    @property
+    def flag(self) -> str:
+        return self.meta.get("spelled") or flag(self.name)
+
+    def value(self, options: Any) -> Any:
+        """This option's value in `options` (an object of its class)."""
+        return functools.reduce(getattr, self.path, options)
+
+
+@functools.cache
+def options_of(cls: type) -> dict[str, Option]:
+    """Every option of `cls` by the name users give it, in order, a group's in its place."""
+    found: dict[str, Option] = {}
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
-        if "help" not in field.metadata:
-            continue
-        base, optional = _unwrap_optional(hints[field.name])
-        yield field, base, optional
+        inner = field.metadata.get("group")
+        if inner is not None:
+            for name, member in options_of(inner).items():
+                if member.path[0] in field.metadata["leave"]:
+                    continue
+                helped = field.metadata["helps"].get(member.path[0])
+                meta = {**member.meta, "help": helped} if helped else member.meta
+                found[name] = dataclasses.replace(member, path=(field.name, *member.path), meta=meta)
+        elif "help" in field.metadata:
+            base, optional = _unwrap_optional(hints[field.name])
+            name = field.metadata.get("named") or field.name
+            found[name] = Option(name, (field.name,), field, base, optional, field.metadata)
+    return found
+
+
+def build(cls: type[T], values: collections.abc.Mapping[str, Any]) -> T:
+    """An object of `cls` from option values by name (the rest their defaults), a group's gathered
+    into its own object."""
+    known, groups = _split(cls, values)
+    for field in dataclasses.fields(cls):
+        if "group" in field.metadata:
+            known[field.name] = build(field.metadata["group"], groups.get(field.name, {}))
+    return cls(**known)
+
+
+def replaced(options: T, values: collections.abc.Mapping[str, Any]) -> T:
+    """`options` with the options named in `values` set (in a group, its object replaced)."""
+    changes, groups = _split(type(options), values)
+    for head, inner in groups.items():
+        changes[head] = replaced(getattr(options, head), inner)
+    return dataclasses.replace(options, **changes)  # type: ignore[type-var]
+
+
+def _split(cls: type, values: collections.abc.Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`values` by name as ({field: value}, {group field: {name: value}})."""
+    own, fields_, groups = options_of(cls), {}, {}
+    for name, value in values.items():
+        head, *inside = own[name].path
+        if inside:
+            groups.setdefault(head, {})[name] = value
+        else:
+            fields_[head] = value
+    return fields_, groups
+
+
+def keywords_of(options: Any, within: str | None = None) -> dict[str, Any]:
+    """The option values of `options` by name, as `resolve` and `build` take them (`within`: those
+    of that group only)."""
+    return {
+        name: found.value(options)
+        for name, found in options_of(type(options)).items()
+        if within is None or (len(found.path) > 1 and found.path[0] == within)
+    }
 
 
 def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
@@ -116,7 +205,7 @@ def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
 
 def default_of(cls: type, name: str) -> Any:
     """The default value of option `name` of `cls`."""
-    return _default(next(f for f in dataclasses.fields(cls) if f.name == name))
+    return _default(options_of(cls)[name].field)
 
 
 def _default(field: dataclasses.Field) -> Any:
@@ -128,7 +217,7 @@ def _default(field: dataclasses.Field) -> Any:
 def bounds(cls: type, name: str, step: float = 0) -> tuple[float | None, float | None]:
     """(low, high) of option `name` of `cls`, None where unbounded: what the page's widgets use.
     An open bound moves inward by `step` (a slider's smallest move)."""
-    meta = next(f for f in dataclasses.fields(cls) if f.name == name).metadata
+    meta = options_of(cls)[name].meta
     low, high = meta.get("low"), meta.get("high")
     if low is not None and meta.get("low_open"):
         low += step
@@ -142,18 +231,17 @@ def bounds(cls: type, name: str, step: float = 0) -> tuple[float | None, float |
 
 def check(options: Any) -> None:
     """Refuse, in one line, the first option of `options` outside its type, bounds or choices."""
-    for field, base, optional in fields(type(options)):
-        value = getattr(options, field.name)
-        if value is None and optional:
+    for found in options_of(type(options)).values():
+        value, meta = found.value(options), found.meta
+        if value is None and found.optional:
             continue
-        meta = field.metadata
-        if typing.get_origin(base) is collections.abc.Callable:  # an API-only function, e.g. stop=
-            require(callable(value), f"{field.name}= takes {meta['rule'] or 'a function'}, got {value!r}")
+        if typing.get_origin(found.base) is collections.abc.Callable:  # an API-only function, e.g. stop=
+            require(callable(value), f"{found.name}= takes {meta['rule'] or 'a function'}, got {value!r}")
             continue
         check_value(
-            meta.get("spelled") or flag(field.name),
+            found.flag,
             value,
-            kind=base,
+            kind=found.base,
             low=meta["low"],
             high=meta["high"],
             low_open=meta["low_open"],
@@ -249,11 +337,11 @@ def add_flags(
     removes a setting).
     """
     overrides = overrides or {}
-    for field, base, _ in fields(cls):
-        meta = field.metadata
-        if not meta["cli"] or field.name in skip:
+    for found in options_of(cls).values():
+        meta, base, name = found.meta, found.base, found.name
+        if not meta["cli"] or name in skip:
             continue
-        default = _default(field)
+        default = _default(found.field)
         settings: dict[str, Any] = {"default": argparse.SUPPRESS, "help": meta["help"]}
         if base is bool:
             settings["action"] = "store_true" if meta["switch"] else argparse.BooleanOptionalAction
@@ -267,14 +355,13 @@ def add_flags(
             else:
                 settings["type"] = str  # parsed by the options class (layers, channels, ...)
             if "choices" not in settings:
-                settings["metavar"] = meta["metavar"] or field.name.upper()
+                settings["metavar"] = meta["metavar"] or name.upper()
             if default is not None and default != () and not meta["switch"]:
                 shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
                 settings["help"] += f" (default: {shown})"
-        settings.update(overrides.get(field.name, {}))
-        spelling = meta.get("spelled") or flag(field.name)
-        settings.setdefault("dest", field.name)
-        parser.add_argument(spelling, **{k: v for k, v in settings.items() if v is not None})
+        settings.update(overrides.get(name, {}))
+        settings.setdefault("dest", name)
+        parser.add_argument(found.flag, **{k: v for k, v in settings.items() if v is not None})
 
 
 def add_progress_flags(parser: argparse.ArgumentParser, options: type) -> None:
@@ -296,7 +383,7 @@ def add_progress_flags(parser: argparse.ArgumentParser, options: type) -> None:
 
 def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     """The options of `cls` that the user typed on the command line."""
-    names = {field.name for field, _, _ in fields(cls)}
+    names = options_of(cls)
     return {name: value for name, value in vars(args).items() if name in names}
 
 
@@ -304,17 +391,17 @@ def resolve(
     cls: type[T],
     given: collections.abc.Mapping[str, Any] | None = None,
     preset: str | None = None,
-    start: collections.abc.Mapping[str, Any] | None = None,
+    start: T | None = None,
 ) -> T:
     """The options of `cls` that a user's keywords ask for, checked: the fields' defaults, then the
     named preset's values (`cls.PRESETS`; where `cls` has a `preset` field, the given one), then
     every given value that is not None (None: not given), combined by the class's own rules where it
     has them (`cls.combine(values, given, preset, resumed) -> values`, `resumed` when `start`, a run's
-    own options, replaces the defaults and preset). An unknown name or preset is refused in one line
-    (`cls.KIND` names the options in it), every value is checked (`validate()` where `cls` has one,
-    else `check`)."""
+    own options, replaces the defaults and preset). Values go by the options' names (a group's too,
+    see `options_of`). An unknown name or preset is refused in one line (`cls.KIND` names the options
+    in it), every value is checked (`validate()` where `cls` has one, else `check`)."""
     given = dict(given or {})
-    names = [field.name for field in dataclasses.fields(cls)]
+    names = options_of(cls)
     unknown = sorted(set(given) - set(names))
     kind = getattr(cls, "KIND", cls.__name__)
     require(not unknown, f"unknown {kind} option {', '.join(map(repr, unknown))}; valid: {', '.join(names)}")
@@ -325,32 +412,38 @@ def resolve(
     if preset is not None:
         require(preset in presets, f"unknown {called} {preset!r}; choose one of {', '.join(presets)}")
     if start is None:
-        values = {field.name: _default(field) for field in dataclasses.fields(cls)}
+        values = {name: _default(found.field) for name, found in names.items()}
         values.update(copy.deepcopy(presets.get(preset, {})))  # never hand out the presets' own values
     else:
-        values = dict(start)
+        values = keywords_of(start)
     chosen = {name: value for name, value in given.items() if value is not None}
     combine = getattr(cls, "combine", None)
     values = combine(values, chosen, preset, start is not None) if combine else {**values, **chosen}
-    options = cls(**values)
-    validate = getattr(options, "validate", None)
+    resolved = build(cls, values)
+    validate = getattr(resolved, "validate", None)
     if validate is not None:
         validate()
     else:
-        check(options)
-    return options
+        check(resolved)
+    return resolved
 
 
 __all__ = [
+    "Option",
     "add_flags",
     "add_progress_flags",
     "bounds",
+    "build",
     "check",
     "check_value",
     "default_of",
     "flag",
     "flag_of",
     "given",
+    "group",
+    "keywords_of",
     "option",
+    "options_of",
+    "replaced",
     "resolve",
 ]

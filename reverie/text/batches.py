@@ -223,8 +223,9 @@ def check_lengths(options: TrainOptions, tokenizer: Tokenizer, n_train: int, n_v
         f"the corpus has only one distinct {unit[:-1]} ({tokenizer.vocab[0]!r}): there is nothing to "
         "predict; use a text with some variety",
     )
-    logits_bytes = 4 * options.batch_size * options.window * tokenizer.vocab_size * options.predict
-    heads = f" x --predict {options.predict}" if options.predict > 1 else ""
+    predict = options.model.predict
+    logits_bytes = 4 * options.batch_size * options.window * tokenizer.vocab_size * predict
+    heads = f" x --predict {predict}" if predict > 1 else ""
     require(
         logits_bytes <= MAX_LOGITS_BYTES,
         f"a step's logits would take {logits_bytes / 1e9:.1f} GB (--batch-size x --seq-len x "
@@ -235,7 +236,7 @@ def check_lengths(options: TrainOptions, tokenizer: Tokenizer, n_train: int, n_v
         n_train > options.window,
         f"the corpus is too short: {n_train} {unit} to train on, shorter than one training window of "
         f"{options.window + 1}; use a longer corpus or a smaller "
-        + ("--context" if options.model == "transformer" else "--seq-len"),
+        + ("--context" if options.model.kind == "transformer" else "--seq-len"),
     )
     if options.val_fraction > 0:
         needed = options.window + 1 if options.batching == "windows" else 2

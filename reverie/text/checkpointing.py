@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -25,23 +24,22 @@ from reverie.errors import ReverieError
 from reverie.text import ddp, rundir
 from reverie.text.generator import restore_weights
 from reverie.text.language_model import map_state
+from reverie.text.options import TrainOptions
 from reverie.text.plots import plot_losses
 from reverie.text.run import Run
 from reverie.text.rundir import CorpusInfo, RunConfig
 
 
-def saved_run(out: Path, world_size: int) -> tuple[RunConfig, dict[str, Any]]:
+def saved_run(out: Path, world_size: int) -> tuple[RunConfig, TrainOptions]:
     """The run in `out` to resume (its config.json checked on rank 0 and handed to every rank)
-    and its options, with the --batch-size that keeps its global batch on `world_size` processes."""
+    and its options (its model the checkpoint's), with the --batch-size that keeps its global batch
+    on `world_size` processes."""
     shared = distributed.share_from_main(lambda: _config_bytes(out))
     saved = RunConfig.from_json(json.loads(shared), out / rundir.CONFIG, training=True)
     if saved.state is None or saved.options is None:
         raise ReverieError(f"{out} holds no training state to resume; train a new run into another --out")
-    options = dataclasses.asdict(saved.options)
-    options["batch_size"] = ddp.per_rank_batch_size(
-        saved.options.batch_size, saved.state.world_size, world_size, out
-    )
-    return saved, options
+    batch_size = ddp.per_rank_batch_size(saved.options.batch_size, saved.state.world_size, world_size, out)
+    return saved, dataclasses.replace(saved.options, batch_size=batch_size)
 
 
 def _config_bytes(out: Path) -> bytes:

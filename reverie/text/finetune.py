@@ -6,18 +6,20 @@
     import reverie
     reverie.train("my_poems.txt", "runs/poems", base="english", minutes=2)
 
-The base's tokenizer and model shape are kept (a shape or tokenizer option that differs is refused
-in one line; a shipped model is byte level, so any text fits, while a char-level run refuses
-characters it has never seen); its batching settings are the defaults, under fine-tuning's own
-(FINETUNE_DEFAULTS: a lower learning rate, a short warmup, early stopping after 3 evaluations
-without a better validation loss) and the options given. The run evaluates the base on the
-validation tail before the first step, so "best" is never worse than where it started. Everything
-else is an ordinary run: the same run directory, samples, metrics and --resume (which needs only
-the run, not the base).
+The base's tokenizer and model are kept: the run's `options.model` is the base's ModelConfig, and
+a model option given that makes it another (`!=`; only --dropout may change) or a tokenizer option
+that differs is refused in one line; a shipped model is byte level, so any text fits, while a
+char-level run refuses characters it has never seen. Its batching settings are the defaults, under
+fine-tuning's own (reverie.text.options.FINETUNE_DEFAULTS: a lower learning rate, a short warmup,
+early stopping after a few evaluations without a better validation loss) and the options given.
+The run evaluates the base on the validation tail before the first step, so "best" is never worse
+than where it started. Everything else is an ordinary run: the same run directory, samples,
+metrics and --resume (which needs only the run, not the base).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,25 +27,11 @@ from typing import Any
 import torch
 
 from reverie.errors import ReverieError
-from reverie.options import flag_of
+from reverie.options import flag_of, keywords_of, replaced
 from reverie.text import rundir
-from reverie.text.options import TrainOptions
+from reverie.text.options import FINETUNE_DEFAULTS, TrainOptions, keep_model
 from reverie.text.pretrained import locate
 
-FINETUNE_DEFAULTS: dict[str, Any] = {"lr": 1e-3, "warmup_steps": 20, "patience": 3}
-# TrainOptions fields that the base's ModelConfig decides, and the ModelConfig field of each
-SHAPE_FIELDS = {
-    "model": "kind",
-    "layers": "layers",
-    "hidden": "hidden",
-    "embed": "embed",
-    "kernel_size": "kernel_size",
-    "heads": "heads",
-    "context": "context",
-    "positions": "positions",
-    "init": "init",
-    "predict": "predict",
-}
 INHERITED = ("batching", "seq_len", "window_step", "batch_size")  # the base's, unless given
 
 
@@ -70,27 +58,31 @@ def load_base(target: str) -> Base:
 
 def finetune_options(base: Base, explicit: dict[str, Any]) -> dict[str, Any]:
     """The options a fine-tuning run resolves (reverie.options.resolve of TrainOptions): the base's
-    shape and tokenizer, its batching settings, FINETUNE_DEFAULTS, then `explicit`, which may not
-    change the shape or the tokenizer."""
-    model, tokenizer = base.config.model, base.config.tokenizer
-    kept: dict[str, Any] = {name: getattr(model, source) for name, source in SHAPE_FIELDS.items()}
-    kept.update(level=tokenizer.level, lower=tokenizer.lower)
-    for name, value in explicit.items():
-        if name in kept and value != kept[name]:
+    model and tokenizer, its batching settings, FINETUNE_DEFAULTS, then `explicit`, which may not
+    change the model (its dropout aside: a fine-tuning run may regularize otherwise) or the tokenizer."""
+    given = {name: value for name, value in explicit.items() if value is not None}
+    kept = dataclasses.replace(base.config.model, vocab_size=None)  # a run's options leave it to the corpus
+    asked = replaced(TrainOptions(model=kept), given)
+    same = dataclasses.replace(asked.model, dropout=kept.dropout)
+    keep_model(kept, same, f"--from {base.name} keeps the base's shape", "it has", "leave those options out")
+    tokenizer = base.config.tokenizer
+    tokenizing = {"level": tokenizer.level, "lower": tokenizer.lower}
+    for name, value in tokenizing.items():
+        if given.get(name, value) != value:
             raise ReverieError(
-                f"--from {base.name} keeps the base's shape and tokenizer: {flag_of(TrainOptions, name)} "
-                f"{value} but it has {kept[name]}; leave {flag_of(TrainOptions, name)} out"
+                f"--from {base.name} keeps the base's tokenizer: {flag_of(TrainOptions, name)} {given[name]} "
+                f"but it has {value}; leave {flag_of(TrainOptions, name)} out"
             )
-    if "max_vocab" in explicit:
+    if "max_vocab" in given:
         raise ReverieError(f"--from {base.name} keeps the base's vocabulary; leave --max-vocab out")
     inherited: dict[str, Any] = {}
     if base.config.options is not None:
         inherited = {name: getattr(base.config.options, name) for name in INHERITED}
         if tokenizer.level == "word":
             inherited["max_vocab"] = base.config.options.max_vocab
-    if model.kind == "transformer":
+    if kept.kind == "transformer":
         inherited.pop("seq_len", None)  # a transformer's windows are its --context
-    return {**inherited, **FINETUNE_DEFAULTS, "dropout": model.dropout, **kept, **explicit}
+    return {**inherited, **FINETUNE_DEFAULTS, **given, **keywords_of(asked, within="model"), **tokenizing}
 
 
 __all__ = ["FINETUNE_DEFAULTS", "Base", "finetune_options", "load_base"]

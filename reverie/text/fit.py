@@ -201,7 +201,7 @@ def fitted_dropout(
         work = _first_step(model, batches, device)
         way = str(dtype).removeprefix("torch.")
         fitted = fit_dropout(
-            options.model,
+            options.model.kind,
             options.epochs,
             options.steps,
             options.minutes,
@@ -226,20 +226,19 @@ class Fitted(NamedTuple):
 def fitted_model(
     options: TrainOptions, vocab_size: int, batches: Batches, device: torch.device, where: Ranks
 ) -> Fitted:
-    """The model of a run, built from --seed, in the dtype --dtype auto measures, with the dropout
-    the budget buys when none is given (a resumed run has its own)."""
-    config = options.model_config(vocab_size)
+    """The model of a run, built from --seed for the corpus's `vocab_size` tokens, in the dtype
+    --dtype auto measures, with the dropout the budget buys when none is given (a resumed run has
+    its own): `options.model` is then the model's config but its vocab_size (the corpus's)."""
+    config = dataclasses.replace(options.model, vocab_size=vocab_size)  # no dropout given: built without
     model = started_model(config, options, batches, device)
     dtype = resolve_dtype(
         options.dtype, device, lambda: measure_dtype(model, batches, config, options, device, where)
     )
-    if options.dropout is None:
-        options = dataclasses.replace(
-            options, dropout=fitted_dropout(model, batches, options, device, dtype, where)
-        )
-        if options.dropout != config.dropout:  # the same weights as given --dropout
-            config = options.model_config(vocab_size)
-            model = started_model(config, options, batches, device)
+    if config.dropout is None:
+        dropout = fitted_dropout(model, batches, options, device, dtype, where)
+        options = dataclasses.replace(options, model=dataclasses.replace(options.model, dropout=dropout))
+        if dropout != model.config.dropout:  # the same weights as given --dropout
+            model = started_model(dataclasses.replace(config, dropout=dropout), options, batches, device)
     return Fitted(options, model, dtype)
 
 

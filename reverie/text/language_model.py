@@ -1,9 +1,10 @@
 """What every language model shares: its configuration, its base class, its state.
 
-`ModelConfig` is a model's shape (also `reverie train`'s flags of the same names, through
-`shape_option`) with its size limits, checked before anything is built; `LanguageModel` is the base
-class of the LSTM, GRU and conv models (`models.py`) and the transformer (`transformer.py`); a state
-is nested tuples of tensors (`map_state`, `state_tensors`). `models.build_model` builds a model.
+`ModelConfig` is a model's shape (also `reverie train`'s flags of the same names: a training run's
+options hold one, `TrainOptions.model`) with its size limits, checked before anything is built;
+`LanguageModel` is the base class of the LSTM, GRU and conv models (`models.py`) and the transformer
+(`transformer.py`); a state is nested tuples of tensors (`map_state`, `state_tensors`).
+`models.build_model` builds a model.
 
     from reverie.text.language_model import ModelConfig
     config = ModelConfig(kind="conv", vocab_size=65)
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reverie.errors import ReverieError, require
-from reverie.options import MISSING, check, option
+from reverie.options import check, option
 
 KINDS = ("lstm", "gru", "conv", "transformer")
 POSITIONS = ("rotary", "learned")
@@ -48,24 +49,29 @@ Stepper = Callable[[torch.Tensor], torch.Tensor]
 class ModelConfig:
     """Hyperparameters that rebuild a model exactly; stored as JSON beside its weights.
 
-    The fields other than `kind` and `vocab_size` are also `reverie train`'s options of the same
-    names (TrainOptions takes them from here with `shape_option`), so their defaults, help and
-    bounds are defined once.
+    Its fields but `vocab_size` are also `reverie train`'s options (`kind` is `--model`): a run's
+    options hold its model as one of these (`TrainOptions.model`), so their defaults, help and
+    bounds are defined once, here. In a run's options `vocab_size` is None (the corpus's, set when
+    the run builds its model), and so is a `dropout` not given (the run chooses it for its budget,
+    reverie.text.fit); a model built from a config without one has none (models.build_model).
     """
 
-    kind: str = option(
-        "lstm",
-        "model kind (a transformer's own defaults: --layers 4 --heads 4 --hidden 128 --lr 5e-3)",
-        choices=KINDS,
+    kind: str = option("lstm", "model kind", choices=KINDS, named="model")
+    vocab_size: int | None = option(
+        None, "tokens in the vocabulary (a run's: its corpus's)", low=1, high=MAX_VOCAB, cli=False
     )
-    vocab_size: int = option(MISSING, "tokens in the vocabulary", low=1, high=MAX_VOCAB, cli=False)
     embed: int = option(
         64, "token embedding size; 0 feeds one-hot vectors as the book does", low=0, high=MAX_WIDTH
     )
     hidden: int = option(448, "hidden units (conv: channels)", low=1, high=MAX_WIDTH)
     layers: int = option(2, "layers", low=1, high=MAX_LAYERS)
-    dropout: float = option(
-        0.0, "dropout between layers and before the output", low=0, high=1, high_open=True
+    dropout: float | None = option(
+        None,
+        "dropout between layers and before the output (default: for an LSTM or GRU, chosen for the "
+        "epochs the budget buys, see reverie.text.fit; 0 for the others)",
+        low=0,
+        high=1,
+        high_open=True,
     )
     kernel_size: int = option(3, "conv model: kernel size (layer i has dilation 2**i)", low=2, high=64)
     heads: int = option(4, "transformer: attention heads (--hidden must be a multiple)", low=1, high=256)
@@ -87,6 +93,7 @@ class ModelConfig:
         """Refuse a configuration that cannot build a model, or would build one too big to hold
         (checked before any weight is allocated), in one line."""
         check(self)
+        require(self.vocab_size is not None, "a model is built for a vocabulary: give its vocab_size")
         check_predict(self.kind, self.predict)
         if self.kind == "transformer":
             head = self.hidden // self.heads
@@ -146,15 +153,6 @@ def check_predict(kind: str, predict: int) -> None:
         predict == 1 or kind in PREDICT_KINDS,
         f"--predict {predict} is for the {', '.join(PREDICT_KINDS)} models, not {kind}; use --predict 1",
     )
-
-
-def shape_option(name: str, default: Any = MISSING, help: str | None = None) -> Any:
-    """A new dataclass field declaring ModelConfig's option `name` (its default, help and bounds),
-    for an options class that passes it on to the model; `default` and `help` (if given) replace
-    the model's, the bounds stay the model's."""
-    source = next(field for field in dataclasses.fields(ModelConfig) if field.name == name)
-    metadata = {**source.metadata, **({"help": help} if help is not None else {})}
-    return dataclasses.field(default=source.default if default is MISSING else default, metadata=metadata)
 
 
 def map_state(state: State, fn: Callable[[torch.Tensor], torch.Tensor]) -> State:

@@ -16,6 +16,8 @@ cached receptive field of each layer, so generating one token costs one column p
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -261,6 +263,9 @@ def _model_class(config: ModelConfig) -> type[LanguageModel]:
 
 
 def build_model(config: ModelConfig) -> LanguageModel:
-    """The model that `config` describes, freshly initialized (seed torch first for repeatability)."""
+    """The model that `config` describes, freshly initialized (seed torch first for repeatability);
+    a dropout left None (one a training run would choose for its budget) is none."""
+    if config.dropout is None:
+        config = dataclasses.replace(config, dropout=0.0)
     config.validate()
     return _model_class(config)(config)

@@ -5,16 +5,17 @@
     options = resolve(TrainOptions, {"preset": "book", "minutes": 5})   # the book's run, 5 minutes
 
 Each TrainOptions field is declared with `reverie.options.option` (its help, bounds and choices), and
-`reverie train`'s flags are generated from the fields; the model's own hyperparameters (layers,
-hidden, ...) are declared once, in ModelConfig, and taken from there. Options combine as: defaults,
-then the preset, then what the user gave; resuming a run starts from the run's own options, of which
-only the budget, device, dtype and sampling may change (a different model shape or setting is
-refused in one line).
+`reverie train`'s flags are generated from the fields. The model is one field, `model`, a
+ModelConfig (its vocab_size left to the corpus): its options (`--model` for its kind, `--layers`,
+`--hidden`, ...) are declared once, in ModelConfig, and keywords and flags name them flat. Options
+combine as: defaults, then the preset, then what the user gave; the budget's rule chooses a dropout
+left unset when the run starts (reverie.text.fit). Resuming a run starts from the run's own options,
+its model the checkpoint's, of which only the budget, device, dtype and sampling may change: a
+different model (`!=`) or setting is refused in one line (`keep_model`, which fine-tuning uses too).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -22,10 +23,10 @@ from typing import Any, ClassVar
 from reverie.device import device_option, dtype_option
 from reverie.distributed import DEFAULT_TIMEOUT_S
 from reverie.errors import ReverieError, require
-from reverie.options import check, check_value, flag_of, option
+from reverie.options import build, check, check_value, flag, flag_of, group, option, options_of, replaced
 from reverie.rng import seed_option
 from reverie.text.corpus import check_encoding
-from reverie.text.language_model import MAX_VOCAB, ModelConfig, check_predict, shape_option
+from reverie.text.language_model import MAX_VOCAB, ModelConfig, check_predict
 from reverie.text.tokenizer import LEVELS
 
 DEFAULT_EPOCHS = 10  # when no --epochs, --steps or --minutes is given
@@ -69,6 +70,33 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# The defaults of a model kind whose best settings differ from the LSTM's (the options' defaults):
+# applied for a new run of that kind, under any option given. How they were found: docs/benchmarks.md.
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "transformer": {  # the best of `python benchmarks/sweep.py transformer` on a 2-core CPU
+        "batching": "random",
+        "layers": 4,
+        "heads": 4,
+        "hidden": 128,
+        "dropout": 0.0,
+        "lr": 5e-3,
+        "warmup_steps": 100,
+    },
+}
+# A fine-tuning run's own defaults (--from), under the options given (reverie.text.finetune).
+FINETUNE_DEFAULTS: dict[str, Any] = {"lr": 1e-3, "warmup_steps": 20, "patience": 3}
+
+
+def _as_flags(values: dict[str, Any]) -> str:
+    """Option values as a command line gives them, for a help text: `--lr 0.001 --warmup-steps 20`."""
+    return " ".join(
+        f"{flag(name)} {value if isinstance(value, str) else f'{value:g}'}" for name, value in values.items()
+    )
+
+
+KIND_HELP = f"model kind (a transformer's own defaults: {_as_flags(MODEL_DEFAULTS['transformer'])})"
+
+
 @dataclass
 class TrainOptions:
     """Every training setting; `reverie train --help` lists them with the same names. How the
@@ -84,8 +112,7 @@ class TrainOptions:
     base: str | None = option(
         None,
         "fine-tune: start from a shipped model (see `reverie models`) or a run directory's best weights, "
-        "keeping its tokenizer and shape, with fine-tuning defaults (--lr 1e-3 --warmup-steps 20 "
-        "--patience 3)",
+        f"keeping its tokenizer and shape, with fine-tuning defaults ({_as_flags(FINETUNE_DEFAULTS)})",
         metavar="NAME_OR_RUN",
         spelled="--from",
     )
@@ -108,18 +135,11 @@ class TrainOptions:
         high_open=True,
     )
     # model
-    model: str = shape_option("kind")
-    layers: int = shape_option("layers")
-    hidden: int = shape_option("hidden")
-    embed: int = shape_option("embed")
-    dropout: float | None = shape_option(
-        "dropout",
-        default=None,
-        help="dropout between layers and before the output (default: for an LSTM or GRU, chosen for "
-        "the epochs the budget buys, see reverie.text.fit; 0 for the others)",
+    model: ModelConfig = group(
+        ModelConfig,
+        leave=("vocab_size",),  # the corpus's
+        helps={"kind": KIND_HELP},
     )
-    kernel_size: int = shape_option("kernel_size")
-    init: str = shape_option("init")
     output_bias: str = option(
         "unigram",
         "the output layer's starting bias: the log of each token's frequency in the training text "
@@ -127,10 +147,6 @@ class TrainOptions:
         "gives (LSTM, GRU, conv; a transformer's output is its embedding, with no bias)",
         choices=OUTPUT_BIASES,
     )
-    heads: int = shape_option("heads")
-    context: int = shape_option("context")
-    positions: str = shape_option("positions")
-    predict: int = shape_option("predict")
     compile: bool = option(
         False, "torch.compile the training step and the one-token step (where the platform can)"
     )
@@ -167,7 +183,7 @@ class TrainOptions:
     patience: int | None = option(
         None,
         "stop early once this many evaluations in a row found no better validation loss (the best "
-        "weights are kept either way; default: never, 3 with --from)",
+        f"weights are kept either way; default: never, {FINETUNE_DEFAULTS['patience']} with --from)",
         low=1,
     )
     # machine
@@ -207,49 +223,19 @@ class TrainOptions:
         for temperature in self.sample_temperatures:
             check_value("--sample-temperatures", temperature, low=0, rule="zero (greedy) or positive")
         check_encoding(self.encoding, self.errors)
-        check_predict(self.model, self.predict)
+        predict = self.model.predict
+        check_predict(self.model.kind, predict)
         require(
-            self.predict == 1 or self.batching != "windows",
-            f"--predict {self.predict} trains heads on the tokens after each target; --batching windows "
+            predict == 1 or self.batching != "windows",
+            f"--predict {predict} trains heads on the tokens after each target; --batching windows "
             "has one target a window: use --batching stream or random",
-        )
-
-    def model_config(self, vocab_size: int) -> ModelConfig:
-        """The model these options describe, for a vocabulary of `vocab_size` tokens."""
-        return ModelConfig(
-            kind=self.model,
-            vocab_size=vocab_size,
-            embed=self.embed,
-            hidden=self.hidden,
-            layers=self.layers,
-            dropout=self.dropout or 0.0,
-            kernel_size=self.kernel_size,
-            init=self.init,
-            heads=self.heads,
-            context=self.context,
-            positions=self.positions,
-            predict=self.predict,
         )
 
     @property
     def window(self) -> int:
         """Tokens per training sequence: a transformer's --context, the others' --seq-len."""
-        return self.context if self.model == "transformer" else self.seq_len
+        return self.model.context if self.model.kind == "transformer" else self.seq_len
 
-
-# The defaults of a model kind whose best settings differ from the LSTM's (the options' defaults):
-# applied for a new run of that kind, under any option given. How they were found: docs/benchmarks.md.
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "transformer": {  # the best of `python benchmarks/sweep.py transformer` on a 2-core CPU
-        "batching": "random",
-        "layers": 4,
-        "heads": 4,
-        "hidden": 128,
-        "dropout": 0.0,
-        "lr": 5e-3,
-        "warmup_steps": 100,
-    },
-}
 
 # What a resumed run may change; any other option given with resume must equal the run's.
 RESUME_OVERRIDABLE = frozenset(
@@ -269,25 +255,16 @@ RESUME_OVERRIDABLE = frozenset(
         "resume",
     }
 )
-# Options that decide the model's shape, named in the refusal message.
-SHAPE_OPTIONS = frozenset(
-    {
-        "model",
-        "layers",
-        "hidden",
-        "embed",
-        "kernel_size",
-        "heads",
-        "context",
-        "positions",
-        "predict",
-        "level",
-        "max_vocab",
-        "lower",
-    }
-)
 
-OPTION_NAMES = tuple(f.name for f in dataclasses.fields(TrainOptions))
+
+def keep_model(kept: ModelConfig, asked: ModelConfig, refusal: str, has: str, fix: str) -> None:
+    """Refuse, in one line, a run that asks for a model other than the one it keeps (a resumed run
+    its checkpoint's, a fine-tuning run its base's): `REFUSAL: --hidden 64 but HAS 448; FIX`."""
+    if asked == kept:
+        return
+    changed = [found for found in options_of(ModelConfig).values() if found.value(asked) != found.value(kept)]
+    said = ", ".join(f"{found.flag} {found.value(asked)} but {has} {found.value(kept)}" for found in changed)
+    raise ReverieError(f"{refusal}: {said}; {fix}")
 
 
 def _combine(
@@ -298,15 +275,16 @@ def _combine(
     options), only budgets, device, dtype and sampling may change. A budget given replaces the
     preset's or the run's; with none at all, DEFAULT_EPOCHS."""
     if resumed:
+        fix = "resume with the run's settings or train a new run into another --out"
+        run = build(TrainOptions, values)  # its model the checkpoint's
+        asked = replaced(run, explicit).model
+        keep_model(run.model, asked, "--resume with a different model shape", "the run in progress has", fix)
         for name, value in explicit.items():
-            if name in RESUME_OVERRIDABLE or _same(value, values.get(name)):
-                continue
-            what = "a different model shape" if name in SHAPE_OPTIONS else "a different setting"
-            raise ReverieError(
-                f"--resume with {what}: {flag_of(TrainOptions, name)} {value} but the run in progress has "
-                f"{values.get(name)}; "
-                "resume with the run's settings or train a new run into another --out"
-            )
+            if name not in RESUME_OVERRIDABLE and not _same(value, values.get(name)):
+                raise ReverieError(
+                    f"--resume with a different setting: {flag_of(TrainOptions, name)} {value} but the run "
+                    f"in progress has {values.get(name)}; {fix}"
+                )
     else:
         model = explicit.get("model", values["model"])
         if model == "transformer":

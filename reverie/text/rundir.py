@@ -41,6 +41,7 @@ import torch
 
 from reverie import checkpoint
 from reverie.errors import ReverieError, require
+from reverie.options import build, keywords_of, options_of
 from reverie.text.language_model import ModelConfig
 from reverie.text.options import TrainOptions
 from reverie.text.tokenizer import Tokenizer
@@ -135,7 +136,7 @@ class RunConfig:
             "model": self.model.to_json(),
             "tokenizer": self.tokenizer.to_json(),
             "corpus": None if self.corpus is None else dataclasses.asdict(self.corpus),
-            "options": None if self.options is None else dataclasses.asdict(self.options),
+            "options": None if self.options is None else keywords_of(self.options),
             "state": None if self.state is None else dataclasses.asdict(self.state),
             "files": {role: dataclasses.asdict(stored) for role, stored in self.files.items()},
         }
@@ -155,7 +156,7 @@ class RunConfig:
         )
         if training:
             config.corpus = _section(CorpusInfo, data.get("corpus"), source, "corpus")
-            config.options = _section(TrainOptions, data.get("options"), source, "options")
+            config.options = _options(data.get("options"), config.model, source)
             config.state = _section(TrainState, data.get("state"), source, "state")
         return config
 
@@ -297,11 +298,26 @@ def _section(cls: type, data: Any, source: Path, key: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
     if not isinstance(data, dict) or set(data) - names or required - set(data):
-        raise ReverieError(
-            f"the {key!r} section of {source} does not fit this version of reverie; it is corrupted or "
-            "from an incompatible version"
-        )
+        raise _misfit(source, key)
     return cls(**data)
+
+
+def _misfit(source: Path, key: str) -> ReverieError:
+    return ReverieError(
+        f"the {key!r} section of {source} does not fit this version of reverie; it is corrupted or from an "
+        "incompatible version"
+    )
+
+
+def _options(data: Any, model: ModelConfig, source: Path) -> TrainOptions | None:
+    """config.json's "options" (None stays None): a run's options by the names reverie.train takes,
+    flat as every version writes them, its model the checkpoint's ("model": the shape a resumed or
+    fine-tuned run takes; the options' copy of it is what older versions read)."""
+    if data is None:
+        return None
+    if not isinstance(data, dict) or set(data) - set(options_of(TrainOptions)):
+        raise _misfit(source, "options")
+    return dataclasses.replace(build(TrainOptions, data), model=dataclasses.replace(model, vocab_size=None))
 
 
 def has_run(run_dir: Path) -> bool:

@@ -83,7 +83,7 @@ def _lock(lock: RunLock, out: Path, resume: bool) -> bytes:
 
 def _start(sources: list[str], out: Path, where: Ranks, options: dict[str, Any], resume: bool) -> Start:
     saved: RunConfig | None = None
-    saved_options: dict[str, Any] | None = None
+    saved_options: TrainOptions | None = None
     if resume:
         saved, saved_options = checkpointing.saved_run(out, where.world_size)
     else:

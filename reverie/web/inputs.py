@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from reverie.options import check_value, fields
+from reverie.options import check_value, options_of
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,12 @@ class Bound:
     @classmethod
     def of(cls, options: type, field: str, name: str, *, high: float | None = None) -> Bound:
         """Option `field` of the options class `options`, with its bounds, at most `high` on this page."""
-        found, base = next((f, base) for f, base, _ in fields(options) if f.name == field)
-        meta = found.metadata
+        found = options_of(options)[field]
+        meta = found.meta
         capped = high is not None and (meta["high"] is None or high < meta["high"])
         return cls(
             name,
-            whole=base is int,
+            whole=found.base is int,
             low=meta["low"],
             high=high if capped else meta["high"],
             low_open=meta["low_open"],

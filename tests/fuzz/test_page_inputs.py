@@ -19,7 +19,7 @@ from reverie.deepdream.options import DreamOptions
 from reverie.deepdream.videooptions import VideoOptions
 from reverie.deepdream.visualize import VisualizeOptions
 from reverie.errors import ReverieError
-from reverie.options import fields
+from reverie.options import options_of
 from reverie.text.options import TrainOptions
 from reverie.text.sampling import SamplingOptions
 from reverie.web.inputs import Bound, one_of
@@ -29,16 +29,16 @@ from .strategies import field_values
 
 OPTIONS = (DreamOptions, VideoOptions, VisualizeOptions, SamplingOptions, TrainOptions)
 NUMBERS = [
-    (options, field.name)
+    (options, name)
     for options in OPTIONS
-    for field, base, _ in fields(options)
-    if base in (int, float) and field.metadata.get("choices") is None
+    for name, found in options_of(options).items()
+    if found.base in (int, float) and found.meta.get("choices") is None
 ]
 CHOICES = [
-    (options, field.name, field.metadata["choices"])
+    (options, name, found.meta["choices"])
     for options in OPTIONS
-    for field, _, _ in fields(options)
-    if field.metadata.get("choices")
+    for name, found in options_of(options).items()
+    if found.meta.get("choices")
 ]
 CAPS = st.one_of(st.none(), st.sampled_from([1, 8, 0.5, 1e6, 2**63]))
 # what a client can post: JSON as the server parses it (Infinity and NaN included)

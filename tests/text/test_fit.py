@@ -19,6 +19,7 @@ from conftest import TINY
 from helpers import shakespeare_slice
 
 from reverie.checkpoint import load_tensors
+from reverie.options import build
 from reverie.text import fit, rundir
 from reverie.text.batches import make_batches
 from reverie.text.models import build_model
@@ -100,11 +101,11 @@ def test_a_run_starts_its_output_bias_at_the_training_texts_token_frequencies(tm
     below a uniform guess; --output-bias init leaves the weights --init gives, bit for bit."""
     corpus = tmp_path / "s.txt"
     corpus.write_text("abracadabra " * 200 + "zzzz")
-    options = TrainOptions(**{**TINY, "level": "byte", "val_fraction": 0.1})
+    options = build(TrainOptions, {**TINY, "level": "byte", "val_fraction": 0.1})
     ids = np.frombuffer(corpus.read_bytes(), dtype=np.uint8).astype(np.int64)
     train_ids = ids[: int(len(ids) * 0.9)]
     batches = make_batches(options, train_ids)
-    config = options.model_config(256)
+    config = dataclasses.replace(options.model, vocab_size=256)
     unigram = fit.started_model(config, options, batches, torch.device("cpu"))
     counts = np.bincount(train_ids, minlength=256)
     expected = torch.tensor((counts + 1) / (counts.sum() + 256)).log().float()

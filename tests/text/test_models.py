@@ -39,7 +39,7 @@ def test_config_json_round_trip_rebuilds_same_model():
 @pytest.mark.parametrize(
     "bad, message",
     [
-        ({"kind": "gpt2"}, "unknown --kind 'gpt2'"),
+        ({"kind": "gpt2"}, "unknown --model 'gpt2'"),  # the flag users type
         ({"init": "jax"}, "unknown --init"),
         ({"hidden": 0}, "--hidden must be a positive integer"),
         ({"layers": -1}, "--layers must be a positive integer"),

@@ -183,7 +183,7 @@ def test_seq_len_is_refused_for_a_transformer_and_compile_without_a_compiler(tmp
         resolve(TrainOptions, {"model": "transformer", "seq_len": 64})
     assert (
         resolve(TrainOptions, {"model": "transformer"}).window
-        == resolve(TrainOptions, {"model": "transformer"}).context
+        == resolve(TrainOptions, {"model": "transformer"}).model.context
     )
     monkeypatch.setattr(shutil, "which", lambda name: None)
     from helpers import shakespeare_slice
