@@ -79,7 +79,7 @@ RECIPES: dict[str, Recipe] = {
             "tiny-shakespeare: 1.1 M characters of Shakespeare's plays (karpathy/char-rnn)",
             "public domain (the plays); the selection is from karpathy/char-rnn, MIT licence",
             "ROMEO:",
-            {**SHAPE, "hidden": 512, "dropout": 0.2, "steps": 8_000},  # 8.2 epochs; docs/benchmarks.md
+            {**SHAPE, "hidden": 512, "dropout": 0.2, "steps": 10_000},  # 10.2 epochs; docs/benchmarks.md
         ),
         Recipe(
             "nietzsche",
@@ -88,7 +88,7 @@ RECIPES: dict[str, Recipe] = {
             "book's corpus)",
             "public domain (Project Gutenberg)",
             "The meaning of ",
-            {**SHAPE, "steps": STEPS},
+            {**SHAPE, "hidden": 512, "dropout": 0.3, "steps": STEPS},  # 11.4 epochs; docs/benchmarks.md
         ),
         Recipe(
             "python",
