@@ -35,7 +35,8 @@ from report import REPO, machine_summary, section_title, table, write_section
 
 import reverie
 from reverie.errors import ReverieError
-from reverie.text import pretrained
+from reverie.text import evaluation, pretrained
+from reverie.text.corpus import split_ids
 
 DOC = REPO / "docs" / "benchmarks.md"
 TITLE = "Fine-tuning against training from scratch"
@@ -51,15 +52,10 @@ SAMPLE_CHARS = 300
 
 @dataclass
 class Text:
-    """A held-out text: its name, its characters, and the validation tail's bytes per character."""
+    """A held-out text: its name and its characters."""
 
     name: str
     text: str
-
-    @property
-    def bytes_per_char(self) -> float:
-        tail = self.text[len(self.text) - round(len(self.text) * VAL_FRACTION) :]
-        return len(tail.encode("utf-8")) / max(len(tail), 1)
 
 
 def read_text(spec: str) -> Text:
@@ -78,9 +74,11 @@ def read_text(spec: str) -> Text:
 
 
 def nats_per_char(run: Path, nats_per_token: float, text: Text) -> float:
-    """A run's validation loss in nats per character (a byte-level run's per byte, times bytes/char)."""
-    level = reverie.load(run).tokenizer.level
-    return nats_per_token * text.bytes_per_char if level == "byte" else nats_per_token
+    """A run's validation loss in nats per character: per token, times the tokens per character of
+    the validation tail the run held out (bytes per character at byte level, about 1/3 at bpe level)."""
+    tokenizer = reverie.load(run).tokenizer
+    val_ids = split_ids(tokenizer.encode_array(text.text), VAL_FRACTION)[1]
+    return evaluation.nats_per_char(nats_per_token, tokenizer, val_ids)
 
 
 def train(text: Path, out: Path, minutes: float, args: argparse.Namespace, base: str | None) -> float:

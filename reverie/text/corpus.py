@@ -33,7 +33,7 @@ from tqdm import tqdm
 from reverie import hub
 from reverie.checkpoint import atomic_path, write_text_atomic
 from reverie.errors import ReverieError, require, require_positive
-from reverie.text.tokenizer import LEVELS, Tokenizer, split_at_whitespace
+from reverie.text.tokenizer import LEVELS, Tokenizer, split_for
 
 NAMED_CORPORA: dict[str, hub.Remote] = {
     "nietzsche": hub.Remote(
@@ -283,7 +283,7 @@ def load_corpus(
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
     def text_pieces(progress: Callable[[int], object] | None = None) -> Iterator[str]:
-        return split_at_whitespace(iter_text(paths, encoding, errors, chunk_chars, progress))
+        return split_for(level, iter_text(paths, encoding, errors, chunk_chars, progress))
 
     if total_bytes > memmap_threshold_bytes:
         key_data = tokenizer.to_json() if tokenizer is not None else {"max_vocab": max_vocab}

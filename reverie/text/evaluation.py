@@ -7,18 +7,31 @@
 Rank 0 scores the held-out tail (reverie.text.batches.evaluate), keeps the loss, the best loss and
 its step in `run.state`, counts the evaluations in a row without a better loss (what --patience
 stops on, handed to every rank so that all stop at the same step) and adds a metrics row.
+
+Losses are in nats per token; `nats_per_char` puts those of different levels on one scale (the
+tokens per character of the text scored: 1 at char level, bytes per character at byte level, about
+1/3 at bpe level on English).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from reverie import distributed
 from reverie.text.batches import evaluate
 from reverie.text.run import Run
+from reverie.text.tokenizer import Tokenizer
+
+
+def nats_per_char(nats_per_token: float, tokenizer: Tokenizer, ids: Sequence[int] | np.ndarray) -> float:
+    """A loss of `nats_per_token` on the tokens `ids` (a validation tail) in nats per character of
+    their text: times their count over the characters they decode to."""
+    chars = len(tokenizer.decode(ids))
+    return nats_per_token * len(ids) / chars if chars else math.nan
 
 
 def evaluate_run(run: Run, clock: Callable[[], float]) -> tuple[str | None, bool]:

@@ -25,6 +25,7 @@ from reverie.distributed import DEFAULT_TIMEOUT_S
 from reverie.errors import ReverieError, require
 from reverie.options import build, check, check_value, flag, flag_of, group, option, options_of, replaced
 from reverie.rng import seed_option
+from reverie.text.bpe import DEFAULT_VOCAB as BPE_VOCAB
 from reverie.text.corpus import check_encoding
 from reverie.text.language_model import MAX_VOCAB, ModelConfig, check_predict
 from reverie.text.tokenizer import LEVELS
@@ -117,11 +118,14 @@ class TrainOptions:
         spelled="--from",
     )
     # corpus
-    level: str = option("char", "tokens are characters or words (words and punctuation)", choices=LEVELS)
+    level: str = option(
+        "char", "tokens are characters, words (and punctuation), UTF-8 bytes or BPE subwords", choices=LEVELS
+    )
     lower: bool = option(False, "lowercase the text")
     max_vocab: int | None = option(
         None,
-        f"word level: keep this many tokens, the rest become <unk> (default {WORD_MAX_VOCAB})",
+        f"word level: keep this many tokens, the rest become <unk> (default {WORD_MAX_VOCAB}); bpe: the "
+        f"vocabulary size, bytes included (default {BPE_VOCAB})",
         low=2,
         high=MAX_VOCAB,
     )

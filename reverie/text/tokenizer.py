@@ -1,4 +1,4 @@
-"""Character-, word- and byte-level tokenizers: text <-> token ids, with a JSON form for checkpoints.
+"""Character-, word-, byte- and BPE-level tokenizers: text <-> token ids, with a JSON form for checkpoints.
 
     tok = Tokenizer.build(chunks, level="word", lower=True, max_vocab=10_000)
     ids = tok.encode("It's a truth--isn't it? \"Yes,\" he said.")
@@ -10,6 +10,11 @@ Byte level: one token per byte of the text's UTF-8 encoding, a fixed vocabulary 
 any text (the shipped models' level, so they can be fine-tuned on text with characters they never saw);
 its vocabulary shows bytes 0-127 as their ASCII characters and the others as "<0xNN>". A character of
 several bytes takes several tokens, and decoding waits for all of them (`stream_decoder`).
+BPE level: a byte-level BPE learned from the training text with HuggingFace's `tokenizers`
+(reverie.text.bpe): the 256 bytes plus merged byte sequences up to `max_vocab` tokens (default
+4096), so any text again, in about a third as many tokens as bytes on English; a token may end in
+the middle of a character, and decoding waits for the rest as at byte level. Its vocabulary is the
+`tokenizers` JSON, kept in the checkpoint with its sha256, checked when it is read.
 Word level: words (with inner apostrophes and hyphens), numbers, punctuation and newlines are
 tokens; spaces are dropped and put back by `decode` so that text reads naturally (no space before
 `, . ; : ! ? ) ] }` or a closing quote, none after an opening bracket or quote or a newline).
@@ -27,14 +32,15 @@ import codecs
 import itertools
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from reverie.errors import ReverieError, require
+from reverie.text import bpe
 
-LEVELS = ("char", "word", "byte")
+LEVELS = ("char", "word", "byte", "bpe")
 UNK = "<unk>"
 BYTE_VOCAB = tuple(chr(b) if b < 128 else f"<0x{b:02X}>" for b in range(256))
 
@@ -67,18 +73,32 @@ def split_at_whitespace(chunks: Iterable[str]) -> Iterator[str]:
     Concatenating the pieces gives back the input exactly; tokenizing piece by piece then gives
     the same tokens as tokenizing the whole text (no word is split across two pieces).
     """
+    return _recut(chunks, lambda text: max(text.rfind(" "), text.rfind("\n")) + 1)
+
+
+def split_for(level: str, chunks: Iterable[str]) -> Iterator[str]:
+    """Re-cut a stream of text chunks into pieces that `level` tokenizes as it would the whole text:
+    at whitespace (`split_at_whitespace`), or for bpe where its tokens allow (reverie.text.bpe.CUT)."""
+    if level == "bpe":
+        return _recut(chunks, lambda text: max(bpe.last_cut(text, 0, len(text) - 1), 0))
+    return split_at_whitespace(chunks)
+
+
+def _recut(chunks: Iterable[str], cut_of: Callable[[str], int]) -> Iterator[str]:
+    """Pieces of `chunks` that end where `cut_of(text)` says the text can be cut (0: nowhere); a
+    stretch longer than _MAX_CARRY_CHARS with nowhere to cut is cut anyway."""
     carry = ""
     for chunk in chunks:
         text = carry + chunk if carry else chunk
-        cut = max(text.rfind(" "), text.rfind("\n"))
-        if cut < 0:
+        cut = cut_of(text)
+        if cut == 0:
             if len(text) > _MAX_CARRY_CHARS:
                 yield text
                 text = ""
             carry = text
             continue
-        yield text[: cut + 1]
-        carry = text[cut + 1 :]
+        yield text[:cut]
+        carry = text[cut:]
     if carry:
         yield carry
 
@@ -105,10 +125,14 @@ def _space_between(previous: str | None, token: str) -> bool:
 
 
 class Tokenizer:
-    """Maps text to token ids and back, at character or word level."""
+    """Maps text to token ids and back, at character, word, byte or bpe level (`pairs`: a bpe
+    level's vocabulary, whose display form `vocab` then is)."""
 
-    def __init__(self, level: str, vocab: Sequence[str], lower: bool = False) -> None:
+    def __init__(
+        self, level: str, vocab: Sequence[str], lower: bool = False, pairs: bpe.BytePairs | None = None
+    ) -> None:
         require(level in LEVELS, f"unknown level {level!r}; use one of: {', '.join(LEVELS)}")
+        require((level == "bpe") == (pairs is not None), "a bpe tokenizer, and only a bpe one, has merges")
         vocab = list(vocab)
         require(len(vocab) > 0, "the tokenizer vocabulary is empty")
         require(
@@ -121,11 +145,14 @@ class Tokenizer:
             require(vocab == sorted(vocab), "a char-level vocabulary must be sorted")
         elif level == "byte":
             require(tuple(vocab) == BYTE_VOCAB, "a byte-level vocabulary must be the 256 bytes in order")
+        elif level == "bpe":
+            require(vocab == pairs.vocab, "a bpe vocabulary must be its merges' tokens")
         else:
             require(UNK in vocab, f"a word-level vocabulary must contain {UNK!r}")
         self.level = level
         self.vocab = vocab
         self.lower = bool(lower)
+        self.pairs = pairs
         self.unk: str | None = UNK if level == "word" else None
         self._ids = {token: i for i, token in enumerate(vocab)}
         self._unk_id = self._ids.get(UNK, -1) if level == "word" else -1
@@ -147,13 +174,19 @@ class Tokenizer:
         Char level: every character seen, sorted (`max_vocab` does not apply: there is no unknown
         character). Byte level: the 256 bytes, whatever the text. Word level: the `max_vocab - 1`
         most frequent tokens (ties broken by the token) plus "<unk>" first; all tokens when
-        `max_vocab` is None.
+        `max_vocab` is None. BPE level: the bytes and merges learned from the text, `max_vocab`
+        tokens in all (4096 when None; fewer when the text has too few pairs to merge); the
+        chunks are cut as `split_for` does.
         """
         require(level in LEVELS, f"unknown level {level!r}; use one of: {', '.join(LEVELS)}")
         if level == "word" and max_vocab is not None:
             require(max_vocab >= 2, f"max_vocab must be at least 2 (one word and {UNK}), got {max_vocab}")
         if level == "byte":
             return cls.byte_level(lower)
+        if level == "bpe":
+            lowered = (chunk.lower() for chunk in texts) if lower else texts
+            pairs = bpe.BytePairs.train(split_for("bpe", lowered), max_vocab or bpe.DEFAULT_VOCAB)
+            return cls("bpe", pairs.vocab, lower, pairs)
         if level == "char":
             seen: set[str] = set()
             for piece in split_at_whitespace(texts):
@@ -194,12 +227,14 @@ class Tokenizer:
             return list(text.lower() if self.lower else text)
         if self.level == "byte":
             return [self.vocab[b] for b in _utf8(text, self.lower)]
+        if self.level == "bpe":
+            return [self.vocab[i] for i in self.encode_array(text).tolist()]
         return _word_tokens(text, self.lower)
 
     def unknown_tokens(self, text: str) -> list[str]:
         """Distinct tokens of `text` that are not in the vocabulary, in order of first appearance
-        (none at byte level)."""
-        if self.level == "byte":
+        (none at byte and bpe level)."""
+        if self.level in ("byte", "bpe"):
             return []
         tokens = self.tokenize(text)
         return [t for t in dict.fromkeys(tokens) if t not in self._ids]
@@ -217,6 +252,8 @@ class Tokenizer:
             return np.fromiter(ids, dtype=self.id_dtype, count=len(tokens))
         if self.level == "byte":
             return np.frombuffer(_utf8(text, self.lower), dtype=np.uint8).copy()
+        if self.pairs is not None:
+            return self.pairs.encode(text.lower() if self.lower else text, self.id_dtype)
         if self.lower:
             text = text.lower()
         # utf-32 gives one code point per character; surrogatepass keeps lone surrogates encodable.
@@ -237,13 +274,15 @@ class Tokenizer:
     def decode(self, ids: Sequence[int] | Any, previous: int | None = None) -> str:
         """Text of `ids`. `previous` is the id emitted just before `ids[0]`, so that decoding a
         stream piece by piece joins exactly like decoding it whole (at byte level, where a character
-        may be cut between pieces, decode a stream with `stream_decoder`). Bytes that are not valid
-        UTF-8 become U+FFFD."""
+        may be cut between pieces, decode a stream with `stream_decoder`; so at bpe level). Bytes
+        that are not valid UTF-8 become U+FFFD."""
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
         vocab = self.vocab
         if self.level == "byte":
             return bytes(ids).decode("utf-8", "replace")
+        if self.pairs is not None:
+            return self.pairs.decode(ids)
         if self.level == "char":
             return "".join([vocab[i] for i in ids])
         parts: list[str] = []
@@ -264,11 +303,19 @@ class Tokenizer:
     # ---- JSON -----------------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
+        """The tokenizer as JSON: its vocabulary, or at bpe level the `tokenizers` JSON (as one
+        string) and its sha256, with no vocabulary beside it."""
+        if self.pairs is not None:
+            return {"level": self.level, "lower": self.lower, **self.pairs.to_json()}
         return {"level": self.level, "lower": self.lower, "vocab": list(self.vocab)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Tokenizer:
-        """Rebuild a tokenizer saved with `to_json`; a malformed one is refused in one line."""
+        """Rebuild a tokenizer saved with `to_json`; a malformed one, or a bpe one whose JSON does
+        not match its sha256, is refused in one line."""
+        if isinstance(data, dict) and data.get("level") == "bpe":
+            pairs = bpe.BytePairs.from_json(data)
+            return cls("bpe", pairs.vocab, bool(data.get("lower", False)), pairs)
         if not isinstance(data, dict) or not isinstance(data.get("vocab"), list) or "level" not in data:
             raise ReverieError(
                 "the saved tokenizer is malformed (needs 'level' and 'vocab'); retrain the model"
@@ -276,10 +323,11 @@ class Tokenizer:
         return cls(str(data["level"]), data["vocab"], bool(data.get("lower", False)))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Tokenizer) and (self.level, self.lower, self.vocab) == (
+        return isinstance(other, Tokenizer) and (self.level, self.lower, self.vocab, self.pairs) == (
             other.level,
             other.lower,
             other.vocab,
+            other.pairs,
         )
 
     def __repr__(self) -> str:
@@ -288,15 +336,19 @@ class Tokenizer:
 
 class StreamDecoder:
     """Text of ids fed one at a time (Tokenizer.stream_decoder): word level spaces each token after
-    the one before, byte level holds the bytes of a character until it is complete."""
+    the one before, byte and bpe level hold the bytes of a character until it is complete."""
 
     def __init__(self, tokenizer: Tokenizer, previous: int | None = None) -> None:
         self.tokenizer = tokenizer
         self.previous = previous
-        self._bytes = codecs.getincrementaldecoder("utf-8")("replace") if tokenizer.level == "byte" else None
+        in_bytes = tokenizer.level in ("byte", "bpe")
+        self._bytes = codecs.getincrementaldecoder("utf-8")("replace") if in_bytes else None
+        self._token_bytes = tokenizer.pairs.token_bytes if tokenizer.pairs is not None else None
 
     def feed(self, token: int) -> str:
         """The text that `token` completes ("" while a character's bytes are incomplete)."""
+        if self._token_bytes is not None:
+            return self._bytes.decode(self._token_bytes[token])
         if self._bytes is not None:
             return self._bytes.decode(bytes((token,)))
         text = self.tokenizer.decode([token], previous=self.previous)

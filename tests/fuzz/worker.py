@@ -114,7 +114,7 @@ def _corpus(path: Path) -> None:
     """A text file given to `reverie train`, at each level (UTF-8 strict, then replace)."""
     from reverie.text.corpus import load_corpus
 
-    for level in ("char", "word", "byte"):
+    for level in ("char", "word", "byte", "bpe"):
         load_corpus([str(path)], level=level)
     load_corpus([str(path)], level="char", errors="replace")
 

@@ -176,7 +176,7 @@ def test_named_corpus_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
     "flags, needle",
     [
         (["--model", "gpt2"], "--model"),
-        (["--level", "bpe"], "--level"),
+        (["--level", "subword"], "--level"),
         (["--epochs", "0"], "--epochs must be a positive integer"),
         (["--epochs", "-2"], "--epochs must be a positive integer"),
         (["--minutes", "0"], "--minutes must be positive"),

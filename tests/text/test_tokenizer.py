@@ -133,7 +133,7 @@ def test_malformed_json_and_bad_arguments_are_refused() -> None:
     with pytest.raises(ReverieError):
         Tokenizer.from_json({"level": "word", "vocab": ["a", "b"]})  # no <unk>
     with pytest.raises(ReverieError, match="level"):
-        Tokenizer.build(["abc"], level="bpe")
+        Tokenizer.build(["abc"], level="subword")
     with pytest.raises(ReverieError, match="max_vocab"):
         Tokenizer.build(["abc"], level="word", max_vocab=1)
     with pytest.raises(ReverieError, match="empty"):
