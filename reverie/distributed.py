@@ -223,17 +223,29 @@ def check_same(value: str, what: str, advice: str) -> None:
         raise ReverieError(f"rank(s) {ranks_text} of {len(parts)} do not have rank 0's {what}; {advice}")
 
 
+@dataclass(frozen=True)
+class Agreement:
+    """What the processes of a job agreed after a unit of work (`agree`)."""
+
+    stopped: bool  # some process was asked to stop (a signal, or its `stop=`)
+    signal: str | None  # "Ctrl-C" or "SIGTERM" when some process got one (Ctrl-C first)
+    finished: bool  # every process has finished its work
+    sums: list[float]  # each of `values` summed over the processes
+
+
 def agree(
-    loss: float, stop: bool, main_fraction: float, main_save: bool = False
-) -> tuple[float, bool, float, bool]:
-    """After a training step, on every process: the step's loss averaged over the processes,
-    whether any of them was asked to stop, rank 0's `main_fraction` (the share of the time budget
-    it measured; the others pass 0) and rank 0's `main_save` (a checkpoint is due by its clock), so
-    that all stop and save at the same step with the same learning-rate schedule. Alone, the values
-    themselves."""
+    stopped: bool, signal: str | None = None, finished: bool = False, values: Sequence[float] = ()
+) -> Agreement:
+    """After each unit of a job's work (a training step, a video frame), on every process, in one
+    collective: whether any process was asked to stop and by which signal, whether all have finished,
+    and `values` summed (a rank-0-only value is passed as 0 by the others; a mean is the sum over
+    `world_size`), so that all stop, save and schedule at the same point. Alone, the values themselves."""
+    sums = all_sum(
+        [float(stopped), float(signal == "Ctrl-C"), float(signal == "SIGTERM"), float(finished), *values]
+    )
     world = dist.get_world_size() if active() else 1
-    total, stops, fraction, save = all_sum([loss, float(stop), main_fraction, float(main_save)])
-    return total / world, stops > 0, fraction, save > 0
+    caught = "Ctrl-C" if sums[1] else "SIGTERM" if sums[2] else None
+    return Agreement(sums[0] > 0 or caught is not None, caught, sums[3] == world, sums[4:])
 
 
 def broadcast(tensor: torch.Tensor, source: int = 0) -> torch.Tensor:

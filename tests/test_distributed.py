@@ -1,12 +1,15 @@
-"""Processes that work together: their place from torchrun's environment, and failures that stop
-them with a clear message instead of a hang (a rank killed mid-training, a rank that never comes)."""
+"""Processes that work together: their place from torchrun's environment, what they agree after each
+unit of work, and failures that stop them with a clear message instead of a hang (a rank killed
+mid-training, a rank that never comes)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import shakespeare_slice
@@ -109,3 +112,42 @@ def test_killing_one_rank_stops_the_other_and_keeps_the_checkpoint(tmp_path: Pat
     for name in (rundir.MODEL, rundir.STATE):
         config.load_tensors(run, name)
     assert config.state.step >= 2 and config.state.world_size == 2
+
+
+def test_alone_agree_gives_its_own_values_and_a_signal_is_a_stop():
+    alone = distributed.agree(False, None, True, values=(3.0, 0.5))
+    assert alone == distributed.Agreement(stopped=False, signal=None, finished=True, sums=[3.0, 0.5])
+    assert (
+        distributed.agree(False, "SIGTERM").stopped
+        and distributed.agree(False, "SIGTERM").signal == "SIGTERM"
+    )
+
+
+def _agree_as(rank: int, store: str, results: Any) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:  # rank 0 finished its work, rank 1 got SIGTERM; rank 1 was also the first to get Ctrl-C
+        first = distributed.agree(
+            False, "SIGTERM" if rank else None, finished=rank == 0, values=(rank + 1.0,)
+        )
+        second = distributed.agree(False, "Ctrl-C" if rank else "SIGTERM", finished=True)
+        results.put((rank, first, second))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_agree_on_a_stop_its_signal_whether_all_finished_and_the_sums(tmp_path: Path):
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    workers = [
+        context.Process(target=_agree_as, args=(rank, str(tmp_path / "store"), results)) for rank in (0, 1)
+    ]
+    for worker in workers:
+        worker.start()
+    seen = {rank: (first, second) for rank, first, second in (results.get(timeout=60) for _ in workers)}
+    for worker in workers:
+        worker.join(timeout=30)
+    expected = distributed.Agreement(stopped=True, signal="SIGTERM", finished=False, sums=[3.0])
+    both = distributed.Agreement(stopped=True, signal="Ctrl-C", finished=True, sums=[])  # Ctrl-C first
+    assert seen == {0: (expected, both), 1: (expected, both)}

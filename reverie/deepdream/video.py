@@ -62,7 +62,6 @@ from reverie.deepdream.videostate import (
     prepare_folder,
     resume_point,
 )
-from reverie.distributed import Ranks
 from reverie.interrupt import StopRequests
 from reverie.stopping import Stop, stop_function
 
@@ -131,7 +130,7 @@ def dream_video(
         )  # fmt: skip
         steps = _dream_frames(plan, info, size, vopts, folder, chunk, first, strength, result, bar, on_frame)
         with signals, bar:
-            asked, stopped = _together(steps, signals, where, result)
+            asked, stopped = _together(steps, signals, result)
         if stopped:
             result.stopped = signals.signal_name or asked
             if result.stopped is None:
@@ -151,9 +150,7 @@ def dream_video(
     return result
 
 
-def _together(
-    steps: Iterator[None], signals: StopRequests, where: Ranks, result: VideoResult
-) -> tuple[str | None, bool]:
+def _together(steps: Iterator[None], signals: StopRequests, result: VideoResult) -> tuple[str | None, bool]:
     """Run this process's frames (`steps`, one frame each) while telling the others, after every frame,
     whether it is done or was stopped (alone: nothing to tell); until all are done or one was stopped.
     The signal a process was stopped by (Ctrl-C first), and whether the video was stopped."""
@@ -167,15 +164,11 @@ def _together(
                     finished = True
                 except DreamStopped:
                     stopped = True
-            asked = signals.signal_name
-            stopped = stopped or asked is not None
             kept = result.resumed + result.dreamed
-            done, ctrl_c, sigterm, stops, total = distributed.all_sum(
-                [float(finished), float(asked == "Ctrl-C"), float(asked == "SIGTERM"), float(stopped), kept]
-            )
-            if stops or done == where.world_size:
-                result.kept = int(total)
-                return ("Ctrl-C" if ctrl_c else "SIGTERM" if sigterm else None), bool(stops)
+            agreed = distributed.agree(stopped, signals.signal_name, finished, values=(kept,))
+            if agreed.stopped or agreed.finished:
+                result.kept = int(agreed.sums[0])
+                return agreed.signal, agreed.stopped
     finally:
         steps.close()  # the decoder's file
 

@@ -16,8 +16,8 @@
 
 A first Ctrl-C or SIGTERM, or `stop=` saying stop (from on_step, another thread, a web page's Stop),
 lets the step in flight finish; the trainer then saves a run that resumes. With several ranks
-they agree after each step (reverie.distributed.agree), so all stop at the same step: the one
-whose agreement first sees a request (a stop set from on_step ends the next step). A
+they agree after each step (reverie.distributed.agree, as a video's processes do after each frame),
+so all stop at the same step: the one whose agreement first sees a request (a stop set from on_step ends the next step). A
 KeyboardInterrupt in the loop (a second Ctrl-C, or one that on_step raises) drops the step in
 flight while it only computes and loses nothing between steps; while the optimizer updates the
 weights, or with several ranks (the others cannot save with it), the trainer gives up and the
