@@ -4,7 +4,7 @@ package's model folder, at most 10 MB, with what rebuilds it recorded in its con
     python scripts/pretrain.py shakespeare              # tiny-shakespeare (downloaded once, sha256 checked)
     python scripts/pretrain.py nietzsche
     python scripts/pretrain.py python                   # the running Python's standard library
-    sh scripts/english_corpus.sh && python scripts/pretrain.py english   # from two Debian packages
+    python scripts/english_corpus.py && python scripts/pretrain.py english   # from Debian's packages
     python scripts/pretrain.py shakespeare --steps 200 --into /tmp/models   # a quick try elsewhere
 
 Each recipe is a byte-level LSTM of 2x384 trained for 6,000 steps (about 10 minutes on a 2-core

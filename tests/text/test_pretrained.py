@@ -258,22 +258,6 @@ def test_english_without_its_corpus_says_how_to_write_it(tmp_path: Path, monkeyp
     code = pretrain_script().main(["english", "--into", str(tmp_path / "models"), "--steps", "1"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
-    assert "corpora/english/kjv.txt" in err and "sh scripts/english_corpus.sh corpora/english" in err
+    recipe = pretrained.RECIPES["english"]
+    assert recipe.corpus[0] in err and f"`{recipe.prepare}`" in err and "english_corpus" in recipe.prepare
     assert not (tmp_path / "models").exists()
-
-
-def test_english_corpus_script_refuses_in_one_line_without_debians_packages(tmp_path: Path) -> None:
-    import subprocess
-
-    script = Path(__file__).resolve().parents[2] / "scripts" / "english_corpus.sh"
-    empty_path = tmp_path / "bin"
-    empty_path.mkdir()
-    done = subprocess.run(
-        ["/bin/sh", str(script), str(tmp_path / "out")],
-        check=False,
-        capture_output=True,
-        text=True,
-        env={"PATH": str(empty_path)},
-    )
-    assert done.returncode == 2 and "apt-get install bible-kjv jargon-text" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
