@@ -115,6 +115,5 @@ def test_the_shipped_models_options_read_with_their_model(name: str):
         pytest.skip(f"{name} is not built in this checkout")
     config = rundir.RunConfig.load(folder, training=True)
     options = json.loads((folder / rundir.CONFIG).read_text())["options"]
-    assert "predict" not in options  # written before --predict and --output-bias: an older form
     assert config.options.model == shape(config)
     assert config.options.model.hidden == options["hidden"] and config.options.model.kind == options["model"]
