@@ -18,7 +18,8 @@ docs/benchmarks.md ("Text: memory", "Text: quality", "Text: training speed", "Te
 - generation: chars/s for one stream with reverie's stateful sampling (KV cache for the transformer)
   against the book's re-run of the 60-char window per char, same trained model; and 32 streams in
   one batch; the transformer also with its one-token step compiled; speculative decoding with lookup
-  drafts, and with heads drafts for the runs trained with --predict (`--runs ...,transformer-heads`);
+  drafts, and with heads drafts for the runs trained with --predict (`--runs ...,transformer-heads`),
+  one stream and 32 (one pass verifies every stream's draft, each stream taking its own count);
   and int8 dynamic quantization (torch.ao.quantization.quantize_dynamic of the Linear and LSTM
   layers): one stream's chars/s and the next-token KL to the float32 model on held-out text.
 """
@@ -239,10 +240,11 @@ def worker_generation(run_dir: str, corpus: str, device: str = "cpu", compile: s
         rerun = rate(rerun_window_tokens(model, prompt, options), 1)
     drafted = {}
     for drafts in ("lookup", "heads") if model.config.predict > 1 else ("lookup",):
-        tally = speculative.Tally()
-        options = SamplingOptions(length=GENERATE_CHARS, seed=0, speculative=drafts)
-        drafted[drafts] = rate(speculative.generate_tokens(model, prompt, options, tally), 1)
-        drafted[f"{drafts}_tally"] = [tally.acceptance, tally.tokens_per_pass]
+        for streams, key in ((1, drafts), (32, f"{drafts}32")):  # 32: each stream takes its own count
+            tally = speculative.Tally()
+            options = SamplingOptions(length=GENERATE_CHARS, num_samples=streams, seed=0, speculative=drafts)
+            drafted[key] = rate(speculative.generate_tokens(model, prompt, options, tally), streams)
+            drafted[f"{key}_tally"] = [tally.acceptance, tally.tokens_per_pass]
     int8 = None
     quantized = None if compile else int8_model(model)
     if quantized is not None:
@@ -427,6 +429,7 @@ def generation_section(tmp: Path, names: list[str], corpus: Path, device: str, c
                     f"{g['stateful'] / rerun:.1f}x" if rerun else "",
                     f"{g['batch32']:,.0f}",
                     *(speculated(g, drafts) for drafts in ("lookup", "heads")),
+                    *(speculated(g, drafts, "batch32") for drafts in ("lookup32", "heads32")),
                 ]
             )
             if g["int8"]:
@@ -443,6 +446,8 @@ def generation_section(tmp: Path, names: list[str], corpus: Path, device: str, c
         "stateful, 32 streams (aggregate)",
         "speculative lookup, 1 stream (against stateful); drafted tokens taken, tokens per pass",
         "speculative heads (--predict 3), the same",
+        "speculative lookup, 32 streams (against stateful 32), the same",
+        "speculative heads, 32 streams, the same",
     ]
     int8_header = ["model", "float32, 1 stream", "int8, 1 stream (against float32)", "next-token KL (nats)"]
     return (
@@ -469,12 +474,13 @@ def generation_section(tmp: Path, names: list[str], corpus: Path, device: str, c
 INT8_KL_BOUND = 0.01  # nats per token: the next-token KL to float32 an int8 model may have to be adopted
 
 
-def speculated(result: dict[str, Any], drafts: str) -> str:
-    """A table cell: chars/s with `drafts` and its speed-up, the acceptance and tokens per pass."""
+def speculated(result: dict[str, Any], drafts: str, plain: str = "stateful") -> str:
+    """A table cell: chars/s with `drafts` and its speed-up over `plain`, the acceptance and tokens
+    per pass (a stream's, where a pass reads several)."""
     if drafts not in result:
         return ""
     speed, (acceptance, per_pass) = result[drafts], result[f"{drafts}_tally"]
-    return f"{speed:,.0f} ({speed / result['stateful']:.2f}x); {acceptance:.0%}, {per_pass:.2f}"
+    return f"{speed:,.0f} ({speed / result[plain]:.2f}x); {acceptance:.0%}, {per_pass:.2f}"
 
 
 def adopted(rows: list[list[str]]) -> str:

@@ -151,11 +151,7 @@ class LSTMStepper:
         self.h += [pair[:, hidden:] for pair in self.pairs[1:]]
         self.c = [new(hidden) for _ in range(layers)]
         if self.initial is not None:
-            for layer in range(layers):
-                self.h[layer].copy_(self.initial[0][layer])
-                self.c[layer].copy_(self.initial[1][layer])
-                if 1 <= layer < layers - 1:
-                    self.pairs[layer + 1][:, :hidden].copy_(self.h[layer])
+            self._load(self.initial)
         self.gates = [new(4 * hidden) for _ in range(layers)]
         self.sigmoids = [new(4 * hidden) for _ in range(layers)]
         self.scratch = new(hidden)
@@ -164,6 +160,27 @@ class LSTMStepper:
             (s[:, :hidden], s[:, hidden : 2 * hidden], g[:, 2 * hidden : 3 * hidden], s[:, 3 * hidden :])
             for s, g in zip(self.sigmoids, self.gates)
         ]
+
+    @property
+    def state(self) -> State:
+        """The state now, (h, c) each (layers, B, hidden), as nn.LSTM's: a copy."""
+        return (torch.stack(self.h), torch.stack(self.c)) if self.h else self.initial
+
+    @state.setter
+    def state(self, state: State) -> None:
+        """Go on from `state` (of the batch the stepper runs; reverie.text.speculative moves each
+        stream to its own)."""
+        if self.h:
+            self._load(state)
+        else:
+            self.initial = state
+
+    def _load(self, state: State) -> None:
+        for layer in range(self.layers):
+            self.h[layer].copy_(state[0][layer])
+            self.c[layer].copy_(state[1][layer])
+            if 1 <= layer < self.layers - 1:
+                self.pairs[layer + 1][:, : self.hidden].copy_(self.h[layer])
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B,) ids -> (B, vocab) next-token logits; the state moves on by one token."""

@@ -34,11 +34,14 @@ ROPE_BASE = 10_000.0
 
 
 def rotate(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Rotary position embedding of x (B, heads, T, d) at `positions` (T,): pairs of channels
-    turned by position-dependent angles, so that attention depends on relative positions."""
+    """Rotary position embedding of x (B, heads, T, d) at `positions` (T,), or (B, T) where the
+    streams stand at different positions: pairs of channels turned by position-dependent angles, so
+    that attention depends on relative positions."""
     half = x.shape[-1] // 2
     frequencies = ROPE_BASE ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
-    angles = positions.to(torch.float32)[:, None] * frequencies[None]
+    angles = positions.to(torch.float32)[..., None] * frequencies
+    if angles.dim() == 3:  # (B, T, half): the same angles for every head
+        angles = angles[:, None]
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
     first, second = x[..., :half], x[..., half:]
     return torch.cat([first * cos - second * sin, first * sin + second * cos], dim=-1)
@@ -55,16 +58,21 @@ class Attention(nn.Module):
         self.dropout = config.dropout
 
     def forward(
-        self, x: torch.Tensor, positions: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """`mask` (B, 1, T, past + T), True where a new token may attend: given, it replaces the
+        causal mask (reverie.text.speculative's streams, each with a past of its own length)."""
         batch, length, width = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
         if self.rotary:
             q, k = rotate(q, positions), rotate(k, positions)
-        mask = None
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-            if length > 1:  # several new tokens (a speculative draft): each sees the past and those before it
+            if length > 1 and mask is None:  # several new tokens: each sees the past and those before it
                 mask = torch.ones(length, k.shape[2], dtype=torch.bool, device=x.device).tril(
                     k.shape[2] - length
                 )
@@ -73,7 +81,7 @@ class Attention(nn.Module):
             k,
             v,
             attn_mask=mask,
-            is_causal=past is None and length > 1,
+            is_causal=past is None and mask is None and length > 1,
             dropout_p=self.dropout if self.training else 0.0,
         )
         return self.proj(y.transpose(1, 2).reshape(batch, length, width)), (k, v)
@@ -95,9 +103,13 @@ class Block(nn.Module):
         self.drop = nn.Dropout(config.dropout)
 
     def forward(
-        self, x: torch.Tensor, positions: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        attended, cache = self.attention(self.norm1(x), positions, past)
+        attended, cache = self.attention(self.norm1(x), positions, past, mask)
         x = x + self.drop(attended)
         return x + self.mlp(self.norm2(x)), cache
 
@@ -138,17 +150,26 @@ class TransformerLM(LanguageModel):
             nn.init.normal_(module.weight, std=0.02)
 
     def _run(
-        self, tokens: torch.Tensor, start: int, pasts: list | None = None
+        self,
+        tokens: torch.Tensor,
+        start: int | torch.Tensor,
+        pasts: list | None = None,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """The last hidden layer of `tokens` at positions start, start + 1, ... and each layer's cache."""
-        positions = torch.arange(start, start + tokens.shape[1], device=tokens.device)
+        """The last hidden layer of `tokens` at positions start, start + 1, ... and each layer's
+        cache; `start` a tensor (B, T) is every token's position instead (streams at positions of
+        their own: reverie.text.speculative), `mask` as Attention's."""
+        if isinstance(start, torch.Tensor):
+            positions = start
+        else:
+            positions = torch.arange(start, start + tokens.shape[1], device=tokens.device)
         x = self.tokens(tokens)
         if self.positions is not None:
             x = x + self.positions(positions)
         x = self.drop(x)
         caches = []
         for index, block in enumerate(self.blocks):
-            x, cache = block(x, positions, pasts[index] if pasts is not None else None)
+            x, cache = block(x, positions, pasts[index] if pasts is not None else None, mask)
             caches.append(cache)
         return self.norm(x), caches
 

@@ -86,6 +86,26 @@ def test_stop_sequences_end_each_sample_at_the_first_occurrence(tiny_run: Path):
     assert model.generate("ROMEO:", length=300, seed=2, stop=two) == single[: single.index(two)]
 
 
+def test_a_speculating_batch_ends_its_samples_at_stops_as_a_plain_batch_does(tiny_run: Path):
+    """Each sample of a batch speculates on its own with lookup drafts (reverie.text.speculative):
+    greedy, the texts are plain greedy's with and without a stop; sampled, each sample is as long
+    as asked, and a stop cuts each one before its own first occurrence, the others going on."""
+    model, drafts = reverie.load(tiny_run), "lookup"
+    greedy = {"length": 200, "num_samples": 3, "temperature": 0, "repetition_penalty": 1.2}
+    plain = model.generate_batch("ROMEO:", **greedy)
+    assert model.generate_batch("ROMEO:", **greedy, speculative=drafts) == plain
+    stop = next(ch for ch in "eaot " if ch in plain[0])
+    cut = model.generate_batch("ROMEO:", **greedy, stop=[stop], speculative=drafts)
+    assert cut == [text[: text.index(stop)] for text in plain]
+    sampled = {"length": 200, "num_samples": 4, "seed": 5, "speculative": drafts}
+    free = model.generate_batch("ROMEO:", **sampled)
+    assert all(len(text) == 200 for text in free) and len(set(free)) == 4
+    stop = next(ch for ch in "eaot " if all(ch in text for text in free))
+    stopped = model.generate_batch("ROMEO:", **sampled, stop=[stop])
+    assert stopped == [text[: text.index(stop)] for text in free]
+    assert len({text.index(stop) for text in free}) > 1  # the samples stopped at different tokens
+
+
 def test_user_processors_change_what_is_written(tiny_run: Path):
     model = reverie.load(tiny_run)
     only_e = model.tokenizer.vocab.index("e")
