@@ -38,8 +38,8 @@ the tokens come out as plain sampling's do, one (B,) tensor a step, a step as so
 has made it. Stop strings are text, as in plain sampling (reverie.text.generator).
 
 `speculative`: "lookup", "heads", "off", or "auto" (the default), which is off for now: on the
-CPUs measured a pass over a draft costs more than the drafted tokens it keeps gain (one transformer
-stream: lookup 0.88x, heads 0.86x plain's speed; docs/benchmarks.md, "Text: generation speed").
+CPUs measured a pass over a draft costs more than the drafted tokens it keeps gain, for one stream
+and for 32 (docs/benchmarks.md, "Text: generation speed" and "Batched streams speculating").
 "heads" on a model without extra heads is refused.
 """
 
