@@ -131,7 +131,8 @@ def build(args: argparse.Namespace, argv: list[str]) -> int:
         "command": shlex.join(["python", "scripts/pretrain.py", *argv]),
         "corpus": corpus_record(sources),
         "seed": config.options.seed if config.options else None,
-        "trained_s": round(time.monotonic() - started, 1),
+        "trained_s": round(config.state.elapsed_s if config.state else time.monotonic() - started, 1),
+        "tokens_seen": config.state.tokens if config.state else None,
         "reverie": reverie.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),  # python-stdlib's text is this Python's

@@ -61,6 +61,7 @@ def test_pretrain_records_how_to_rebuild_it_and_stays_small(shipped_models: Path
     assert info["command"].startswith("python scripts/pretrain.py shakespeare --corpus ")
     assert "--steps 40" in info["command"]
     assert (info["seed"], info["steps"], info["dtype"]) == (0, 40, "float32")
+    assert info["tokens_seen"] == 40 * 16 * 32 and info["trained_s"] > 0  # the run's, across resumes
     assert 0 < info["val_loss"] == pytest.approx(info["val_loss_float32"])
     assert config["tokenizer"]["level"] == "byte" and config["state"] is None
     assert sorted(entry.name for entry in folder.iterdir()) == [
