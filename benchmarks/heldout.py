@@ -36,6 +36,8 @@ def heldout_loss(name_or_run: str, text: str) -> float:
     options = rundir.RunConfig.load(model.run_dir, training=True).options
     assert options is not None  # read with training=True
     ids = np.asarray(model.tokenizer.encode(text), dtype=np.int64)
+    if len(ids) < 2:
+        raise ReverieError(f"the text is {len(ids)} token(s) for {name_or_run}; score at least two")
     if len(ids) > MAX_EVAL_TOKENS + 1:
         raise ReverieError(f"the text is {len(ids):,} tokens for {name_or_run}; use a smaller --chars")
     options = dataclasses.replace(options, seq_len=min(options.seq_len, len(ids) - 1))
@@ -51,9 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         text = args.text.read_text(encoding="utf-8")[: args.chars]
+        losses = {name: heldout_loss(name, text) for name in args.models}
         print(f"{args.text} (first {len(text):,} characters):")
-        for name in args.models:
-            print(f"  {name}: {heldout_loss(name, text):.4f} nats/char")
+        for name, loss in losses.items():
+            print(f"  {name}: {loss:.4f} nats/char")
     except (ReverieError, OSError, UnicodeDecodeError) as exc:
         print(f"heldout: error: {exc}", file=sys.stderr)
         return 2

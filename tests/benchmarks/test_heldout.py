@@ -31,7 +31,15 @@ def test_a_byte_level_models_nats_per_byte_become_nats_per_character(tmp_path: P
     assert expected > per_byte  # more bytes than characters
 
 
-def test_a_missing_text_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_missing_or_empty_text_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert heldout.main(["shakespeare", "--text", str(tmp_path / "none.txt")]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("heldout: error:") and "none.txt" in err and out == ""
+    base = build_tiny_shipped(tmp_path) / "shakespeare"
+    (tmp_path / "empty.txt").write_text("")
+    capsys.readouterr()  # the tiny build's own lines
+    assert heldout.main([str(base), "--text", str(tmp_path / "empty.txt")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("heldout: error:") and "none.txt" in err
+    assert err.count("\n") == 1 and "score at least two" in err
