@@ -35,7 +35,7 @@ def heldout_loss(name_or_run: str, text: str) -> float:
     model = reverie.load(name_or_run, device="cpu")
     options = rundir.RunConfig.load(model.run_dir, training=True).options
     assert options is not None  # read with training=True
-    ids = np.asarray(model.tokenizer.encode(text), dtype=np.int64)
+    ids = model.tokenizer.encode_array(text).astype(np.int64)
     if len(ids) < 2:
         raise ReverieError(f"the text is {len(ids)} token(s) for {name_or_run}; score at least two")
     if len(ids) > MAX_EVAL_TOKENS + 1:

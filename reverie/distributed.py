@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 
 from reverie.device import resolve_device
-from reverie.errors import ReverieError, require
+from reverie.errors import ReverieError, first_line, require
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 600.0  # covers rank 0's evaluation and samples, which the others wait for
@@ -174,8 +174,7 @@ def is_peer_failure(exc: BaseException) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
+    line = first_line(exc)
     line = re.sub(r"^\[[^\]]*\]\s*", "", line)  # gloo's "[path/file.cc:537]" prefix
     return line.split(". ", 1)[0].rstrip(".")  # the first sentence, not the advice after it
 

@@ -71,3 +71,10 @@ def free_bytes(folder: Path) -> int:
         except OSError:
             continue
     return 0
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of `exc`'s message, or its type's name when it has none: what a one-line
+    error quotes of a library's exception."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

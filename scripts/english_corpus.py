@@ -169,8 +169,8 @@ def dedupe(paragraphs: Iterable[str]) -> Iterable[str]:
     """`paragraphs` less each one met before: a site's boilerplate is kept once."""
     seen: set[bytes] = set()
     for paragraph in paragraphs:
-        if digest(paragraph) not in seen:
-            seen.add(digest(paragraph))
+        if (key := digest(paragraph)) not in seen:
+            seen.add(key)
             yield paragraph
 
 

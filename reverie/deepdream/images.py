@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from reverie.checkpoint import atomic_path
-from reverie.errors import ReverieError, require
+from reverie.errors import ReverieError, first_line, require
 
 ImageSource = str | os.PathLike | Image.Image | np.ndarray
 
@@ -99,7 +99,7 @@ def _open_file(path: Path, max_size: int | None) -> Image.Image:
     except (OSError, ValueError, SyntaxError, IndexError, EOFError, struct.error) as exc:
         # truncated or corrupt data: Pillow's plugins say so in all these ways
         raise ReverieError(
-            f"{path} is truncated or corrupt ({_first_line(exc)}); re-export or re-download it"
+            f"{path} is truncated or corrupt ({first_line(exc)}); re-export or re-download it"
         ) from None
 
 
@@ -126,11 +126,6 @@ def to_eight_bit(pil: Image.Image, name: str = "the image") -> Image.Image:
     values -= low
     values *= 255.0 / (high - low) if high > low else 0.0
     return Image.fromarray((values + 0.5).astype(np.uint8), mode="L")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _array_to_pil(array: np.ndarray) -> Image.Image:
@@ -219,7 +214,7 @@ def save_image(
             image.save(partial, format=image_format, **save_options)
     except OSError as exc:
         raise ReverieError(
-            f"cannot write {path} ({_first_line(exc)}); check the free space and permissions there"
+            f"cannot write {path} ({first_line(exc)}); check the free space and permissions there"
         ) from None
     return path
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from reverie.errors import ReverieError
+from reverie.errors import ReverieError, first_line
 
 # weight roles of the Keras 3 `.weights.h5` layout, by layer class and number of variables
 KERAS3_ROLES = {
@@ -183,14 +183,9 @@ def open_keras_layers(path: Path) -> Iterator[list[KerasLayer]]:
                 return
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: a broken file
         raise ReverieError(
-            f"cannot read {path} as a Keras HDF5 weight file ({_first_line(exc)}); check --weights"
+            f"cannot read {path} as a Keras HDF5 weight file ({first_line(exc)}); check --weights"
         ) from None
     raise ReverieError(f"{path} has no Keras layer weights (no layer_names, no layers/); check --weights")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def keras_layer_order(model: nn.Module) -> list[str]:

@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from reverie.checkpoint import atomic_path
-from reverie.errors import ReverieError, require
+from reverie.errors import ReverieError, first_line, require
 
 EXTRA = "pip install 'reverie[video]'"
 # What reading accepts (checked by content; the extension only says a file is meant as a video).
@@ -122,12 +122,7 @@ def _open(path: Path) -> Any:
     try:
         return av.open(str(path))
     except (av.error.FFmpegError, ValueError, UnicodeDecodeError) as exc:
-        raise ReverieError(f"{path} is not a video PyAV can read ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise ReverieError(f"{path} is not a video PyAV can read ({first_line(exc)})") from None
 
 
 def _video_stream(container: Any, path: Path) -> Any:
@@ -156,7 +151,7 @@ def _decoded(container: Any, stream: Any, path: Path) -> Iterator[Any]:
     try:
         yield from container.decode(stream)
     except av.error.FFmpegError as exc:
-        raise ReverieError(f"{path} is truncated or corrupt ({_first_line(exc)}); re-export it") from None
+        raise ReverieError(f"{path} is truncated or corrupt ({first_line(exc)}); re-export it") from None
 
 
 def _timed_frames(container: Any, stream: Any, path: Path, fps: Fraction) -> Iterator[tuple[Any, float]]:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reverie.errors import ReverieError, require
+from reverie.errors import ReverieError, first_line, require
 
 if TYPE_CHECKING:
     import tokenizers
@@ -104,7 +104,7 @@ def pieces(text: str, size: int = PIECE_CHARS) -> Iterator[str]:
 def _to_learn_from(text: str) -> Iterator[str]:
     """The stretches of `text` that merges are learned from: none with a lone surrogate (which
     `tokenizers` does not accept) or a word longer than MAX_WORD_CHARS."""
-    for stretch in _SURROGATES.split(text) if _SURROGATES.search(text) else (text,):
+    for stretch in _SURROGATES.split(text):
         start = 0
         for match in _LONG_RUN.finditer(stretch):
             yield stretch[start : match.end()]
@@ -133,8 +133,9 @@ class BytePairs:
                 raise TypeError("not a JSON object")
             self._hf: tokenizers.Tokenizer = HFTokenizer.from_str(spec)
         except Exception as exc:  # noqa: BLE001 - tokenizers raises a bare Exception for a JSON it cannot read
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ReverieError(f"the saved bpe tokenizer cannot be read ({first[:200]}); retrain") from None
+            raise ReverieError(
+                f"the saved bpe tokenizer cannot be read ({first_line(exc)[:200]}); retrain"
+            ) from None
         model, pre = data.get("model"), data.get("pre_tokenizer")
         model, pre = model if isinstance(model, dict) else {}, pre if isinstance(pre, dict) else {}
         vocab = model.get("vocab")
