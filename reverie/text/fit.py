@@ -230,7 +230,8 @@ def fitted_model(
     --dtype auto measures, with the dropout the budget buys when none is given (a resumed run has
     its own): `options.model` is then the model's config but its vocab_size (the corpus's)."""
     config = dataclasses.replace(options.model, vocab_size=vocab_size)  # no dropout given: built without
-    model = started_model(config, options, batches, device)
+    counts = np.bincount(batches.ids, minlength=vocab_size)[:vocab_size]  # the same on every rank
+    model = started_model(config, options, counts, device)
     dtype = resolve_dtype(
         options.dtype, device, lambda: measure_dtype(model, batches, config, options, device, where)
     )
@@ -238,18 +239,17 @@ def fitted_model(
         dropout = fitted_dropout(model, batches, options, device, dtype, where)
         options = dataclasses.replace(options, model=dataclasses.replace(options.model, dropout=dropout))
         if dropout != model.config.dropout:  # the same weights as given --dropout
-            model = started_model(dataclasses.replace(config, dropout=dropout), options, batches, device)
+            model = started_model(dataclasses.replace(config, dropout=dropout), options, counts, device)
     return Fitted(options, model, dtype)
 
 
 def started_model(
-    config: ModelConfig, options: TrainOptions, batches: Batches, device: torch.device
+    config: ModelConfig, options: TrainOptions, counts: np.ndarray, device: torch.device
 ) -> LanguageModel:
     """The model of `config` as --seed and --init build it, its output bias started as
-    --output-bias says (from the training text's token counts: the same on every rank)."""
+    --output-bias says (from `counts`, the training text's tokens counted)."""
     torch.manual_seed(options.seed)
     model = build_model(config)
     if options.output_bias == "unigram":
-        counts = np.bincount(batches.ids, minlength=config.vocab_size)[: config.vocab_size]
         model.start_output_bias(torch.from_numpy(counts))
     return model.to(device)

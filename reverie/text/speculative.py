@@ -425,19 +425,18 @@ def _speculate(
         histories = Histories(ids, count, room=min(length, sampling.HISTORY_ROOM) + DRAFT_TOKENS + 1)
         with torch.inference_mode():  # the prompt, once, for one stream; then its state for each
             hidden, state = model.read(ids[None])
-            hidden = hidden.expand(count, -1)
             history = histories.buffer[:, : len(prompt)]
-            first = sampling.sample_next(model.logits(hidden), history, processors, generator)
-        verifier = _verifier(model, model.repeat_state(state, count), hidden)
-        drafts = (
-            HeadsDrafts(model, verifier) if drafts_of(options) == "heads" else LookupDrafts(prompt, count)
-        )
+            logits = model.logits(hidden).expand(count, -1)  # one stream's, for each
+            first = sampling.sample_next(logits, history, processors, generator)
+        verifier = _verifier(model, model.repeat_state(state, count), hidden.expand(count, -1))
+        heads = drafts_of(options) == "heads"
+        drafts = HeadsDrafts(model, verifier) if heads else LookupDrafts(prompt, count)
         made = [[token] for token in first.tolist()]
         histories.extend(made)
         drafts.extend(made)
         # each stream's draft size (the module's doc): it depends on past passes only, so the
         # acceptance rule stays exact
-        most = model.config.predict - 1 if drafts_of(options) == "heads" else DRAFT_TOKENS
+        most = model.config.predict - 1 if heads else DRAFT_TOKENS
         sizes = [most] * count
         tally.tokens += count
         yield first.cpu().clone()

@@ -70,12 +70,8 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
         if self.rotary:
             q, k = rotate(q, positions), rotate(k, positions)
-        if past is not None:
+        if past is not None:  # one new token (the stepper), or a verifier's tokens with their `mask`
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-            if length > 1 and mask is None:  # several new tokens: each sees the past and those before it
-                mask = torch.ones(length, k.shape[2], dtype=torch.bool, device=x.device).tril(
-                    k.shape[2] - length
-                )
         y = F.scaled_dot_product_attention(
             q,
             k,

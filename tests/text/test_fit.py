@@ -19,6 +19,7 @@ from conftest import TINY
 from helpers import shakespeare_slice
 
 from reverie.checkpoint import load_tensors
+from reverie.distributed import Ranks
 from reverie.options import build
 from reverie.text import fit, rundir
 from reverie.text.batches import make_batches
@@ -106,7 +107,8 @@ def test_a_run_starts_its_output_bias_at_the_training_texts_token_frequencies(tm
     train_ids = ids[: int(len(ids) * 0.9)]
     batches = make_batches(options, train_ids)
     config = dataclasses.replace(options.model, vocab_size=256)
-    unigram = fit.started_model(config, options, batches, torch.device("cpu"))
+    cpu, alone = torch.device("cpu"), Ranks()
+    unigram = fit.fitted_model(options, 256, batches, cpu, alone).model
     counts = np.bincount(train_ids, minlength=256)
     expected = torch.tensor((counts + 1) / (counts.sum() + 256)).log().float()
     assert torch.allclose(unigram.head.bias, expected)
@@ -116,9 +118,7 @@ def test_a_run_starts_its_output_bias_at_the_training_texts_token_frequencies(tm
     first_loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten()).item()
     assert abs(first_loss - entropy) < 0.2 < math.log(256) - first_loss  # ln 256 = 5.55, entropy 1.53
 
-    plain = fit.started_model(
-        config, dataclasses.replace(options, output_bias="init"), batches, torch.device("cpu")
-    )
+    plain = fit.fitted_model(dataclasses.replace(options, output_bias="init"), 256, batches, cpu, alone).model
     torch.manual_seed(options.seed)
     built = build_model(config)
     assert all(torch.equal(p, q) for p, q in zip(plain.state_dict().values(), built.state_dict().values()))
