@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from reverie.errors import ReverieError
-from reverie.options import flag_of, keywords_of, replaced
+from reverie.options import flag_of, keywords_of, options_of, replaced
 from reverie.text import rundir
 from reverie.text.options import FINETUNE_DEFAULTS, TrainOptions, keep_model
 from reverie.text.pretrained import locate
@@ -62,7 +62,10 @@ def finetune_options(base: Base, explicit: dict[str, Any]) -> dict[str, Any]:
     change the model (its dropout aside: a fine-tuning run may regularize otherwise) or the tokenizer."""
     given = {name: value for name, value in explicit.items() if value is not None}
     kept = dataclasses.replace(base.config.model, vocab_size=None)  # a run's options leave it to the corpus
-    asked = replaced(TrainOptions(model=kept), given)
+    known = options_of(TrainOptions)  # an unknown name is refused by resolve, in one line
+    asked = replaced(
+        TrainOptions(model=kept), {name: value for name, value in given.items() if name in known}
+    )
     same = dataclasses.replace(asked.model, dropout=kept.dropout)
     keep_model(kept, same, f"--from {base.name} keeps the base's shape", "it has", "leave those options out")
     tokenizer = base.config.tokenizer

@@ -196,6 +196,8 @@ def test_fine_tuning_a_run_directory_keeps_its_tokenizer(tiny_run: Path, tmp_pat
         ["train", str(text), "--from", str(tiny_run), "--out", out, "--hidden", "64"], capsys
     )
     assert code == 2 and "--hidden 64 but it has 32" in err
+    with pytest.raises(ReverieError, match=r"^unknown training option 'hiddn'"):  # the API, misspelled
+        reverie.train(str(text), out, base=str(tiny_run), hiddn=64)
 
 
 def test_an_unknown_or_damaged_base_is_refused_in_one_line(damaged: Path, tmp_path: Path, capsys) -> None:
