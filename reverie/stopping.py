@@ -6,7 +6,7 @@ visualization, the page's jobs).
     reverie.dream_video("clip.mp4", "out.mp4", stop=lambda: time.monotonic() > deadline)
     reverie.train("poems.txt", "runs/poems", stop=cancel)
 
-`stop=` is an object with `is_set()` (a threading.Event, a multiprocessing one, the page's Job) or a
+`stop=` is an object with `is_set()` (a threading.Event, a multiprocessing one) or a
 function of no arguments returning True to stop. A dream or a visualization asks it before every
 gradient step and ends with DreamStopped (reverie.deepdream.octaves), a video keeps the frames it
 finished, and the same call resumes from them; training asks it after every step and ends as at

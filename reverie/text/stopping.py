@@ -1,6 +1,6 @@
 """Stopping a training run before its budget: Ctrl-C, SIGTERM, or the caller's `stop=`.
 
-    stopping = Stopping(where, stop=event)      # a threading.Event, or a function (reverie.stopping)
+    stopping = Stopping(where, stop=asked)      # a function: stop_function(stop=) (reverie.stopping)
     with stopping:                              # Ctrl-C and SIGTERM are caught (reverie.interrupt)
         try:
             while not stopping.requested:       # checked once per step
@@ -15,17 +15,18 @@
                 raise
 
 A first Ctrl-C or SIGTERM, or `stop=` saying stop (from on_step, another thread, a web page's Stop),
-lets the step in flight finish; the trainer then saves a run that resumes. With several ranks
-they agree after each step (reverie.distributed.agree, as a video's processes do after each frame),
-so all stop at the same step: the one whose agreement first sees a request (a stop set from on_step ends the next step). A
-KeyboardInterrupt in the loop (a second Ctrl-C, or one that on_step raises) drops the step in
-flight while it only computes and loses nothing between steps; while the optimizer updates the
-weights, or with several ranks (the others cannot save with it), the trainer gives up and the
-last checkpoint on disk is kept.
+lets the step in flight finish; the trainer then saves a run that resumes. With several ranks they
+agree after each step (reverie.distributed.agree, as a video's processes do after each frame), so
+all stop at the same step: the one whose agreement first sees a request (a stop set from on_step
+ends the next step). A KeyboardInterrupt in the loop (a second Ctrl-C, or one that on_step raises)
+drops the step in flight while it only computes and loses nothing between steps; while the optimizer
+updates the weights, or with several ranks (the others cannot save with it), the trainer gives up
+and the last checkpoint on disk is kept.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,6 @@ import torch
 from reverie import rng
 from reverie.distributed import Ranks
 from reverie.interrupt import StopRequests
-from reverie.stopping import Stop, stop_function
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -44,8 +44,8 @@ if TYPE_CHECKING:
 class Stopping:
     """Whether this process was asked to stop, and where in a step a KeyboardInterrupt landed."""
 
-    def __init__(self, where: Ranks, stop: Stop | None = None) -> None:
-        self.where, self.asked = where, stop_function(stop)
+    def __init__(self, where: Ranks, stop: Callable[[], bool] | None = None) -> None:
+        self.where, self.asked = where, stop  # reverie.stopping.stop_function's: train() turned it
         self.signals = StopRequests("stopping after this step and saving" if where.is_main else None)
         self.phase = "idle"  # "compute" | "update": where a KeyboardInterrupt landed
         self._rng_before_step: dict[str, Any] = {}

@@ -58,7 +58,10 @@ class Trainer:
     within the budget and evaluates, samples and saves at the cadence the options ask for."""
 
     def __init__(
-        self, start: Start, on_step: Callable[[int, float], None] | None = None, stop: Stop | None = None
+        self,
+        start: Start,
+        on_step: Callable[[int, float], None] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> None:
         self.start, self.options, self.where, self.on_step = start, start.options, start.where, on_step
         self.stopping = Stopping(start.where, stop)

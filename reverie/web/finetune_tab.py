@@ -162,7 +162,7 @@ class FinetuneTab(Workspace):
                         base=str(folder),
                         minutes=minutes,
                         on_step=on_step,
-                        stop=job,  # cancelled or past its time: saved after the step, as at Ctrl-C
+                        stop=job.should_stop,  # cancelled or timed out: saved after the step
                         progress=False,
                         **FINETUNE_SAMPLING,
                     )

@@ -58,10 +58,8 @@ class Job:
         return time.monotonic() - self.started >= self.seconds
 
     def should_stop(self) -> bool:
-        """True once the job was cancelled or ran past its time: what a dream's `stop=` asks."""
+        """True once the job was cancelled or ran past its time: what every job's `stop=` asks."""
         return self.cancelled.is_set() or self.expired()
-
-    is_set = should_stop  # so the job itself is a `stop=` event, as reverie.train takes one
 
 
 class Jobs:
