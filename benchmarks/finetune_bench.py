@@ -4,13 +4,16 @@ docs/benchmarks.md (or --doc).
 
     python benchmarks/finetune_bench.py                        # --base english, 1 and 3 minutes (~30 min)
     python benchmarks/finetune_bench.py --base runs/mine --minutes 0.1 --text a.txt:5000 --doc /tmp/f.md
+    python benchmarks/finetune_bench.py --minutes 1 --variant layer_lr=0.5 layer_lr=0 --doc /tmp/f.md
 
 Each text (PATH[:CHARS], its first CHARS characters; the defaults are texts a Debian system holds
 that no shipped model is trained on: the GPL-3 licence, Sean Burke's Perl Journal article on
 localization and perldiag's catalogue of Perl's messages, 20, 20 and 50 KB) is split 90/10 by
 reverie itself (validation is the tail 10%). For each number of --minutes, two runs on it:
-`reverie.train(text, base=BASE, minutes=M)` (fine-tuning's own defaults: lr 1e-3, warmup 20, early
-stop) and `reverie.train(text, minutes=M)` (from scratch, the default settings). Their best
+`reverie.train(text, base=BASE, minutes=M)` (fine-tuning's own defaults, reverie.text.options.
+FINETUNE_DEFAULTS) and `reverie.train(text, minutes=M)` (from scratch, the default settings); each
+`--variant layer_lr=0.5,lr=0.002` adds a fine-tuned run with those options over the defaults, a row
+each, against the same from-scratch run (how fine-tuning's defaults are chosen). Their best
 validation loss is reported in nats per character: a byte-level model's nats per byte times the
 validation tail's bytes per character, so the two tokenizations compare. Target (issue 13):
 fine-tuning at least 0.5 nats/char better than from scratch at 1 minute. One sample of each at
@@ -27,6 +30,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -81,9 +85,27 @@ def nats_per_char(run: Path, nats_per_token: float, text: Text) -> float:
     return evaluation.nats_per_char(nats_per_token, tokenizer, val_ids)
 
 
-def train(text: Path, out: Path, minutes: float, args: argparse.Namespace, base: str | None) -> float:
+def parse_variant(spec: str) -> dict[str, Any]:
+    """NAME=VALUE[,NAME=VALUE...] (training options, as the API spells them) as keywords, each value
+    read as a number where it is one: `layer_lr=0.5,lr=0.002`."""
+    options: dict[str, Any] = {}
+    for item in spec.split(","):
+        name, equals, value = item.partition("=")
+        if not (name and equals and value):
+            raise ReverieError(f"--variant {spec}: write NAME=VALUE[,NAME=VALUE...], e.g. layer_lr=0.5")
+        try:
+            options[name] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            options[name] = value
+    return options
+
+
+def train(
+    text: Path, out: Path, minutes: float, args: argparse.Namespace, base: str | None, **options: Any
+) -> float:
     """The best validation loss (nats/token) of `minutes` of training, from `base` or from scratch."""
-    options = {"base": base} if base else {}
+    if base:
+        options["base"] = base
     result = reverie.train(
         str(text),
         out,
@@ -98,8 +120,12 @@ def train(text: Path, out: Path, minutes: float, args: argparse.Namespace, base:
     return result.best_val_loss
 
 
-def sample(run: Path, prompt: str, length: int) -> str:
-    return reverie.load(run).generate(prompt, length=length, temperature=0.5, seed=0)
+def sample_from(run: Path, text: Text, length: int) -> tuple[str, str]:
+    """The prompt (the start of the text's validation tail, to a word's end) and what the run
+    writes after it at temperature 0.5."""
+    tail = text.text[len(text.text) - round(len(text.text) * VAL_FRACTION) :]
+    prompt = tail[: tail.find(" ", 20) + 1 or 20]
+    return prompt, reverie.load(run).generate(prompt, length=length, temperature=0.5, seed=0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--text", nargs="+", default=DEFAULT_TEXTS, metavar="PATH[:CHARS]", help="held-out texts"
+    )
+    parser.add_argument(
+        "--variant",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE[,...]",
+        help="also fine-tune with these options over fine-tuning's defaults (a row each): layer_lr=0.5",
     )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to train (cpu)")
     parser.add_argument("--dtype", default="auto", help="both ways' --dtype (auto)")
@@ -123,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pretrained.locate(args.base, flag="--base")  # a shipped model's files checked, or a run
         texts = [read_text(spec) for spec in args.text]
+        variants = {"defaults": {}, **{spec: parse_variant(spec) for spec in args.variant}}
     except ReverieError as exc:
         print(f"finetune_bench.py: {exc}", file=sys.stderr)
         return 2
@@ -136,28 +170,22 @@ def main(argv: list[str] | None = None) -> int:
             corpus = root / f"text{t_index}.txt"
             corpus.write_text(text.text, encoding="utf-8")
             for minutes in args.minutes:
-                figures = {}
-                for way, base in (("fine-tuned", args.base), ("scratch", None)):
-                    out = root / f"text{t_index}-{minutes:g}-{way}"
-                    loss = train(corpus, out, minutes, args, base)
-                    figures[way] = nats_per_char(out, loss, text)
-                    if t_index == 0 and minutes == args.minutes[0]:
-                        tail = text.text[len(text.text) - round(len(text.text) * VAL_FRACTION) :]
-                        prompt = tail[: tail.find(" ", 20) + 1 or 20]
-                        samples.append((way, prompt, sample(out, prompt, args.sample_chars)))
-                gain = figures["scratch"] - figures["fine-tuned"]
-                if minutes == args.minutes[0]:
-                    advantages.append(gain)
-                rows.append(
-                    [
-                        text.name,
-                        f"{minutes:g}",
-                        f"{figures['fine-tuned']:.3f}",
-                        f"{figures['scratch']:.3f}",
-                        f"{gain:+.3f}",
-                    ]
-                )
-                print(" | ".join(rows[-1]), flush=True)
+                scratch_out = root / f"text{t_index}-{minutes:g}-scratch"
+                scratch = nats_per_char(scratch_out, train(corpus, scratch_out, minutes, args, None), text)
+                first = t_index == 0 and minutes == args.minutes[0]
+                for index, (label, options) in enumerate(variants.items()):
+                    out = root / f"text{t_index}-{minutes:g}-tuned{index}"
+                    tuned = nats_per_char(out, train(corpus, out, minutes, args, args.base, **options), text)
+                    gain = scratch - tuned
+                    if minutes == args.minutes[0] and label == "defaults":
+                        advantages.append(gain)
+                    if first and label == "defaults":
+                        samples.append(("fine-tuned", *sample_from(out, text, args.sample_chars)))
+                    row = [text.name, f"{minutes:g}", label, f"{tuned:.3f}", f"{scratch:.3f}", f"{gain:+.3f}"]
+                    rows.append(row)
+                    print(" | ".join(row), flush=True)
+                if first:
+                    samples.append(("scratch", *sample_from(scratch_out, text, args.sample_chars)))
     met = all(gain >= TARGET_NATS for gain in advantages)
     shortest = f"{args.minutes[0]:g} minute(s)"
     gains = ", ".join(f"{gain:+.2f}" for gain in advantages)
@@ -168,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     body = (
         f"{machine}\n\nBase: `{args.base}`. Validation: the tail {VAL_FRACTION:.0%} of each text, best "
         "validation loss of the run, in nats per character (lower is better).\n\n"
-        + table(["text", "minutes", "fine-tuned", "from scratch", "fine-tuning's gain"], rows)
+        + table(["text", "minutes", "fine-tuning", "fine-tuned", "from scratch", "fine-tuning's gain"], rows)
         + f"\n\n{verdict}\n\nSamples at temperature 0.5 after {shortest} on {texts[0].name}, from the "
         "start of its validation tail:\n\n"
         + "\n\n".join(f"{way}:\n\n```\n{prompt}{text}\n```" for way, prompt, text in samples)

@@ -9,6 +9,7 @@ run about 75 MB of memory and a second of start-up for a compiler it never uses.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -137,17 +138,38 @@ class KerasRMSprop(Optimizer):
                 param.addcdiv_(param.grad, square_avg.add(group["eps"]).sqrt_(), value=-group["lr"])
 
 
+def layer_depth(name: str, layers: int) -> int:
+    """How far from the input a parameter is: 0 for the embedding (and a conv model's input
+    projection), i + 1 for layer i's, layers + 1 for what sits above them (the output layer, the
+    last norm, the heads predicting further ahead)."""
+    if name.startswith(("embedding.", "tokens.", "inp.")):
+        return 0
+    found = re.search(r"(?:_l|blocks\.)(\d+)", name)
+    return int(found.group(1)) + 1 if found else layers + 1
+
+
 def build_optimizer(model: torch.nn.Module, options: TrainOptions) -> Optimizer:
+    """The run's optimizer: AdamW with matrices decayed (embeddings and biases not), each group's
+    "lr_scale" the fraction of the scheduled rate it learns at (options.layer_lr per layer below the
+    top; one scale for all at layer_lr 1), or the book's RMSprop."""
     if options.optimizer == "rmsprop":
         return KerasRMSprop(model.parameters(), lr=options.lr)
-    matrices = [
-        p for name, p in model.named_parameters() if p.dim() >= 2 and not name.startswith("embedding.")
-    ]
-    others = [
-        p for name, p in model.named_parameters() if not (p.dim() >= 2 and not name.startswith("embedding."))
-    ]
+    top = options.model.layers + 1
+    groups: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        depth = layer_depth(name, options.model.layers) if options.layer_lr != 1 else top
+        decayed = param.dim() >= 2 and not name.startswith("embedding.")
+        groups.setdefault((depth, decayed), []).append(param)
+    order = sorted(groups, key=lambda key: (not key[1], -key[0]))  # at layer_lr 1: matrices, then the rest
     return AdamW(
-        [{"params": matrices, "weight_decay": options.weight_decay}, {"params": others, "weight_decay": 0.0}],
+        [
+            {
+                "params": groups[depth, decayed],
+                "weight_decay": options.weight_decay if decayed else 0.0,
+                "lr_scale": options.layer_lr ** (top - depth),
+            }
+            for depth, decayed in order
+        ],
         lr=options.lr,
         betas=(0.9, 0.99),
     )

@@ -171,6 +171,13 @@ class TrainOptions:
     optimizer: str = option("adamw", "adamw, or rmsprop as Keras does it (the book's)", choices=OPTIMIZERS)
     lr: float = option(4e-3, "peak learning rate", **POSITIVE)
     weight_decay: float = option(0.01, "AdamW weight decay (matrices only)", low=0)
+    layer_lr: float = option(
+        1.0,
+        "each layer learns at this fraction of the rate of the layer above it, the output layer at "
+        "--lr (discriminative fine-tuning; 1: all alike, 0: only the output layer learns)",
+        low=0,
+        high=1,
+    )
     schedule: str = option(
         "cosine",
         "learning rate after warmup: cosine decay to 10%% over the budget, or constant",
@@ -227,6 +234,10 @@ class TrainOptions:
         for temperature in self.sample_temperatures:
             check_value("--sample-temperatures", temperature, low=0, rule="zero (greedy) or positive")
         check_encoding(self.encoding, self.errors)
+        require(
+            self.layer_lr == 1 or self.optimizer == "adamw",
+            "--layer-lr sets AdamW's rates per layer; leave it out with --optimizer rmsprop",
+        )
         predict = self.model.predict
         check_predict(self.model.kind, predict)
         require(

@@ -21,20 +21,31 @@ def test_a_missing_base_is_refused_in_one_line(tmp_path: Path, capsys: pytest.Ca
     assert not doc.exists()
 
 
+def test_a_variant_is_read_as_training_options() -> None:
+    assert finetune_bench.parse_variant("layer_lr=0.5,warmup_steps=2,schedule=constant") == {
+        "layer_lr": 0.5,
+        "warmup_steps": 2,
+        "schedule": "constant",
+    }
+    with pytest.raises(finetune_bench.ReverieError, match="write NAME=VALUE"):
+        finetune_bench.parse_variant("layer_lr")
+
+
 def test_with_a_tiny_base_it_writes_its_section(tmp_path: Path) -> None:
     base = build_tiny_shipped(tmp_path) / "shakespeare"  # a shipped model's folder, given as a run
     text = tmp_path / "held-out.txt"
     text.write_text(NIETZSCHE.read_text(encoding="utf-8")[:3000] + "déjà vu\n", encoding="utf-8")
     doc = tmp_path / "finetune.md"
     argv = ["--base", str(base), "--minutes", "0.02", "--text", f"{text}:2500", "--doc", str(doc)]
-    argv += ["--dtype", "float32", "--sample-chars", "40"]
+    argv += ["--dtype", "float32", "--sample-chars", "40", "--variant", "layer_lr=0.5,warmup_steps=2"]
     assert finetune_bench.main(argv) == 0
     section = doc.read_text()
     assert "## Fine-tuning against training from scratch" in section
-    row = next(
-        line for line in section.splitlines() if line.startswith("| held-out.txt (2 K chars) | 0.02 |")
-    )
-    fine, scratch, gain = (float(cell) for cell in row.strip("| ").split(" | ")[2:])
-    assert gain == pytest.approx(scratch - fine, abs=2e-3) and fine > 0 and scratch > 0
+    rows = [line for line in section.splitlines() if line.startswith("| held-out.txt (2 K chars) | 0.02 |")]
+    assert [row.split(" | ")[2] for row in rows] == ["defaults", "layer_lr=0.5,warmup_steps=2"]
+    for row in rows:
+        fine, scratch, gain = (float(cell) for cell in row.strip("| ").split(" | ")[3:])
+        assert gain == pytest.approx(scratch - fine, abs=2e-3) and fine > 0 and scratch > 0
+    assert rows[0].split(" | ")[4] == rows[1].split(" | ")[4]  # one from-scratch run for both
     assert "Target (fine-tuning at least 0.5 nats/char" in section
     assert "fine-tuned:\n\n```" in section and "scratch:\n\n```" in section

@@ -1,17 +1,22 @@
 """Optimizers and schedule: AdamW equals torch's, Keras's RMSprop update, warmup and decay, the state
-survives a checkpoint, and no torch._dynamo import."""
+survives a checkpoint, no torch._dynamo import, and per-layer rates (--layer-lr)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 
 import pytest
 import torch
+from helpers import shakespeare_slice
 
 from reverie import checkpoint
-from reverie.text.optim import AdamW, KerasRMSprop, learning_rate
+from reverie.errors import ReverieError
+from reverie.text.language_model import ModelConfig
+from reverie.text.models import build_model
+from reverie.text.optim import AdamW, KerasRMSprop, build_optimizer, layer_depth, learning_rate
 from reverie.text.options import TrainOptions
 
 
@@ -95,3 +100,61 @@ def test_learning_rate_warms_up_then_decays():
     assert learning_rate(options, 200, 1.0) == pytest.approx(0.1)
     constant = TrainOptions(lr=0.01, warmup_steps=0, schedule="constant")
     assert learning_rate(constant, 0, 0.0) == learning_rate(constant, 999, 1.0) == 0.01
+
+
+def test_layer_depth_counts_from_the_input():
+    assert [
+        layer_depth(name, 2)
+        for name in ("embedding.weight", "rnn.weight_ih_l0", "rnn.bias_hh_l1", "head.bias")
+    ] == [0, 1, 2, 3]
+    assert [
+        layer_depth(name, 2)
+        for name in ("tokens.weight", "blocks.0.mlp.0.weight", "blocks.1.norm1.bias", "norm.weight")
+    ] == [0, 1, 2, 3]
+    assert [layer_depth(name, 3) for name in ("inp.weight", "blocks.2.conv.weight", "ahead.0.weight")] == [
+        0,
+        3,
+        4,
+    ]
+
+
+def test_layer_lr_scales_each_layer_below_the_top():
+    options = TrainOptions(model=ModelConfig(kind="lstm", hidden=8, layers=2, vocab_size=11), layer_lr=0.5)
+    model = build_model(dataclasses.replace(options.model, vocab_size=11))
+    optimizer = build_optimizer(model, options)
+    names = {id(param): name for name, param in model.named_parameters()}
+    scales = {names[id(p)]: group["lr_scale"] for group in optimizer.param_groups for p in group["params"]}
+    assert scales["head.weight"] == scales["head.bias"] == 1.0
+    assert scales["rnn.weight_hh_l1"] == 0.5 and scales["rnn.weight_hh_l0"] == 0.25
+    assert scales["embedding.weight"] == 0.125
+    decays = {
+        names[id(p)]: group["weight_decay"] for group in optimizer.param_groups for p in group["params"]
+    }
+    assert decays["rnn.weight_hh_l0"] == options.weight_decay and decays["rnn.bias_hh_l0"] == 0.0
+    # at 1 the groups are the two they always were (a run saved before resumes with its state)
+    plain = build_optimizer(model, dataclasses.replace(options, layer_lr=1.0))
+    assert [group["weight_decay"] for group in plain.param_groups] == [options.weight_decay, 0.0]
+    assert [group["lr_scale"] for group in plain.param_groups] == [1.0, 1.0]
+
+
+def test_layer_lr_zero_trains_only_the_output_layer(tiny_run, tmp_path):
+    import reverie
+    from reverie.text import rundir
+
+    text = tmp_path / "more.txt"
+    text.write_text(
+        shakespeare_slice(tmp_path / "s.txt").read_text(encoding="utf-8")[:8000], encoding="utf-8"
+    )
+    out = tmp_path / "run"
+    reverie.train(
+        str(text), out, base=str(tiny_run), steps=5, layer_lr=0.0, progress=False, sample_temperatures=()
+    )
+    base = rundir.RunConfig.load(tiny_run).load_tensors(tiny_run, rundir.BEST)  # where it starts
+    tuned = rundir.RunConfig.load(out).load_tensors(out, rundir.MODEL)
+    changed = sorted(name for name in base if not torch.equal(base[name], tuned[name]))
+    assert changed == ["head.bias", "head.weight"]
+
+
+def test_layer_lr_is_adamw_s():
+    with pytest.raises(ReverieError, match="--layer-lr sets AdamW's rates per layer"):
+        TrainOptions(optimizer="rmsprop", layer_lr=0.5).validate()
