@@ -6,6 +6,7 @@ package's model folder, at most 10 MB, with what rebuilds it recorded in its con
     python scripts/pretrain.py python                   # the running Python's standard library
     python scripts/english_corpus.py && python scripts/pretrain.py english   # from Debian's packages
     python scripts/pretrain.py shakespeare --steps 200 --into /tmp/models   # a quick try elsewhere
+    python scripts/pretrain.py english --export-only    # a long run's best weights so far, shipped
 
 Each recipe is a byte-level LSTM of 2x384 trained for 6,000 steps (about 10 minutes on a 2-core
 CPU). Training goes into a run directory (--work, default runs/pretrain-NAME), so Ctrl-C
@@ -59,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the folder to write NAME/ into (default: $REVERIE_MODELS, else reverie/models)",
     )
     parser.add_argument("--work", type=Path, help="the training run (default: runs/pretrain-NAME)")
+    parser.add_argument(
+        "--export-only",
+        action="store_true",
+        help="write the model from --work's best weights so far, without training (a long run, "
+        "stopped or still going, shipped as it stands; --resume continues it later)",
+    )
     add_flags(parser, TrainOptions, skip=("base", "preset"))
     return parser
 
@@ -106,6 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build(args: argparse.Namespace, argv: list[str]) -> int:
     recipe = pretrained.RECIPES[args.name]
+    work = args.work or Path("runs") / f"pretrain-{recipe.name}"
+    require(
+        not args.export_only or (work / rundir.CONFIG).is_file(),
+        f"--export-only: {work} holds no run; train it first (leave --export-only out)",
+    )
     sources = list(args.corpus or recipe.corpus)
     try:
         resolve_sources(sources)
@@ -113,26 +125,27 @@ def build(args: argparse.Namespace, argv: list[str]) -> int:
         if args.corpus or not recipe.prepare:
             raise
         raise ReverieError(f"{exc}; the {recipe.name} corpus is written by `{recipe.prepare}`") from None
-    work = args.work or Path("runs") / f"pretrain-{recipe.name}"
     into = args.into or pretrained.models_dir()
     options = {**recipe.options, **given(args, TrainOptions)}
     started = time.monotonic()
-    result = reverie.train(sources, work, **options)
-    print(result.summary(), file=sys.stderr)
-    if result.interrupted:
-        print("pretrain: not written; continue with the same command and --resume", file=sys.stderr)
-        return result.exit_code
+    if not args.export_only:
+        result = reverie.train(sources, work, **options)
+        print(result.summary(), file=sys.stderr)
+        if result.interrupted:
+            print("pretrain: not written; continue with the same command and --resume", file=sys.stderr)
+            return result.exit_code
     config = rundir.RunConfig.load(work, training=True)
     info = {
         "name": recipe.name,
         "about": recipe.about,
         "licence": recipe.licence,
         "prompt": recipe.prompt,
-        "command": shlex.join(["python", "scripts/pretrain.py", *argv]),
+        "command": shlex.join(["python", "scripts/pretrain.py", *(a for a in argv if a != "--export-only")]),
         "corpus": corpus_record(sources),
         "seed": config.options.seed if config.options else None,
         "trained_s": round(config.state.elapsed_s if config.state else time.monotonic() - started, 1),
         "tokens_seen": config.state.tokens if config.state else None,
+        "steps_planned": config.options.steps if config.options else None,  # more than done: --export-only
         "reverie": reverie.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),  # python-stdlib's text is this Python's

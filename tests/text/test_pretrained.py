@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import NIETZSCHE, SHAKESPEARE, run_cli, stored_file
+from helpers import NIETZSCHE, SHAKESPEARE, pretrain_script, run_cli, stored_file
 
 import reverie
 from reverie.errors import ReverieError
@@ -264,3 +264,24 @@ def test_english_without_its_corpus_says_how_to_write_it(tmp_path: Path, monkeyp
     recipe = pretrained.RECIPES["english"]
     assert recipe.corpus[0] in err and f"`{recipe.prepare}`" in err and "english_corpus" in recipe.prepare
     assert not (tmp_path / "models").exists()
+
+
+def test_export_only_ships_a_run_as_it_stands(built_models: Path, tmp_path: Path, capsys) -> None:
+    pretrain = pretrain_script()
+    work = built_models.parent / "work"  # build_tiny_shipped's run
+    argv = ["shakespeare", "--corpus", str(built_models.parent / "shakespeare.txt"), "--work", str(work)]
+    assert pretrain.main([*argv, "--into", str(tmp_path / "again"), "--export-only"]) == 0
+    again = json.loads((tmp_path / "again" / "shakespeare" / rundir.CONFIG).read_text())["pretrained"]
+    shipped = json.loads((built_models / "shakespeare" / rundir.CONFIG).read_text())["pretrained"]
+    assert "--export-only" not in again["command"] and again["steps"] == shipped["steps"] == 40
+    assert again["steps_planned"] == 40
+    assert again["val_loss"] == shipped["val_loss"]  # the same best weights, measured the same way
+    assert (
+        stored_file(tmp_path / "again" / "shakespeare").read_bytes()
+        == stored_file(built_models / "shakespeare").read_bytes()
+    )
+    capsys.readouterr()
+    empty = ["shakespeare", "--work", str(tmp_path / "none"), "--into", str(tmp_path / "x"), "--export-only"]
+    assert pretrain.main(empty) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no run; train it first" in err and not (tmp_path / "x").exists()
