@@ -62,8 +62,8 @@ from reverie.deepdream.videostate import (
     prepare_folder,
     resume_point,
 )
-from reverie.interrupt import StopRequests
-from reverie.stopping import Stop, stop_function
+from reverie.jobs import Job
+from reverie.stopping import Stop
 
 
 def dream_video(
@@ -95,13 +95,8 @@ def dream_video(
     return with `output` None once all the frames are done."""
     require_video()
     vopts, dream_options = split_options(options)
-    user_stop = stop_function(stop)
-    signals = StopRequests("stopping; the frames done are kept, run the same command again to resume")
-
-    def stop_now() -> bool:
-        return signals.requested or bool(user_stop is not None and user_stop())
-
-    opts = resolve_for(model, preset, {**dream_options, "progress": False, "stop": stop_now})
+    job = Job(stop, "stopping; the frames done are kept, run the same command again to resume")
+    opts = resolve_for(model, preset, {**dream_options, "progress": False, "stop": lambda: job.requested})
     source = Path(source).expanduser()
     output = check_video_output(output, source)
     info = probe(source, vopts.start, vopts.duration)
@@ -129,10 +124,11 @@ def dream_video(
             disable=not progress,
         )  # fmt: skip
         steps = _dream_frames(plan, info, size, vopts, folder, chunk, first, strength, result, bar, on_frame)
-        with signals, bar:
-            asked, stopped = _together(steps, signals, result)
-        if stopped:
-            result.stopped = signals.signal_name or asked
+        with job, bar:  # a frame at a time, every rank told after each whether the others are done
+            agreed = job.run(steps, values=lambda: (result.resumed + result.dreamed,), stops=(DreamStopped,))
+        result.kept = int(agreed.sums[0])
+        if agreed.stopped:
+            result.stopped = agreed.signal
             if result.stopped is None:
                 raise DreamStopped(
                     f"the video was stopped after {result.kept} of {info.frames} frames; they are kept in "
@@ -148,29 +144,6 @@ def dream_video(
         shutil.rmtree(folder, ignore_errors=True)
         result.frames_dir = None
     return result
-
-
-def _together(steps: Iterator[None], signals: StopRequests, result: VideoResult) -> tuple[str | None, bool]:
-    """Run this process's frames (`steps`, one frame each) while telling the others, after every frame,
-    whether it is done or was stopped (alone: nothing to tell); until all are done or one was stopped.
-    The signal a process was stopped by (Ctrl-C first), and whether the video was stopped."""
-    finished = stopped = False
-    try:
-        while True:
-            if not (finished or stopped or signals.requested):
-                try:
-                    next(steps)
-                except StopIteration:
-                    finished = True
-                except DreamStopped:
-                    stopped = True
-            kept = result.resumed + result.dreamed
-            agreed = distributed.agree(stopped, signals.signal_name, finished, values=(kept,))
-            if agreed.stopped or agreed.finished:
-                result.kept = int(agreed.sums[0])
-                return agreed.signal, agreed.stopped
-    finally:
-        steps.close()  # the decoder's file
 
 
 # ---- the frames ---------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Stopping a training run before its budget: Ctrl-C, SIGTERM, or the caller's `stop=`.
 
-    stopping = Stopping(where, stop=asked)      # a function: stop_function(stop=) (reverie.stopping)
+    stopping = Stopping(where, stop=asked)      # a reverie.jobs.Job: stop= is reverie.stopping's
     with stopping:                              # Ctrl-C and SIGTERM are caught (reverie.interrupt)
         try:
             while not stopping.requested:       # checked once per step
@@ -16,7 +16,7 @@
 
 A first Ctrl-C or SIGTERM, or `stop=` saying stop (from on_step, another thread, a web page's Stop),
 lets the step in flight finish; the trainer then saves a run that resumes. With several ranks they
-agree after each step (reverie.distributed.agree, as a video's processes do after each frame), so
+agree after each step (reverie.jobs.Job.agree, as a video's processes do after each frame), so
 all stop at the same step: the one whose agreement first sees a request (a stop set from on_step
 ends the next step). A KeyboardInterrupt in the loop (a second Ctrl-C, or one that on_step raises)
 drops the step in flight while it only computes and loses nothing between steps; while the optimizer
@@ -26,39 +26,26 @@ and the last checkpoint on disk is kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from reverie import rng
 from reverie.distributed import Ranks
-from reverie.interrupt import StopRequests
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
+from reverie.jobs import Job
+from reverie.stopping import Stop
 
 
-class Stopping:
-    """Whether this process was asked to stop, and where in a step a KeyboardInterrupt landed."""
+class Stopping(Job):
+    """Whether this process was asked to stop (reverie.jobs.Job: a signal or `stop=`), and where in
+    a step a KeyboardInterrupt landed."""
 
-    def __init__(self, where: Ranks, stop: Callable[[], bool] | None = None) -> None:
-        self.where, self.asked = where, stop  # reverie.stopping.stop_function's: train() turned it
-        self.signals = StopRequests("stopping after this step and saving" if where.is_main else None)
+    def __init__(self, where: Ranks, stop: Stop | None = None) -> None:
+        super().__init__(stop, "stopping after this step and saving" if where.is_main else None)
+        self.where = where
         self.phase = "idle"  # "compute" | "update": where a KeyboardInterrupt landed
         self._rng_before_step: dict[str, Any] = {}
-
-    @property
-    def requested(self) -> bool:
-        """A signal came or the event is set (on this process)."""
-        return self.signals.requested or (self.asked is not None and bool(self.asked()))
-
-    @property
-    def signal_name(self) -> str | None:
-        """ "Ctrl-C" or "SIGTERM", once one came; None for the event."""
-        return self.signals.signal_name
 
     def computing(self, device: torch.device) -> None:
         """A step begins: until `updating`, it can be dropped and done again."""
@@ -85,12 +72,3 @@ class Stopping:
         if self.phase == "compute":  # the step in flight is dropped: resuming redoes it
             rng.restore(self._rng_before_step, device)
         return None
-
-    def __enter__(self) -> Self:
-        self.signals.__enter__()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.signals.__exit__(kind, value, trace)

@@ -123,7 +123,7 @@ class Trainer:
         minutes = self.options.save_every_minutes
         self.save_due = main and bool(minutes) and time.monotonic() - self.last_save >= 60 * minutes
         if self.where.distributed:
-            agreed = distributed.agree(self.stopping.requested, values=(loss, fraction, float(self.save_due)))
+            agreed = self.stopping.agree(values=(loss, fraction, float(self.save_due)))
             self.agreed_stop = agreed.stopped
             total, self.budget.time_fraction, saves = agreed.sums
             loss, self.save_due = total / self.where.world_size, saves > 0
