@@ -293,7 +293,7 @@ def _combine(
         fix = "resume with the run's settings or train a new run into another --out"
         run = build(TrainOptions, values)  # its model the checkpoint's
         asked = replaced(run, explicit).model
-        keep_model(run.model, asked, "--resume with a different model shape", "the run in progress has", fix)
+        keep_model(run.model, asked, "--resume with a different model", "the run in progress has", fix)
         for name, value in explicit.items():
             if name not in RESUME_OVERRIDABLE and not _same(value, values.get(name)):
                 raise ReverieError(

@@ -296,13 +296,13 @@ def test_resume_refusals(tmp_path: Path, text_file: Path, capsys: pytest.Capture
     refused(
         ["train", str(text_file), "--out", str(out), "--resume", "--hidden", "64"],
         capsys,
-        "different model shape",
+        "different model:",
         "--hidden 64",
     )
     refused(
         ["train", str(text_file), "--out", str(out), "--resume", "--model", "gru"],
         capsys,
-        "different model shape",
+        "different model:",
     )
     refused(["train", str(text_file), "--out", str(out), "--resume"], capsys, "already reached its budget")
     refused(["train", str(text_file), "--out", str(out)], capsys, "already holds a run", "--resume")

@@ -52,10 +52,10 @@ def test_resume_takes_the_checkpoints_model_and_refuses_another_in_one_line(tmp_
     with pytest.raises(ReverieError) as refused:
         reverie.train(corpus, run, resume=True, steps=4, hidden=64, layers=1)
     message = str(refused.value)
-    assert message.startswith(
-        "--resume with a different model shape: --hidden 64 but the run in progress has 32"
-    )
+    assert message.startswith("--resume with a different model: --hidden 64 but the run in progress has 32")
     assert "\n" not in message and "--layers" not in message  # the options that differ, and only them
+    with pytest.raises(ReverieError, match=r"^--resume with a different model: --dropout 0.3 but the run"):
+        reverie.train(corpus, run, resume=True, steps=4, dropout=0.3)  # not its shape: its model still
     # the model is the checkpoint's: its own options' copy of it is not what decides
     path = run / rundir.CONFIG
     written = json.loads(path.read_text())

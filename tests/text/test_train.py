@@ -274,7 +274,7 @@ def test_resume_refusals_leave_the_run_untouched(tmp_path: Path):
     before = snapshot(run)
     cases = [
         ({"corpus": other, "resume": True}, "different corpus"),
-        ({"corpus": corpus, "resume": True, "hidden": 64}, "different model shape: --hidden 64"),
+        ({"corpus": corpus, "resume": True, "hidden": 64}, "different model: --hidden 64"),
         ({"corpus": corpus, "resume": True, "lr": 0.1}, "different setting: --lr"),
         ({"corpus": corpus, "resume": True}, "already reached its budget"),
         ({"corpus": corpus}, "already holds a run"),
