@@ -37,8 +37,8 @@ from reverie.cli import OneLineParser
 from reverie.device import use_available_cores
 from reverie.errors import ReverieError, require
 from reverie.options import add_flags, given
-from reverie.text import pretrained, rundir
-from reverie.text.batches import evaluate
+from reverie.text import evaluation, pretrained, rundir
+from reverie.text.batches import MAX_EVAL_TOKENS, evaluate
 from reverie.text.corpus import load_corpus, resolve_sources, split_ids
 from reverie.text.generator import restore_weights
 from reverie.text.models import build_model
@@ -81,8 +81,9 @@ def corpus_record(sources: Sequence[str]) -> dict[str, Any]:
     return {"sources": list(sources), "sha256": digest.hexdigest(), "bytes": size, "files": len(paths)}
 
 
-def measure_stored(run_dir: Path, sources: Sequence[str]) -> Any:
-    """A function of weights (as stored) to the validation loss of the run's model holding them."""
+def measure_stored(run_dir: Path, sources: Sequence[str]) -> tuple[Any, float]:
+    """A function of weights (as stored) to the validation loss (nats/token) of the run's model
+    holding them, and the tokens per character of the validation text it scores (1 at char level)."""
     config = rundir.RunConfig.load(run_dir, training=True)
     options = config.options
     assert options is not None
@@ -97,7 +98,8 @@ def measure_stored(run_dir: Path, sources: Sequence[str]) -> Any:
         restore_weights(model, weights, run_dir)
         return evaluate(model.float(), val_ids, options, torch.device("cpu"))
 
-    return measure
+    scored = val_ids[: MAX_EVAL_TOKENS + 1]  # what evaluate reads
+    return measure, evaluation.nats_per_char(1.0, config.tokenizer, scored)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -151,13 +153,15 @@ def build(args: argparse.Namespace, argv: list[str]) -> int:
         "python": platform.python_version(),  # python-stdlib's text is this Python's
         "machine": platform.processor() or platform.machine(),
     }
-    section = pretrained.export(work, Path(into) / recipe.name, info, measure_stored(work, sources))
+    measure, info["tokens_per_char"] = measure_stored(work, sources)
+    section = pretrained.export(work, Path(into) / recipe.name, info, measure)
     folder = Path(into) / recipe.name
     size = sum(entry.stat().st_size for entry in folder.iterdir())
     print(
         f"pretrain: wrote {folder}: {size / 1e6:.2f} MB, {section['dtype']} weights, {section['steps']} "
-        f"steps, validation loss {section['val_loss']:.4f} nats/byte as stored "
-        f"({section['val_loss_float32']:.4f} in float32)"
+        f"steps, validation loss {section['val_loss']:.4f} nats/token as stored "
+        f"({section['val_loss_float32']:.4f} in float32; "
+        f"{section['val_loss'] * section['tokens_per_char']:.4f} nats/char)"
     )
     return 0
 

@@ -224,7 +224,8 @@ class Listing:
     corpus: str
     licence: str
     size_bytes: int | None = None
-    val_loss: float | None = None  # nats per token (per byte) of the weights as stored
+    val_loss: float | None = None  # of the weights as stored, in `unit`
+    unit: str = "nats/byte"  # nats/char where the build recorded its tokens per character
     dtype: str | None = None
     steps: int | None = None
 
@@ -244,7 +245,9 @@ def listing() -> list[Listing]:
             folder = folder_of(name)
             info = provenance(folder)
             row.size_bytes = sum(entry.stat().st_size for entry in folder.iterdir() if entry.is_file())
-            row.val_loss = info.get("val_loss")
+            row.val_loss, per_char = info.get("val_loss"), info.get("tokens_per_char")
+            if isinstance(row.val_loss, (int, float)) and isinstance(per_char, (int, float)):
+                row.val_loss, row.unit = row.val_loss * per_char, "nats/char"
             row.dtype, row.steps = info.get("dtype"), info.get("steps")
             corpus = info.get("corpus") or {}
             if corpus.get("sources") and not recipe:
@@ -259,7 +262,7 @@ def format_listing(rows: list[Listing]) -> str:
     lines = [f"shipped models in {models_dir()}:"]
     for row in rows:
         if row.built:
-            loss = f"{row.val_loss:.3f} nats/byte" if isinstance(row.val_loss, (int, float)) else "-"
+            loss = f"{row.val_loss:.3f} {row.unit}" if isinstance(row.val_loss, (int, float)) else "-"
             size = f"{row.size_bytes / 1e6:.1f} MB" if row.size_bytes is not None else "-"
             state = f"{size}, {row.dtype or '-'} weights, {row.steps or '-'} steps, validation loss {loss}"
         else:

@@ -63,6 +63,7 @@ def test_pretrain_records_how_to_rebuild_it_and_stays_small(shipped_models: Path
     assert (info["seed"], info["steps"], info["dtype"]) == (0, 40, "float32")
     assert info["tokens_seen"] == 40 * 16 * 32 and info["trained_s"] > 0  # the run's, across resumes
     assert 0 < info["val_loss"] == pytest.approx(info["val_loss_float32"])
+    assert info["tokens_per_char"] == 1.0  # bytes per character of ASCII text
     assert config["tokenizer"]["level"] == "byte" and config["state"] is None
     assert sorted(entry.name for entry in folder.iterdir()) == [
         rundir.CONFIG,
@@ -90,7 +91,9 @@ def test_the_cli_generates_from_a_shipped_model_and_lists_them(shipped_models: P
     assert code == 0
     lines = out.splitlines()
     row = next(line for line in lines if line.strip().startswith("shakespeare"))
-    assert "MB" in row and "float32 weights" in row and "40 steps" in row and "nats/byte" in row
+    assert "MB" in row and "float32 weights" in row and "40 steps" in row
+    info = pretrained.provenance(shipped_models / "shakespeare")
+    assert row.endswith(f"validation loss {info['val_loss'] * info['tokens_per_char']:.3f} nats/char")
     assert "not built (python scripts/pretrain.py nietzsche)" in out
     assert "licence: public domain" in out and "tiny-shakespeare" in out
 
