@@ -255,8 +255,10 @@ def load_corpus(
     memmap_threshold_bytes: int = DEFAULT_MEMMAP_THRESHOLD_BYTES,
     chunk_chars: int = DEFAULT_CHUNK_CHARS,
     vocabulary_of: str | None = None,
+    progress: bool = True,
 ) -> TokenizedCorpus:
-    """Read `sources` and encode them as token ids.
+    """Read `sources` and encode them as token ids (a bar on stderr while a big corpus is encoded,
+    unless `progress` is False).
 
     With `tokenizer` (resuming a run) its vocabulary, level and lowercasing are reused and
     `level`, `lower`, `max_vocab` are ignored; `vocabulary_of` names where it comes from when it is
@@ -289,7 +291,7 @@ def load_corpus(
         key_data = tokenizer.to_json() if tokenizer is not None else {"max_vocab": max_vocab}
         key = hashlib.sha256((fingerprint + json.dumps(key_data, sort_keys=True)).encode()).hexdigest()
         tokenizer, ids = _memmapped_ids(
-            key, text_pieces, total_bytes, level, lower, max_vocab, tokenizer, vocabulary_of
+            key, text_pieces, total_bytes, level, lower, max_vocab, tokenizer, vocabulary_of, progress
         )
     else:
         pieces = list(text_pieces())
@@ -311,6 +313,7 @@ def _memmapped_ids(
     max_vocab: int | None,
     tokenizer: Tokenizer | None,
     vocabulary_of: str | None = None,
+    progress: bool = True,
 ) -> tuple[Tokenizer, np.ndarray]:
     """Token ids in a cached memory-mapped file, encoding them chunk by chunk on first use."""
     directory = hub.cache_dir() / "tokens"
@@ -320,7 +323,10 @@ def _memmapped_ids(
         return cached
 
     def bar(desc: str) -> tqdm:
-        return tqdm(total=total_bytes, unit="B", unit_scale=True, desc=desc, file=sys.stderr, leave=False)
+        return tqdm(
+            total=total_bytes, unit="B", unit_scale=True, desc=desc, file=sys.stderr, leave=False,
+            disable=not progress,
+        )  # fmt: skip
 
     if tokenizer is None:
         with bar("counting tokens") as counting:

@@ -117,7 +117,13 @@ def _read_corpus(
     def read() -> TokenizedCorpus:
         if tokenizer is None:
             return load_corpus(
-                sources, options.level, options.lower, options.max_vocab, options.encoding, options.errors
+                sources,
+                options.level,
+                options.lower,
+                options.max_vocab,
+                options.encoding,
+                options.errors,
+                progress=options.progress,
             )
         return load_corpus(
             sources,
@@ -125,6 +131,7 @@ def _read_corpus(
             errors=options.errors,
             tokenizer=tokenizer,
             vocabulary_of=None if base is None else f"the base model {base.name}",
+            progress=options.progress,
         )
 
     # a named corpus is downloaded, a big one encoded into the cache, once per machine

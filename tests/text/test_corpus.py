@@ -173,6 +173,16 @@ def test_big_corpus_goes_through_a_reused_memmap(tmp_path: Path, cache: Path, mo
     np.testing.assert_array_equal(again.ids, in_memory.ids)
 
 
+def test_encoding_a_big_corpus_shows_a_bar_unless_progress_is_off(
+    tmp_path: Path, cache: Path, capsys
+) -> None:
+    path = write(tmp_path / "s.txt", SHAKESPEARE.read_text()[:50_000])
+    load_corpus(str(path), memmap_threshold_bytes=10_000, progress=False)
+    assert capsys.readouterr().err == ""  # --no-progress: not a line, not a bar
+    load_corpus(str(path), level="word", memmap_threshold_bytes=10_000)
+    assert "encoding tokens" in capsys.readouterr().err
+
+
 def test_fingerprint_follows_content_and_settings(tmp_path: Path) -> None:
     a = write(tmp_path / "a.txt", "Some Text\n")
     b = write(tmp_path / "b.txt", "Some Text\n")
