@@ -1,6 +1,6 @@
 """BPE level (reverie.text.bpe): exact round trips of any text, the vocabulary size, the tokenizers JSON
 kept with its sha256 and refused when changed, streaming decode of whole characters, a corpus read in
-pieces encoded as the whole text, and a tiny run trained, generated from and read back."""
+pieces encoded as the whole text, and a tiny run trained, generated from, read back and fine-tuned."""
 
 from __future__ import annotations
 
@@ -261,6 +261,19 @@ def test_train_generate_and_read_back(tmp_path: Path, capsys: pytest.CaptureFixt
     )
     assert code == 0, err
     assert "KING" in stdout
+
+    # fine-tuned on a text with characters its corpus never had: its tokenizer kept, the loss lower
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_text(
+        SHAKESPEARE.read_text(encoding="utf-8")[40_000:50_000].replace("e", "é"), encoding="utf-8"
+    )
+    tuned = reverie.train(
+        str(foreign), tmp_path / "tuned", base=str(out), steps=20, sample_every=10, **options
+    )
+    assert rundir.RunConfig.load(tmp_path / "tuned").tokenizer == built
+    tuned_losses = [r["val_loss"] for r in rundir.read_metrics(tmp_path / "tuned" / rundir.METRICS)]
+    assert tuned.best_val_loss < [loss for loss in tuned_losses if loss is not None][0]  # the base's, first
+    capsys.readouterr()  # what it printed
 
     # a tokenizer changed in config.json is refused in one line, generating or resuming
     damaged = Path(shutil.copytree(out, tmp_path / "damaged"))
