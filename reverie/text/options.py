@@ -16,6 +16,7 @@ different model (`!=`) or setting is refused in one line (`keep_model`, which fi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -85,6 +86,10 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 # A fine-tuning run's own defaults (--from), under the options given (reverie.text.finetune).
+# Without --sample-every, evaluations (each with its samples and a saved checkpoint, which cost a few
+# steps of a small model) come at epoch ends, but no more often than this many steps: a 20 KB text's
+# epoch is a few steps, and evaluating at each would spend most of a short budget saving.
+MIN_EVAL_STEPS = 25
 FINETUNE_DEFAULTS: dict[str, Any] = {"lr": 1e-3, "warmup_steps": 20, "patience": 3}
 
 
@@ -209,7 +214,10 @@ class TrainOptions:
     )
     # reporting
     sample_every: int | None = option(
-        None, "evaluate, sample and save every this many steps (default: each epoch end)", low=1
+        None,
+        "evaluate, sample and save every this many steps (default: each epoch end, or every few "
+        f"epochs where an epoch is under {MIN_EVAL_STEPS} steps)",
+        low=1,
     )
     sample_temperatures: tuple[float, ...] = option(
         (0.2, 0.5, 1.0, 1.2), "temperatures of the samples written while training"
@@ -245,6 +253,11 @@ class TrainOptions:
             f"--predict {predict} trains heads on the tokens after each target; --batching windows "
             "has one target a window: use --batching stream or random",
         )
+
+    def epochs_per_evaluation(self, steps_per_epoch: int) -> int:
+        """Without --sample-every: evaluate every this many epochs (1, or enough that evaluations
+        are at least MIN_EVAL_STEPS steps apart)."""
+        return max(1, math.ceil(MIN_EVAL_STEPS / max(steps_per_epoch, 1)))
 
     @property
     def window(self) -> int:

@@ -96,6 +96,7 @@ class Trainer:
         self.budget = Budget(
             options.epochs, options.steps, options.minutes, run.steps_per_epoch, run.state.elapsed_s
         )
+        self.epochs_per_evaluation = options.epochs_per_evaluation(run.steps_per_epoch)
         self.network = ddp.replica(model, device, where)
         if options.compile:
             self.network = compiled(self.network, device)
@@ -207,7 +208,7 @@ class Trainer:
                     self.progress.step(loss, run.history[-1], left)
                     if state.step_in_epoch == run.steps_per_epoch:
                         state.epoch, state.step_in_epoch, run.carry, batches = state.epoch + 1, 0, None, None
-                        if options.sample_every is None:
+                        if options.sample_every is None and state.epoch % self.epochs_per_evaluation == 0:
                             self.report()
                     if options.sample_every and state.step % options.sample_every == 0:
                         self.report()

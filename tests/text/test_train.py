@@ -303,3 +303,19 @@ def test_book_preset_trains(tmp_path: Path):
     assert config["model"]["embed"] == 0 and config["model"]["init"] == "keras"
     assert all(c == c.lower() for c in config["tokenizer"]["vocab"])
     assert result.step == 2 and config["state"]["optimizer"]["__dict__"]  # RMSprop state saved
+
+
+def test_short_epochs_are_evaluated_every_few_epochs(tmp_path: Path):
+    from reverie.text.options import MIN_EVAL_STEPS, TrainOptions
+
+    options = TrainOptions()
+    assert [options.epochs_per_evaluation(n) for n in (4, 13, 24, 25, 100)] == [7, 2, 2, 1, 1]
+    corpus = shakespeare_slice(tmp_path / "s.txt", 8_000)
+    out = tmp_path / "run"
+    train(str(corpus), out, steps=60, **TINY)
+    config = rundir.RunConfig.load(out, training=True)
+    per_epoch = config.state.steps_per_epoch
+    assert per_epoch < MIN_EVAL_STEPS <= 2 * per_epoch  # so every second epoch
+    evaluated = [r["step"] for r in rundir.read_metrics(out / rundir.METRICS) if r["val_loss"] is not None]
+    every = 2 * per_epoch
+    assert evaluated == [*range(every, 60, every), 60]  # and at the end
