@@ -118,6 +118,9 @@ def train(
         sample_temperatures=(),
         **options,
     )
+    if result.interrupted:  # Ctrl-C or SIGTERM ended the run: the benchmark ends with it
+        print(f"finetune_bench.py: {result.signal or 'stopped'}: nothing written", file=sys.stderr)
+        raise SystemExit(result.exit_code)
     assert result.best_val_loss is not None, "no validation tail"
     return result.best_val_loss
 

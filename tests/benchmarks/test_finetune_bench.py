@@ -49,3 +49,23 @@ def test_with_a_tiny_base_it_writes_its_section(tmp_path: Path) -> None:
     assert rows[0].split(" | ")[4] == rows[1].split(" | ")[4]  # one from-scratch run for both
     assert "Target (fine-tuning at least 0.5 nats/char" in section
     assert "fine-tuned:\n\n```" in section and "scratch:\n\n```" in section
+
+
+def test_a_signal_ends_the_benchmark_with_nothing_written(tmp_path: Path, monkeypatch, capsys) -> None:
+    from reverie.text.run import TrainResult
+
+    def stopped(text, out, **options):
+        return TrainResult(Path(out), 3, 0, 4.0, None, None, "interrupted", "reverie train ...", "SIGTERM")
+
+    monkeypatch.setattr(finetune_bench.reverie, "train", stopped)
+    text = tmp_path / "held-out.txt"
+    text.write_text(NIETZSCHE.read_text(encoding="utf-8")[:3000], encoding="utf-8")
+    doc = tmp_path / "finetune.md"
+    base = tmp_path / "base"
+    base.mkdir()
+    with pytest.raises(SystemExit) as ended:
+        finetune_bench.main(
+            ["--base", str(base), "--minutes", "0.02", "--text", str(text), "--doc", str(doc)]
+        )
+    assert ended.value.code == 143 and not doc.exists()
+    assert "SIGTERM: nothing written" in capsys.readouterr().err
