@@ -149,30 +149,24 @@ def layer_depth(name: str, layers: int) -> int:
 
 
 def build_optimizer(model: torch.nn.Module, options: TrainOptions) -> Optimizer:
-    """The run's optimizer: AdamW with matrices decayed (embeddings and biases not), each group's
-    "lr_scale" the fraction of the scheduled rate it learns at (options.layer_lr per layer below the
-    top; one scale for all at layer_lr 1), or the book's RMSprop."""
-    if options.optimizer == "rmsprop":
-        return KerasRMSprop(model.parameters(), lr=options.lr)
+    """The run's optimizer, AdamW (matrices decayed, embeddings and biases not) or the book's
+    RMSprop, its parameters grouped so that each group's "lr_scale" is the fraction of the scheduled
+    rate it learns at: options.layer_lr per layer below the top (at layer_lr 1, one scale for all:
+    AdamW's two groups, RMSprop's one)."""
+    adamw = options.optimizer == "adamw"
     top = options.model.layers + 1
     groups: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
         depth = layer_depth(name, options.model.layers) if options.layer_lr != 1 else top
-        decayed = param.dim() >= 2 and not name.startswith("embedding.")
+        decayed = adamw and param.dim() >= 2 and not name.startswith("embedding.")
         groups.setdefault((depth, decayed), []).append(param)
     order = sorted(groups, key=lambda key: (not key[1], -key[0]))  # at layer_lr 1: matrices, then the rest
-    return AdamW(
-        [
-            {
-                "params": groups[depth, decayed],
-                "weight_decay": options.weight_decay if decayed else 0.0,
-                "lr_scale": options.layer_lr ** (top - depth),
-            }
-            for depth, decayed in order
-        ],
-        lr=options.lr,
-        betas=(0.9, 0.99),
-    )
+    params = [{"params": groups[key], "lr_scale": options.layer_lr ** (top - key[0])} for key in order]
+    if not adamw:
+        return KerasRMSprop(params, lr=options.lr)
+    for group, (_, decayed) in zip(params, order):
+        group["weight_decay"] = options.weight_decay if decayed else 0.0
+    return AdamW(params, lr=options.lr, betas=(0.9, 0.99))
 
 
 def learning_rate(options: TrainOptions, step: int, progress: float) -> float:

@@ -13,7 +13,6 @@ import torch
 from helpers import shakespeare_slice
 
 from reverie import checkpoint
-from reverie.errors import ReverieError
 from reverie.text.language_model import ModelConfig
 from reverie.text.models import build_model
 from reverie.text.optim import AdamW, KerasRMSprop, build_optimizer, layer_depth, learning_rate
@@ -155,6 +154,13 @@ def test_layer_lr_zero_trains_only_the_output_layer(tiny_run, tmp_path):
     assert changed == ["head.bias", "head.weight"]
 
 
-def test_layer_lr_is_adamw_s():
-    with pytest.raises(ReverieError, match="--layer-lr sets AdamW's rates per layer"):
-        TrainOptions(optimizer="rmsprop", layer_lr=0.5).validate()
+def test_layer_lr_scales_rmsprop_s_rates_too():
+    options = TrainOptions(
+        model=ModelConfig(kind="gru", hidden=8, layers=1, vocab_size=11), optimizer="rmsprop"
+    )
+    model = build_model(dataclasses.replace(options.model, vocab_size=11))
+    plain = build_optimizer(model, options)
+    assert isinstance(plain, KerasRMSprop) and len(plain.param_groups) == 1  # the book's, as it was
+    assert plain.param_groups[0]["params"] == list(model.parameters())
+    scaled = build_optimizer(model, dataclasses.replace(options, layer_lr=0.25))
+    assert sorted(group["lr_scale"] for group in scaled.param_groups) == [0.0625, 0.25, 1.0]
