@@ -122,7 +122,7 @@ RECIPES: dict[str, Recipe] = {
             "Erlang, LLVM, OpenStack, SciPy and more (scripts/english_corpus.py --list)",
             "public domain (the Bibles, Spurgeon, the Jargon File, Bierce, SQLite, Docutils) or permissive: "
             "WordNet 3.0, PSF-2.0, MIT, BSD-2/3-Clause, Apache-2.0 (LLVM's with its exception), PostgreSQL",
-            "The ",
+            "The",  # subwords: a word's token carries its leading space, so a prompt ends before it
             {**ENGLISH_SHAPE, "steps": ENGLISH_STEPS},
             prepare=f"python scripts/english_corpus.py {ENGLISH_DIR}",
         ),
