@@ -90,7 +90,7 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 # steps of a small model) come at epoch ends, but no more often than this many steps: a 20 KB text's
 # epoch is a few steps, and evaluating at each would spend most of a short budget saving.
 MIN_EVAL_STEPS = 25
-FINETUNE_DEFAULTS: dict[str, Any] = {"lr": 1e-3, "warmup_steps": 20, "patience": 3, "layer_lr": 0.5}
+FINETUNE_DEFAULTS: dict[str, Any] = {"lr": 2e-3, "warmup_steps": 20, "patience": 3, "layer_lr": 0.5}
 
 
 def _as_flags(values: dict[str, Any]) -> str:
