@@ -152,7 +152,8 @@ def test_fine_tuning_a_shipped_model_lowers_the_loss_on_text_with_new_characters
     config = rundir.RunConfig.load(tmp_path / "run", training=True)
     base = rundir.RunConfig.load(shipped_models / "shakespeare")
     assert config.tokenizer == base.tokenizer and config.model == base.model
-    assert (config.options.base, config.options.lr, config.options.patience) == ("shakespeare", 1e-3, 3)
+    assert (config.options.base, config.options.lr, config.options.patience) == ("shakespeare", 2e-3, 3)
+    assert config.options.layer_lr == 0.5  # fine-tuning's defaults (FINETUNE_DEFAULTS)
     model = reverie.load(tmp_path / "run")
     assert model.generate("Ç", length=30, seed=0) == model.generate("Ç", length=30, seed=0)
 
@@ -250,7 +251,9 @@ def test_every_model_in_the_package_passes_its_checksums_and_the_size_cap(monkey
     for name in pretrained.built_names():
         config = pretrained.verify(name)
         folder = pretrained.folder_of(name)
-        assert config.tokenizer.level == "byte" and pretrained.provenance(folder)["corpus"]["sha256"]
+        recipe = pretrained.RECIPES[name].options
+        assert config.tokenizer.level == recipe["level"] and pretrained.provenance(folder)["corpus"]["sha256"]
+        assert config.tokenizer.level in ("byte", "bpe")  # any text fits
         assert sum(entry.stat().st_size for entry in folder.iterdir()) <= pretrained.MAX_SHIPPED_BYTES
 
 
