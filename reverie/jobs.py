@@ -66,14 +66,15 @@ class Job:
         finished = stopped = False
         try:
             while True:
-                if not (finished or stopped or self.requested):
+                asked = self.requested  # once a round (a signal during the step is in agree's too)
+                if not (finished or stopped or asked):
                     try:
                         next(steps)
                     except StopIteration:
                         finished = True
                     except stops:
                         stopped = True
-                agreed = self.agree(stopped or self.requested, finished, values())
+                agreed = self.agree(stopped or asked, finished, values())
                 if agreed.stopped or agreed.finished:
                     return agreed
         finally:

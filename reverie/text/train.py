@@ -165,7 +165,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(run.model.parameters(), self.options.grad_clip)
         lr = learning_rate(self.options, state.step, self.budget.progress(state.step))
         for group in run.optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+            group["lr"] = lr * group["lr_scale"]  # build_optimizer gives every group one
         self.stopping.updating()
         run.optimizer.step()
         self.stopping.stepped()
